@@ -1,0 +1,90 @@
+"""A trained agent: load it from a run directory and act with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from . import runs
+from .config import Config
+from .envs.make import make_eval_env
+from .envs.normalize import ObsNormalizer
+from .errors import SymrlError
+from .evaluation import default_deterministic, evaluate, make_eval_envs
+from .policies import ActorCritic
+
+
+class Agent:
+    """A policy with its (frozen) observation normaliser and the config it was trained with.
+
+    Actions are those of :meth:`make_env`'s environment: for a discretised run (``bins``) they are bin
+    indices of a MultiDiscrete space; :meth:`make_env` maps them to continuous values.
+    """
+
+    def __init__(self, policy: ActorCritic, obs_norm: ObsNormalizer, config: Config):
+        self.policy, self.obs_norm, self.config = policy.eval(), obs_norm, config
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Agent":
+        """Load ``model.pt`` from a run directory (or the file itself)."""
+        path = Path(path)
+        file = path / runs.MODEL if path.is_dir() else path
+        if path.is_dir() and not file.exists() and (path / runs.CHECKPOINT).exists():
+            file = path / runs.CHECKPOINT  # an unfinished run: act with its latest checkpoint
+        if not file.exists():
+            raise SymrlError(f"no saved model in {path} (looked for {runs.MODEL}); is this a finished symrl run?")
+        state = runs.safe_torch_load(file)
+        try:
+            config = Config(**state["config"]).validate()
+            env = make_eval_env(config)
+            policy = ActorCritic(env.observation_space, env.action_space, config)
+            policy.load_state_dict(state["policy"])
+            obs_norm = ObsNormalizer(env.observation_space.shape, config.norm_obs, config.clip_obs)
+            obs_norm.load_state_dict(state["obs_norm"])
+            env.close()
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise SymrlError(f"{file} is not a compatible symrl model ({exc.__class__.__name__}: {exc})") from None
+        return cls(policy, obs_norm, config)
+
+    def make_env(self, render_mode: Optional[str] = None) -> gym.Env:
+        """A clean environment with the wrappers this agent was trained with (discretisation, Atari)."""
+        return make_eval_env(self.config, render_mode=render_mode)
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, deterministic: Optional[bool] = None) -> np.ndarray:
+        """Action(s) for one observation or a batch; deterministic by default except on Atari."""
+        if deterministic is None:
+            deterministic = default_deterministic(self.config)
+        obs = np.asarray(obs)
+        single = obs.shape == self.policy_obs_shape
+        batch = obs[None] if single else obs
+        actions, _, _ = self.policy.act(torch.from_numpy(np.ascontiguousarray(self.obs_norm(batch))), deterministic)
+        actions = actions.numpy()
+        return actions[0] if single else actions
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True):
+        """Stable-Baselines3-style ``(action, state)``."""
+        return self.act(obs, deterministic), None
+
+    def evaluate(self, episodes: int = 10, seed: int = 0, deterministic: Optional[bool] = None) -> np.ndarray:
+        """Returns of ``episodes`` clean evaluation episodes."""
+        if deterministic is None:
+            deterministic = default_deterministic(self.config)
+        envs = make_eval_envs(self.config, min(episodes, 16))
+        try:
+            return evaluate(self.policy, envs, self.obs_norm, episodes, deterministic, seed)
+        finally:
+            envs.close()
+
+    @property
+    def policy_obs_shape(self) -> tuple:
+        return tuple(self.obs_norm.rms.mean.shape)
+
+
+def load(path: str | Path) -> Agent:
+    """Load a trained :class:`Agent` from a run directory."""
+    return Agent.load(path)

@@ -1,0 +1,41 @@
+"""A2C and symmetric A2C: one gradient step on the whole rollout (no advantage normalisation by default)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..advantages import normalize_advantages, sign_change_ratio
+from ..config import Config
+from ..losses import symmetric_a2c_loss
+from ..policies import ActorCritic
+from .common import Batch, optimizer_step, value_loss
+
+
+def a2c_update(policy: ActorCritic, optimizer: torch.optim.Optimizer, batch: Batch, cfg: Config) -> dict:
+    log_prob, entropy, values = policy.evaluate(batch.obs, batch.actions)
+    advantages = batch.advantages
+    sign_changed = float("nan")
+    if cfg.normalize_advantage:
+        normalized = normalize_advantages(advantages)
+        sign_changed = sign_change_ratio(advantages, normalized).item()
+        advantages = normalized
+
+    pg = symmetric_a2c_loss(
+        log_prob, advantages, alpha=cfg.alpha, beta=cfg.beta, z=cfg.z,
+        variant=cfg.loss_variant, per_dim_reverse=cfg.per_dim_reverse,
+    )
+    v_loss = value_loss(values, batch.old_values, batch.returns, None)
+    entropy_mean = entropy.mean()
+    loss = cfg.policy_coef * pg.loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy_mean
+    grad_norm = optimizer_step(policy, optimizer, loss, cfg.max_grad_norm)
+
+    return {
+        "loss": loss.item(),
+        "policy_loss": pg.loss.item(),
+        "rl_loss": pg.rl_loss.item(),
+        "reverse_loss": pg.reverse_loss.item(),
+        "value_loss": v_loss.item(),
+        "entropy": entropy_mean.item(),
+        "sign_change_ratio": sign_changed,
+        "grad_norm": float(grad_norm),
+    }

@@ -1,0 +1,301 @@
+"""Run configuration: one flat dataclass, resolved from defaults, a family preset and user overrides.
+
+Resolution order (later wins): the dataclass defaults, the preset's ``common`` section, its section for
+the algorithm family (``a2c`` for a2c/sa2c, ``ppo`` for ppo/sppo), its ``symmetric`` section for
+sa2c/sppo, its per-environment overrides, then the user's overrides (CLI flags, ``--set``, keyword
+arguments). The fully resolved config is written to ``config.yaml`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .errors import SymrlError
+
+ALGOS = ("a2c", "sa2c", "ppo", "sppo")
+FAMILIES = ("atari", "mujoco", "box2d", "classic")
+
+
+@dataclass
+class Config:
+    """Every setting of a training run. See ``symrl train --help`` and docs/config.md."""
+
+    # what to train
+    algo: str = "ppo"
+    env: str = "CartPole-v1"
+    preset: Optional[str] = None
+    seed: int = 0
+    total_steps: int = 100_000
+
+    # environment
+    n_envs: int = 8
+    vec_env: str = "sync"
+    bins: int = 0
+    env_kwargs: dict = field(default_factory=dict)
+    norm_obs: bool = False
+    norm_reward: bool = False
+    clip_obs: float = 10.0
+    clip_reward: float = 10.0
+    sign_reward: bool = False
+    episodic_life: bool = False
+    frame_stack: int = 4
+    noop_max: int = 30
+
+    # noise (training only)
+    reward_noise: Optional[str] = None
+    adv_noise: Optional[str] = None
+
+    # rollout and advantages
+    n_steps: int = 128
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    normalize_advantage: bool = True
+
+    # update
+    batch_size: Optional[int] = None
+    n_epochs: int = 4
+    learning_rate: float = 3e-4
+    lr_schedule: str = "constant"
+    clip_range: float = 0.2
+    clip_schedule: str = "constant"
+    clip_range_vf: Optional[float] = None
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    max_grad_norm: float = 0.5
+    optimizer: str = "adam"
+    optimizer_eps: float = 1e-5
+    rmsprop_alpha: float = 0.99
+
+    # symmetric loss
+    alpha: float = 1.0
+    beta: float = 0.0
+    z: float = -1.0
+    loss_variant: str = "rce"
+    reverse_mask: str = "ppo"
+    per_dim_reverse: bool = False
+    policy_coef: float = 1.0
+
+    # network
+    network: str = "auto"
+    net_arch: list = field(default_factory=lambda: [64, 64])
+    activation: str = "tanh"
+    shared_network: bool = False
+    ortho_init: bool = True
+    log_std_init: float = 0.0
+
+    # evaluation
+    eval_freq: int = 5_000
+    eval_episodes: int = 10
+    eval_deterministic: Optional[bool] = None
+
+    # run
+    checkpoint_freq: int = 50_000
+    device: str = "cpu"
+    torch_threads: int = 0
+    tensorboard: bool = True
+    progress: bool = True
+
+    @property
+    def family(self) -> str:
+        """The algorithm family: 'a2c' (a2c, sa2c) or 'ppo' (ppo, sppo)."""
+        return "a2c" if self.algo in ("a2c", "sa2c") else "ppo"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **overrides: Any) -> "Config":
+        """A copy with ``overrides`` applied (validated like ``--set``)."""
+        data = self.to_dict()
+        data.update(_coerce_all(overrides))
+        return Config(**data)
+
+    def validate(self) -> "Config":
+        """Raise :class:`SymrlError` on any value that cannot work, naming the fix."""
+        _choice("algo", self.algo, ALGOS)
+        _choice("vec_env", self.vec_env, ("sync", "async"))
+        _choice("lr_schedule", self.lr_schedule, ("constant", "linear"))
+        _choice("clip_schedule", self.clip_schedule, ("constant", "linear"))
+        _choice("optimizer", self.optimizer, ("adam", "rmsprop"))
+        _choice("loss_variant", self.loss_variant, ("rce", "mae"))
+        _choice("reverse_mask", self.reverse_mask, ("ppo", "none"))
+        _choice("network", self.network, ("auto", "mlp", "cnn"))
+        _choice("activation", self.activation, ("tanh", "relu"))
+        for name in ("total_steps", "n_envs", "n_steps", "n_epochs", "eval_episodes", "eval_freq", "checkpoint_freq"):
+            if getattr(self, name) <= 0:
+                raise SymrlError(f"{name} must be positive, got {getattr(self, name)}; pass a value > 0")
+        if self.batch_size is not None and self.batch_size <= 0:
+            raise SymrlError(f"batch_size must be positive or null (full batch), got {self.batch_size}")
+        if self.bins != 0 and self.bins < 2:
+            raise SymrlError(f"bins must be >= 2 (or 0 for no discretisation), got {self.bins}")
+        for name in ("learning_rate", "clip_range", "gamma"):
+            if getattr(self, name) <= 0:
+                raise SymrlError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.gae_lambda <= 1.0:
+            raise SymrlError(f"gae_lambda must lie in [0, 1], got {self.gae_lambda}")
+        if self.z >= 0:
+            raise SymrlError(f"z (log 0 in the reverse cross entropy) must be negative, got {self.z}; the paper uses -1")
+        if not self.net_arch or not all(isinstance(h, int) and h > 0 for h in self.net_arch):
+            raise SymrlError(f"net_arch must be a non-empty list of positive layer sizes, got {self.net_arch}")
+        from .noise import parse_adv_noise, parse_reward_noise  # noqa: PLC0415 (avoid a cycle)
+
+        parse_reward_noise(self.reward_noise)
+        parse_adv_noise(self.adv_noise)
+        return self
+
+
+def _choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise SymrlError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+_HINTS = typing.get_type_hints(Config)
+FIELDS = tuple(f.name for f in dataclasses.fields(Config))
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Check that ``name`` is a Config field and convert ``value`` to its type ("1e6" -> 1000000)."""
+    if name not in FIELDS:
+        close = difflib.get_close_matches(name, FIELDS, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "see `symrl train --help` for the keys"
+        raise SymrlError(f"unknown config key {name!r}; {hint}")
+    hint = _HINTS[name]
+    optional = typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
+    base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
+    if value is None:
+        if optional:
+            return None
+        raise SymrlError(f"{name} cannot be null; give a {getattr(base, '__name__', base)}")
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+                return value.lower() in ("true", "yes", "1")
+            raise ValueError
+        if base is int:
+            number = float(value) if isinstance(value, str) else value
+            if isinstance(number, bool) or float(number) != int(number):
+                raise ValueError
+            return int(number)
+        if base is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if base is str:
+            return str(value)
+        if base in (list, dict):
+            if not isinstance(value, base):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise SymrlError(f"{name} must be a {getattr(base, '__name__', base)}, got {value!r}")
+
+
+def _coerce_all(values: dict) -> dict:
+    return {k: _coerce(k, v) for k, v in values.items()}
+
+
+def parse_set(items: list[str]) -> dict:
+    """Parse ``--set key=value`` items; values are read as YAML scalars/lists (``yaml.safe_load``)."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SymrlError(f"--set expects key=value, got {item!r}; e.g. --set gamma=0.98")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        out[key.strip()] = value
+    return _coerce_all(out)
+
+
+# ----------------------------------------------------------------------------------------------------
+# presets
+
+
+def detect_family(env_id: str) -> str:
+    """The preset family of a registered Gymnasium id, from its entry point."""
+    from .envs.registry import env_spec  # noqa: PLC0415
+
+    entry = str(env_spec(env_id).entry_point)
+    if entry.startswith("ale_py"):
+        return "atari"
+    if "envs.mujoco" in entry:
+        return "mujoco"
+    if "envs.box2d" in entry:
+        return "box2d"
+    return "classic"
+
+
+def load_preset(name_or_path: str) -> dict:
+    """Load a preset by family name (packaged YAML) or from a YAML file path."""
+    if name_or_path in FAMILIES:
+        text = resources.files("symrl.presets").joinpath(f"{name_or_path}.yaml").read_text()
+        source = f"preset {name_or_path}"
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise SymrlError(
+                f"unknown preset {name_or_path!r}; use one of {', '.join(FAMILIES)} or a path to a YAML file"
+            )
+        text, source = path.read_text(), str(path)
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise SymrlError(f"{source} is not valid YAML ({str(exc).splitlines()[0]}); fix the file") from None
+    if not isinstance(data, dict):
+        raise SymrlError(f"{source} must be a mapping of sections (common, a2c, ppo, symmetric, envs)")
+    return data
+
+
+def _env_key(env_id: str) -> str:
+    """'ALE/Pong-v5' -> 'Pong', 'HalfCheetah-v4' -> 'HalfCheetah' (per-environment preset keys)."""
+    name = env_id.split("/")[-1]
+    return name.rsplit("-v", 1)[0]
+
+
+def make_config(algo: str = "ppo", env: str = "CartPole-v1", preset: Optional[str] = None, **overrides: Any) -> Config:
+    """Resolve a full :class:`Config` for ``algo`` on ``env`` from the preset and ``overrides``.
+
+    ``preset`` defaults to the environment's family (atari, mujoco, box2d or classic).
+    """
+    _choice("algo", algo, ALGOS)
+    preset_name = preset or detect_family(env)
+    data = load_preset(preset_name)
+    family = "a2c" if algo in ("a2c", "sa2c") else "ppo"
+    values: dict = {}
+    sections = [data.get("common"), data.get(family)]
+    if algo in ("sa2c", "sppo"):
+        sections.append((data.get("symmetric") or {}).get(algo))
+    env_overrides = (data.get("envs") or {}).get(_env_key(env)) or {}
+    sections += [env_overrides.get("common"), env_overrides.get(family)]
+    for section in sections:
+        if section:
+            values.update(section)
+    values.update(overrides)
+    values.update(algo=algo, env=env, preset=preset_name)
+    return Config(**_coerce_all(values)).validate()
+
+
+def load_config_file(path: str | Path) -> Config:
+    """Read a ``config.yaml`` written by a run back into a :class:`Config`."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SymrlError(f"cannot read {path} ({exc.__class__.__name__}); is this a symrl run directory?") from None
+    if not isinstance(data, dict):
+        raise SymrlError(f"{path} is not a symrl config; is this a symrl run directory?")
+    return Config(**_coerce_all(data)).validate()

@@ -1,0 +1,63 @@
+"""Build training (vectorised) and evaluation environments from a :class:`~symrl.config.Config`.
+
+Atari: ale-py's game with Gymnasium's ``AtariPreprocessing`` (noop-max, frame-skip 4 with max-pool,
+84x84 grey) and ``FrameStackObservation``, plus symrl's ``EpisodicLife`` (training only) and
+``FireReset``. Reward sign-clipping, noise and normalisation are applied by the rollout, not here, so
+evaluation environments see the raw game score.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import gymnasium as gym
+
+from ..config import Config
+from .registry import gym_make
+from .wrappers import DiscretizeAction, EpisodicLife, FireReset
+
+
+def is_atari(cfg: Config) -> bool:
+    return cfg.preset == "atari" or _entry_point(cfg.env).startswith("ale_py")
+
+
+def _entry_point(env_id: str) -> str:
+    from .registry import env_spec  # noqa: PLC0415
+
+    return str(env_spec(env_id).entry_point)
+
+
+def build_env(cfg: Config, train: bool, render_mode: str | None = None) -> gym.Env:
+    """One environment with the family's wrappers; ``train`` adds the training-only ones."""
+    kwargs = dict(cfg.env_kwargs)
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    if is_atari(cfg):
+        kwargs.setdefault("frameskip", 1)  # AtariPreprocessing does the frame-skip with max-pooling
+        env = gym_make(cfg.env, **kwargs)
+        env = gym.wrappers.AtariPreprocessing(env, noop_max=cfg.noop_max, frame_skip=4, screen_size=84)
+        env = gym.wrappers.RecordEpisodeStatistics(env)  # full-game score, below EpisodicLife
+        if train and cfg.episodic_life:
+            env = EpisodicLife(env)
+        if FireReset.needed(env):
+            env = FireReset(env)
+        env = gym.wrappers.FrameStackObservation(env, cfg.frame_stack)
+    else:
+        env = gym.wrappers.RecordEpisodeStatistics(gym_make(cfg.env, **kwargs))
+    if cfg.bins:
+        env = DiscretizeAction(env, cfg.bins)
+    return env
+
+
+def make_train_envs(cfg: Config) -> gym.vector.VectorEnv:
+    """``cfg.n_envs`` training environments; finished episodes reset in the same step (final obs in info)."""
+    fns = [functools.partial(build_env, cfg, True) for _ in range(cfg.n_envs)]
+    mode = gym.vector.AutoresetMode.SAME_STEP
+    if cfg.vec_env == "async":
+        return gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode)
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
+
+
+def make_eval_env(cfg: Config, render_mode: str | None = None) -> gym.Env:
+    """A clean evaluation environment: no noise, no reward clipping, no episodic life."""
+    return build_env(cfg, train=False, render_mode=render_mode)

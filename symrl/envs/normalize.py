@@ -1,0 +1,87 @@
+"""Observation and reward normalisation with running statistics (as SB3's VecNormalize).
+
+Kept outside the environments so the same statistics normalise the final observation of a truncated
+episode (for bootstrapping), are saved with the model, and are applied frozen at evaluation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class RunningMeanStd:
+    """Running mean and variance over batches (parallel algorithm of Chan et al.)."""
+
+    def __init__(self, shape: tuple = (), epsilon: float = 1e-4):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = epsilon
+
+    def update(self, batch: np.ndarray) -> None:
+        batch_mean, batch_var, n = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + n
+        self.mean = self.mean + delta * n / total
+        m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / total
+        self.var = m2 / total
+        self.count = total
+
+    def state_dict(self) -> dict:
+        """Tensors, so checkpoints load with ``torch.load(weights_only=True)``."""
+        return {"mean": torch.from_numpy(self.mean.copy()), "var": torch.from_numpy(self.var.copy()),
+                "count": float(self.count)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean = np.asarray(state["mean"], np.float64)
+        self.var = np.asarray(state["var"], np.float64)
+        self.count = float(state["count"])
+
+
+class ObsNormalizer:
+    """``clip((obs - mean) / sqrt(var + eps), -clip, clip)``; identity when disabled."""
+
+    def __init__(self, shape: tuple, enabled: bool, clip: float = 10.0, eps: float = 1e-8):
+        self.enabled, self.clip, self.eps = enabled, clip, eps
+        self.rms = RunningMeanStd(shape)
+
+    def update(self, obs: np.ndarray) -> None:
+        if self.enabled:
+            self.rms.update(obs)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if not self.enabled:
+            return obs
+        out = (obs - self.rms.mean) / np.sqrt(self.rms.var + self.eps)
+        return np.clip(out, -self.clip, self.clip).astype(np.float32)
+
+    def state_dict(self) -> dict:
+        return self.rms.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rms.load_state_dict(state)
+
+
+class RewardScaler:
+    """Divide rewards by the running std of the discounted return (SB3 VecNormalize's reward scaling)."""
+
+    def __init__(self, n_envs: int, gamma: float, enabled: bool, clip: float = 10.0, eps: float = 1e-8):
+        self.enabled, self.gamma, self.clip, self.eps = enabled, gamma, clip, eps
+        self.rms = RunningMeanStd(())
+        self.returns = np.zeros(n_envs, np.float64)
+
+    def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        """Update the statistics with this step and return the scaled rewards."""
+        if not self.enabled:
+            return rewards
+        self.returns = self.returns * self.gamma + rewards
+        self.rms.update(self.returns)
+        scaled = np.clip(rewards / np.sqrt(self.rms.var + self.eps), -self.clip, self.clip)
+        self.returns[dones] = 0.0
+        return scaled
+
+    def state_dict(self) -> dict:
+        return self.rms.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rms.load_state_dict(state)

@@ -1,0 +1,42 @@
+"""Look up Gymnasium ids (with ale-py's Atari games registered) and turn failures into clear errors."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+
+import gymnasium as gym
+
+from ..errors import SymrlError
+
+
+@functools.lru_cache(maxsize=None)
+def _register_ale() -> bool:
+    try:
+        import ale_py  # noqa: PLC0415
+    except ImportError:
+        return False
+    gym.register_envs(ale_py)
+    return True
+
+
+def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of ``env_id``, or a :class:`SymrlError` that suggests close ids."""
+    _register_ale()
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else "see gymnasium.registry for the registered ids"
+        raise SymrlError(f"unknown environment id {env_id!r}; {hint}") from None
+
+
+def gym_make(env_id: str, **kwargs) -> gym.Env:
+    """``gym.make`` with missing optional dependencies reported as one actionable line."""
+    env_spec(env_id)
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.DependencyNotInstalled as exc:
+        raise SymrlError(f"{env_id} needs a package that is not installed ({str(exc).splitlines()[0]})") from None
+    except TypeError as exc:
+        raise SymrlError(f"{env_id} rejected env_kwargs {kwargs} ({exc}); fix --set env_kwargs=...") from None

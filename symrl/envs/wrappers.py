@@ -1,0 +1,85 @@
+"""Gymnasium wrappers symrl adds: action discretisation and the two Atari wrappers Gymnasium lacks."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from ..errors import SymrlError
+
+
+def bin_values(low: np.ndarray, high: np.ndarray, bins: int) -> np.ndarray:
+    """``[D, K]`` grid of action values: ``np.linspace(low_i, high_i, K)`` per dimension (SPEC 2)."""
+    return np.stack([np.linspace(lo, hi, bins) for lo, hi in zip(low, high)]).astype(np.float32)
+
+
+class DiscretizeAction(gym.ActionWrapper):
+    """Box(D) -> MultiDiscrete([K] * D): bin k of dimension i is ``linspace(low_i, high_i, K)[k]``.
+
+    The paper's DA2C / DPPO / DSA2C / DSPPO act through this wrapper on training and evaluation
+    environments alike.
+    """
+
+    def __init__(self, env: gym.Env, bins: int):
+        super().__init__(env)
+        space = env.action_space
+        if not isinstance(space, gym.spaces.Box):
+            raise SymrlError(
+                f"--bins discretises Box action spaces, but {env.spec.id if env.spec else 'this env'} has "
+                f"{type(space).__name__}; drop --bins (or --set bins=0)"
+            )
+        low, high = space.low.reshape(-1), space.high.reshape(-1)
+        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+            raise SymrlError("--bins needs finite action bounds; this Box is unbounded, drop --bins")
+        self._shape = space.shape
+        self.grid = bin_values(low, high, bins)
+        self.action_space = gym.spaces.MultiDiscrete(np.full(low.size, bins, dtype=np.int64))
+
+    def action(self, action):
+        index = np.asarray(action, dtype=np.int64).reshape(-1)
+        return self.grid[np.arange(index.size), index].reshape(self._shape)
+
+
+class EpisodicLife(gym.Wrapper):
+    """Atari: a lost life ends the training episode; the game is reset only when it is really over."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.lives = 0
+        self.game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()
+        if 0 < lives < self.lives:
+            terminated = True
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs):
+        if self.game_over:
+            obs, info = self.env.reset(**kwargs)
+        else:  # continue the same game after a lost life with a no-op step
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        self.lives = self.env.unwrapped.ale.lives()
+        return obs, info
+
+
+class FireReset(gym.Wrapper):
+    """Atari: press FIRE after a reset in games that wait for it (Breakout, ...)."""
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        for action in (1, 2):
+            obs, _, terminated, truncated, info = self.env.step(action)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        return obs, info
+
+    @staticmethod
+    def needed(env: gym.Env) -> bool:
+        meanings = env.unwrapped.get_action_meanings()
+        return len(meanings) >= 3 and meanings[1] == "FIRE"

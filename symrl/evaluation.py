@@ -1,0 +1,59 @@
+"""Evaluation on clean environments: no noise, no reward clipping, frozen observation statistics.
+
+Each of the ``episodes`` evaluation environments plays exactly one episode (so short episodes are not
+over-represented) and the return is the sum of the environment's own, unnormalised rewards.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from .config import Config
+from .envs.make import build_env, is_atari
+from .envs.normalize import ObsNormalizer
+from .policies import ActorCritic
+
+
+def default_deterministic(cfg: Config) -> bool:
+    """Deterministic for control tasks, stochastic for Atari (SPEC 4), unless the config says otherwise."""
+    return cfg.eval_deterministic if cfg.eval_deterministic is not None else not is_atari(cfg)
+
+
+def make_eval_envs(cfg: Config, n: int) -> gym.vector.VectorEnv:
+    return gym.vector.SyncVectorEnv([functools.partial(build_env, cfg, False) for _ in range(n)])
+
+
+@torch.inference_mode()
+def evaluate(
+    policy: ActorCritic,
+    envs: gym.vector.VectorEnv,
+    obs_norm: ObsNormalizer,
+    episodes: int,
+    deterministic: bool,
+    seed: int,
+) -> np.ndarray:
+    """Returns of ``episodes`` episodes, played ``envs.num_envs`` at a time."""
+    returns: list[float] = []
+    clip = None
+    space = envs.single_action_space
+    if isinstance(space, gym.spaces.Box):
+        clip = (space.low, space.high)
+    while len(returns) < episodes:
+        n = envs.num_envs
+        obs, _ = envs.reset(seed=[seed + len(returns) + i for i in range(n)])
+        totals = np.zeros(n)
+        running = np.ones(n, dtype=bool)
+        while running.any():
+            actions, _, _ = policy.act(torch.from_numpy(np.ascontiguousarray(obs_norm(obs))), deterministic)
+            actions = actions.numpy()
+            if clip is not None:
+                actions = np.clip(actions, *clip)
+            obs, reward, terminated, truncated, _ = envs.step(actions)
+            totals += np.where(running, reward, 0.0)
+            running &= ~(terminated | truncated)
+        returns += totals.tolist()
+    return np.asarray(returns[:episodes])

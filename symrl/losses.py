@@ -1,0 +1,178 @@
+"""Symmetric RL losses (Byun & Perrault, ICML 2025) as pure functions of plain tensors.
+
+Everything in symrl that trains a policy - the Gymnasium engine, the language-model trainer and the
+plug-ins for other libraries - calls these two functions, so a loss variant added here is available
+everywhere.
+
+Only the log-probability of the taken action is needed: the reverse cross entropy of a one-hot label is
+``-Z * (1 - p)`` and ``1 - p = 1 - exp(log p)``, so no second forward pass and no vocabulary-sized
+tensor is ever built.
+
+Shapes
+------
+``log_prob`` is the joint log-probability of the taken action, shape ``[N]``, or ``[B, T]`` together
+with a 0/1 ``mask`` of the same shape (token-level use; every mean is then a masked mean).
+A trailing action-dimension axis (``log_prob.ndim == advantages.ndim + 1``, e.g. ``[N, D]`` for a
+factorised policy over discretised actions) holds per-dimension log-probabilities: the joint one is their
+sum, and ``per_dim_reverse=True`` computes the reverse term per dimension instead of jointly.
+
+Advantages and old log-probabilities are treated as constants (detached).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import torch
+
+Variant = Literal["rce", "mae"]
+ReverseMask = Literal["ppo", "none"]
+
+__all__ = [
+    "PolicyLoss",
+    "symmetric_a2c_loss",
+    "symmetric_ppo_loss",
+    "masked_mean",
+]
+
+
+@dataclass
+class PolicyLoss:
+    """Result of a policy-loss call. ``loss = alpha * rl_loss + beta * reverse_loss``."""
+
+    loss: torch.Tensor
+    rl_loss: torch.Tensor
+    reverse_loss: torch.Tensor
+    clip_fraction: Optional[torch.Tensor] = None
+    """PPO only: share of samples whose ratio lies outside [1 - eps, 1 + eps]."""
+    approx_kl: Optional[torch.Tensor] = None
+    """PPO only: mean of (r - 1) - log r, an unbiased low-variance KL(old || new) estimate."""
+    active_fraction: Optional[torch.Tensor] = None
+    """PPO only: share of samples where the clipped objective has a gradient (the reverse mask m_t)."""
+
+
+def masked_mean(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """Mean of ``x``; with a 0/1 ``mask`` of the same shape, the mean over entries where mask is 1."""
+    if mask is None:
+        return x.mean()
+    mask = mask.to(x.dtype)
+    return (x * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def _split(log_prob: torch.Tensor, advantages: torch.Tensor):
+    """Return (joint log-prob, per-dimension log-probs or None)."""
+    if log_prob.dim() == advantages.dim() + 1:
+        return log_prob.sum(-1), log_prob
+    if log_prob.shape != advantages.shape:
+        raise ValueError(
+            f"log_prob shape {tuple(log_prob.shape)} must equal advantages shape {tuple(advantages.shape)} "
+            "or add one trailing action-dimension axis"
+        )
+    return log_prob, None
+
+
+def _check(variant: str, mask: Optional[torch.Tensor], advantages: torch.Tensor) -> None:
+    if variant not in ("rce", "mae"):
+        raise ValueError(f"variant must be 'rce' or 'mae', got {variant!r}")
+    if mask is not None and mask.shape != advantages.shape:
+        raise ValueError(f"mask shape {tuple(mask.shape)} must equal advantages shape {tuple(advantages.shape)}")
+
+
+def _reverse_terms(lp: torch.Tensor, z: float, variant: str) -> torch.Tensor:
+    """The reverse term per sample (or per dimension), before the advantage weight.
+
+    rce: ``-Z * (1 - p)``; mae: ``1 - 2p``, whose gradient equals rce's with Z = -2.
+    """
+    p = lp.exp()
+    return -z * (1.0 - p) if variant == "rce" else 1.0 - 2.0 * p
+
+
+def symmetric_a2c_loss(
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    *,
+    alpha: float = 1.0,
+    beta: float = 0.0,
+    z: float = -1.0,
+    variant: Variant = "rce",
+    mask: Optional[torch.Tensor] = None,
+    per_dim_reverse: bool = False,
+) -> PolicyLoss:
+    """Symmetric A2C policy loss: ``alpha * L_A2C + beta * L_rA2C``.
+
+    ``L_A2C = -mean(A * log p)`` and ``L_rA2C = -Z * mean(A * (1 - p))``; its gradient is
+    ``|Z| * p * grad L_A2C`` per sample, i.e. a probability-weighted policy gradient.
+    """
+    _check(variant, mask, advantages)
+    adv = advantages.detach()
+    joint_lp, dim_lp = _split(log_prob, adv)
+    rl_loss = -masked_mean(adv * joint_lp, mask)
+    if per_dim_reverse and dim_lp is not None:
+        reverse = _reverse_terms(dim_lp, z, variant).sum(-1)
+    else:
+        reverse = _reverse_terms(joint_lp, z, variant)
+    reverse_loss = masked_mean(adv * reverse, mask)
+    return PolicyLoss(loss=alpha * rl_loss + beta * reverse_loss, rl_loss=rl_loss, reverse_loss=reverse_loss)
+
+
+def symmetric_ppo_loss(
+    log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    *,
+    clip_range: float = 0.2,
+    alpha: float = 1.0,
+    beta: float = 0.0,
+    z: float = -1.0,
+    variant: Variant = "rce",
+    reverse_mask: ReverseMask = "ppo",
+    mask: Optional[torch.Tensor] = None,
+    per_dim_reverse: bool = False,
+) -> PolicyLoss:
+    """Symmetric PPO policy loss: ``alpha * L_PPO + beta * L_rPPO``.
+
+    ``L_PPO = -mean(min(r A, clip(r, 1-eps, 1+eps) A))`` with ``r = p / p_old`` and
+    ``L_rPPO = -Z * mean(m * A * (1 - p) / p_old)``, where ``m`` (``reverse_mask="ppo"``, the authors'
+    code) is 1 exactly where the clipped objective has a gradient. There the reverse gradient is
+    ``|Z| * grad L_PPO``, so this loss equals PPO with policy coefficient ``alpha + beta * |Z|``.
+    ``reverse_mask="none"`` drops ``m`` (the paper's earlier, unmasked form).
+    """
+    _check(variant, mask, advantages)
+    if reverse_mask not in ("ppo", "none"):
+        raise ValueError(f"reverse_mask must be 'ppo' or 'none', got {reverse_mask!r}")
+    adv = advantages.detach()
+    joint_lp, dim_lp = _split(log_prob, adv)
+    old_joint, old_dim = _split(old_log_prob.detach(), adv)
+
+    log_ratio = joint_lp - old_joint
+    ratio = log_ratio.exp()
+    clipped_ratio = ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
+    surrogate = ratio * adv
+    clipped_surrogate = clipped_ratio * adv
+    rl_loss = -masked_mean(torch.min(surrogate, clipped_surrogate), mask)
+
+    with torch.no_grad():
+        in_range = (ratio >= 1.0 - clip_range) & (ratio <= 1.0 + clip_range)
+        active = in_range | (surrogate <= clipped_surrogate)
+        clip_fraction = masked_mean((~in_range).to(ratio.dtype), mask)
+        approx_kl = masked_mean(ratio - 1.0 - log_ratio, mask)
+        active_fraction = masked_mean(active.to(ratio.dtype), mask)
+
+    # Divide by p_old per sample (jointly, or per dimension for the per-dimension variant).
+    if per_dim_reverse and dim_lp is not None:
+        reverse = (_reverse_terms(dim_lp, z, variant) / old_dim.exp()).sum(-1)
+    else:
+        reverse = _reverse_terms(joint_lp, z, variant) / old_joint.exp()
+    weight = adv * active.to(adv.dtype) if reverse_mask == "ppo" else adv
+    reverse_loss = masked_mean(weight * reverse, mask)
+
+    return PolicyLoss(
+        loss=alpha * rl_loss + beta * reverse_loss,
+        rl_loss=rl_loss,
+        reverse_loss=reverse_loss,
+        clip_fraction=clip_fraction,
+        approx_kl=approx_kl,
+        active_fraction=active_fraction,
+    )
+

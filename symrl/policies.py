@@ -1,0 +1,175 @@
+"""Actor-critic networks and their action distributions.
+
+Action heads: categorical (Discrete), factorised categorical (MultiDiscrete, which includes Box
+discretised into K bins per dimension) and diagonal Gaussian (Box). For factorised policies the
+log-probability has a trailing action-dimension axis ``[B, D]``; the joint log-probability is its sum
+(what the losses use by default). Bodies: MLP or the Nature CNN (uint8 frames scaled by 1/255 inside the
+network), shared between actor and critic or separate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Normal
+
+from .config import Config
+from .errors import SymrlError
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def _ortho(module: nn.Module, gain: float) -> nn.Module:
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            nn.init.orthogonal_(layer.weight, gain)
+            nn.init.zeros_(layer.bias)
+    return module
+
+
+class NatureCNN(nn.Module):
+    """Mnih et al. (2015): 32x8x8/4, 64x4x4/2, 64x3x3/1, FC 512, on frames stacked as channels."""
+
+    def __init__(self, in_channels: int, height: int, width: int):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n_flat = self.conv(torch.zeros(1, in_channels, height, width)).shape[1]
+        self.fc = nn.Sequential(nn.Linear(n_flat, 512), nn.ReLU())
+        self.out_dim = 512
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(obs.float() / 255.0))
+
+
+class MLP(nn.Module):
+    def __init__(self, in_dim: int, arch: list[int], activation: str):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for size in arch:
+            layers += [nn.Linear(in_dim, size), ACTIVATIONS[activation]()]
+            in_dim = size
+        self.net = nn.Sequential(*layers)
+        self.out_dim = in_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.flatten(1).float())
+
+
+def uses_cnn(cfg: Config, obs_space: gym.Space) -> bool:
+    if cfg.network != "auto":
+        return cfg.network == "cnn"
+    return isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 3 and obs_space.dtype == np.uint8
+
+
+class ActorCritic(nn.Module):
+    """Policy and value function for one observation space and one action space."""
+
+    def __init__(self, obs_space: gym.Space, action_space: gym.Space, cfg: Config):
+        super().__init__()
+        if not isinstance(obs_space, gym.spaces.Box):
+            raise SymrlError(f"observation space {obs_space} is not supported; symrl needs Box observations")
+        self.kind = _action_kind(action_space)
+        self.cnn = uses_cnn(cfg, obs_space)
+
+        def body() -> nn.Module:
+            if self.cnn:
+                if len(obs_space.shape) != 3:
+                    raise SymrlError(f"network=cnn needs image observations [C, H, W], got shape {obs_space.shape}")
+                return _ortho(NatureCNN(*obs_space.shape), math.sqrt(2))
+            return _ortho(MLP(int(np.prod(obs_space.shape)), cfg.net_arch, cfg.activation), math.sqrt(2))
+
+        self.actor_body = body()
+        self.critic_body = self.actor_body if cfg.shared_network else body()
+        self.shared = cfg.shared_network
+        hidden = self.actor_body.out_dim
+
+        if self.kind == "discrete":
+            self.n_logits = int(action_space.n)
+        elif self.kind == "multidiscrete":
+            self.nvec = [int(n) for n in np.asarray(action_space.nvec).reshape(-1)]
+            self.n_logits = sum(self.nvec)
+            self.equal_bins = len(set(self.nvec)) == 1
+        else:
+            self.action_dim = int(np.prod(action_space.shape))
+            self.n_logits = self.action_dim
+            self.log_std = nn.Parameter(torch.full((self.action_dim,), float(cfg.log_std_init)))
+        self.action_head = _ortho(nn.Linear(hidden, self.n_logits), 0.01)
+        self.value_head = _ortho(nn.Linear(self.critic_body.out_dim, 1), 1.0)
+        if not cfg.ortho_init:
+            for module in (self.action_head, self.value_head):
+                module.reset_parameters()
+
+    # -- distributions -------------------------------------------------------------------------------
+    def _features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        actor = self.actor_body(obs)
+        critic = actor if self.shared else self.critic_body(obs)
+        return actor, critic
+
+    def _dist(self, features: torch.Tensor):
+        out = self.action_head(features)
+        if self.kind == "discrete":
+            return Categorical(logits=out)
+        if self.kind == "multidiscrete":
+            if self.equal_bins:
+                return Categorical(logits=out.view(out.shape[0], len(self.nvec), self.nvec[0]))
+            return [Categorical(logits=chunk) for chunk in torch.split(out, self.nvec, dim=1)]
+        return Normal(out, self.log_std.exp().expand_as(out))
+
+    def _log_prob_entropy(self, dist, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability ([B] or per-dimension [B, D]) and entropy [B] of ``actions``."""
+        if self.kind == "discrete":
+            return dist.log_prob(actions.long()), dist.entropy()
+        if self.kind == "multidiscrete":
+            if isinstance(dist, list):
+                lp = torch.stack([d.log_prob(a) for d, a in zip(dist, actions.long().unbind(1))], 1)
+                ent = torch.stack([d.entropy() for d in dist], 1)
+                return lp, ent.sum(1)
+            return dist.log_prob(actions.long()), dist.entropy().sum(1)
+        return dist.log_prob(actions).sum(1), dist.entropy().sum(1)
+
+    def _sample(self, dist, deterministic: bool) -> torch.Tensor:
+        if self.kind == "continuous":
+            return dist.mean if deterministic else dist.sample()
+        if isinstance(dist, list):
+            return torch.stack([d.probs.argmax(-1) if deterministic else d.sample() for d in dist], 1)
+        return dist.probs.argmax(-1) if deterministic else dist.sample()
+
+    # -- public ----------------------------------------------------------------------------------------
+    def act(self, obs: torch.Tensor, deterministic: bool = False):
+        """Sample (or take the mode of) actions; returns ``(actions, log_prob, value)``."""
+        actor, critic = self._features(obs)
+        dist = self._dist(actor)
+        actions = self._sample(dist, deterministic)
+        log_prob, _ = self._log_prob_entropy(dist, actions)
+        return actions, log_prob, self.value_head(critic).squeeze(-1)
+
+    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor):
+        """Log-probability, entropy and value of given ``actions`` (the update's forward pass)."""
+        actor, critic = self._features(obs)
+        log_prob, entropy = self._log_prob_entropy(self._dist(actor), actions)
+        return log_prob, entropy, self.value_head(critic).squeeze(-1)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.value_head(self.critic_body(obs)).squeeze(-1)
+
+
+def _action_kind(space: gym.Space) -> str:
+    if isinstance(space, gym.spaces.Discrete):
+        return "discrete"
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return "multidiscrete"
+    if isinstance(space, gym.spaces.Box):
+        return "continuous"
+    raise SymrlError(
+        f"action space {type(space).__name__} is not supported; symrl handles Discrete, MultiDiscrete and Box"
+    )

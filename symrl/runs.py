@@ -1,0 +1,146 @@
+"""The run-directory format and atomic I/O.
+
+A run directory holds::
+
+    config.yaml         the fully resolved config
+    metrics.csv         one row per update (losses, entropy, clip fraction, approx KL, sign-change ratio...)
+    eval.csv            step,mean_return,std_return,episodes
+    status.json         {"state": "running" | "finished" | "failed", "step": ..., "error": ...}
+    checkpoints/last.pt the latest checkpoint (model, optimiser, normalisers, RNG states, counters)
+    model.pt            the final model (policy, observation normaliser, config)
+    tb/                 TensorBoard events
+
+Files are replaced atomically (write to a temporary file, then ``os.replace``), so a killed run never
+leaves a half-written checkpoint or CSV; CSV rows are appended and flushed one at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from .errors import SymrlError
+
+CONFIG = "config.yaml"
+METRICS = "metrics.csv"
+EVAL = "eval.csv"
+STATUS = "status.json"
+CHECKPOINT = "checkpoints/last.pt"
+MODEL = "model.pt"
+TENSORBOARD = "tb"
+
+METRIC_COLUMNS = [
+    "step", "updates", "time", "sps", "ep_return_mean", "ep_length_mean", "episodes",
+    "loss", "policy_loss", "rl_loss", "reverse_loss", "value_loss", "entropy",
+    "clip_fraction", "approx_kl", "active_fraction", "sign_change_ratio", "explained_variance",
+    "grad_norm", "learning_rate", "clip_range",
+]
+EVAL_COLUMNS = ["step", "mean_return", "std_return", "episodes"]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def safe_torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)``; a missing or corrupt file becomes a :class:`SymrlError`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SymrlError(f"{path} does not exist; is this a symrl run directory?") from None
+    except Exception as exc:  # noqa: BLE001 (any unpickling failure means a corrupt file)
+        raise SymrlError(f"{path} is corrupt or not a symrl file ({exc.__class__.__name__}); start a new run") from None
+
+
+class CsvLog:
+    """An append-only CSV with a fixed header; each row is flushed as it is written."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.path, self.columns = Path(path), columns
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._handle = open(self.path, "a", newline="")
+        self._writer = csv.DictWriter(self._handle, fieldnames=columns, extrasaction="ignore")
+        if new:
+            self._writer.writeheader()
+            self._handle.flush()
+
+    def write(self, row: dict) -> None:
+        self._writer.writerow({k: _fmt(row.get(k)) for k in self.columns})
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def truncate_csv(path: Path, columns: list[str], max_step: int) -> None:
+    """Drop rows logged after ``max_step`` (written after the checkpoint a resume restarts from)."""
+    path = Path(path)
+    rows = read_csv(path) if path.exists() else []
+    keep = [row for row in rows if row.get("step") and int(float(row["step"])) <= max_step]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(keep)
+    atomic_write_text(path, out.getvalue())
+
+
+def write_config(run_dir: Path, config: dict) -> None:
+    atomic_write_text(Path(run_dir) / CONFIG, yaml.safe_dump(config, sort_keys=False))
+
+
+def write_status(run_dir: Path, state: str, **fields: Any) -> None:
+    atomic_write_text(Path(run_dir) / STATUS, json.dumps({"state": state, **fields}, indent=1))
+
+
+def read_status(run_dir: Path) -> dict:
+    try:
+        return json.loads((Path(run_dir) / STATUS).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def holds_run(run_dir: Path) -> bool:
+    """True when ``run_dir`` already holds results of a run (anything we would overwrite)."""
+    run_dir = Path(run_dir)
+    return any((run_dir / name).exists() for name in (CONFIG, METRICS, EVAL, CHECKPOINT, MODEL))
+

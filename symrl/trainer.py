@@ -1,0 +1,333 @@
+"""The training loop: rollout -> advantages -> update -> log -> evaluate -> checkpoint; and resume.
+
+``train(cfg, out=...)`` is the one entry point used by the CLI and the Python API.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from . import runs
+from .advantages import compute_gae
+from .algos import a2c_update, ppo_update
+from .algos.common import Batch, explained_variance
+from .config import Config, load_config_file
+from .envs import make_train_envs
+from .envs.normalize import ObsNormalizer, RewardScaler
+from .errors import SymrlError, TrainingDiverged
+from .evaluation import default_deterministic, evaluate, make_eval_envs
+from .noise import AdvantageNoise, RewardNoise, parse_adv_noise, parse_reward_noise
+from .policies import ActorCritic
+from .rollout import Collector, RolloutBuffer
+
+EVAL_SEED_OFFSET = 1_000_000
+
+
+@dataclass
+class RunResult:
+    """What ``train`` returns: the evaluations, the final score and where everything was written."""
+
+    config: Config
+    steps: int
+    evaluations: list[dict] = field(default_factory=list)
+    run_dir: Optional[Path] = None
+    agent: "object" = None
+
+    @property
+    def final_return(self) -> float:
+        """Mean return of the last evaluation (NaN if none ran)."""
+        return self.evaluations[-1]["mean_return"] if self.evaluations else float("nan")
+
+
+def make_optimizer(cfg: Config, policy: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam for the PPO family, RMSprop (alpha 0.99, eps 1e-5) for A2C, as in the authors' presets."""
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(policy.parameters(), lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha, eps=cfg.optimizer_eps)
+    return torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=cfg.optimizer_eps)
+
+
+def _schedule(value: float, kind: str, progress_remaining: float) -> float:
+    return value * progress_remaining if kind == "linear" else value
+
+
+def _check_policy_fits(cfg: Config, action_space: gym.Space) -> None:
+    if isinstance(action_space, gym.spaces.Box) and cfg.beta != 0:
+        raise SymrlError(
+            f"{cfg.algo} with beta={cfg.beta} needs action probabilities, but {cfg.env} has a Box action space "
+            "and a Gaussian policy; pass --bins 11 (the paper's discretisation) or --beta 0"
+        )
+
+
+def _set_threads(cfg: Config, cnn: bool) -> None:
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
+    elif not cnn:  # small MLPs run fastest on one thread; convolutions use every core
+        torch.set_num_threads(1)
+
+
+class Trainer:
+    """Holds everything a run needs; ``run()`` trains to ``cfg.total_steps``."""
+
+    def __init__(self, cfg: Config, out: Optional[str | Path] = None, resume: bool = False, overwrite: bool = False):
+        self.run_dir = Path(out) if out is not None else None
+        if resume:
+            if self.run_dir is None:
+                raise SymrlError("--resume needs --out DIR of the run to continue")
+            cfg = _config_for_resume(self.run_dir, cfg)
+        cfg.validate()
+        self.cfg = cfg
+        if self.run_dir is not None and not resume:
+            _prepare_new_run_dir(self.run_dir, overwrite)
+
+        torch.manual_seed(cfg.seed)
+        reward_seq, adv_seq = np.random.SeedSequence(cfg.seed).spawn(2)
+        self.reward_noise = RewardNoise(parse_reward_noise(cfg.reward_noise), np.random.default_rng(reward_seq))
+        self.adv_noise = AdvantageNoise(parse_adv_noise(cfg.adv_noise), np.random.default_rng(adv_seq))
+
+        self.envs = make_train_envs(cfg)
+        obs_space, action_space = self.envs.single_observation_space, self.envs.single_action_space
+        _check_policy_fits(cfg, action_space)
+        self.policy = ActorCritic(obs_space, action_space, cfg)
+        _set_threads(cfg, self.policy.cnn)
+        self.optimizer = make_optimizer(cfg, self.policy)
+        self.obs_norm = ObsNormalizer(obs_space.shape, cfg.norm_obs, cfg.clip_obs)
+        self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma, cfg.norm_reward, cfg.clip_reward)
+        lp_shape = (len(action_space.nvec),) if isinstance(action_space, gym.spaces.MultiDiscrete) else ()
+        self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, obs_space, action_space, lp_shape)
+        self.eval_envs = make_eval_envs(cfg, min(cfg.eval_episodes, 16))
+        self.deterministic_eval = default_deterministic(cfg)
+
+        self.global_step = 0
+        self.updates = 0
+        self.next_eval = cfg.eval_freq
+        self.next_checkpoint = cfg.checkpoint_freq
+        self.evaluations: list[dict] = []
+        if resume:
+            self._load_checkpoint(self.run_dir / runs.CHECKPOINT)
+        env_seed = cfg.seed if not resume else cfg.seed + self.global_step
+        self.collector = Collector(self.envs, self.obs_norm, self.reward_scaler, self.reward_noise, cfg.sign_reward, env_seed)
+
+    # -- the loop --------------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        cfg = self.cfg
+        metrics_log = eval_log = writer = None
+        if self.run_dir is not None:
+            runs.write_config(self.run_dir, cfg.to_dict())
+            metrics_log = runs.CsvLog(self.run_dir / runs.METRICS, runs.METRIC_COLUMNS)
+            eval_log = runs.CsvLog(self.run_dir / runs.EVAL, runs.EVAL_COLUMNS)
+            writer = _tensorboard(self.run_dir, cfg, self.global_step)
+            runs.write_status(self.run_dir, "running", step=self.global_step)
+        progress = _progress_bar(cfg, self.global_step)
+        start_time, start_step = time.time(), self.global_step
+        recent_returns: list[float] = []
+        try:
+            while self.global_step < cfg.total_steps:
+                remaining = 1.0 - self.global_step / cfg.total_steps
+                lr = _schedule(cfg.learning_rate, cfg.lr_schedule, remaining)
+                clip_range = _schedule(cfg.clip_range, cfg.clip_schedule, remaining)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+
+                stats = self.collector.collect(self.policy, self.buffer)
+                self.global_step += cfg.n_steps * cfg.n_envs
+                batch = self._batch()
+                if cfg.family == "ppo":
+                    logs = ppo_update(self.policy, self.optimizer, batch, cfg, clip_range)
+                else:
+                    logs = a2c_update(self.policy, self.optimizer, batch, cfg)
+                self.updates += 1
+
+                recent_returns = (recent_returns + stats.episode_returns)[-100:]
+                elapsed = time.time() - start_time
+                row = {
+                    "step": self.global_step, "updates": self.updates, "time": elapsed,
+                    "sps": (self.global_step - start_step) / max(elapsed, 1e-9),
+                    "ep_return_mean": _mean(stats.episode_returns), "ep_length_mean": _mean(stats.episode_lengths),
+                    "episodes": len(stats.episode_returns),
+                    "explained_variance": explained_variance(batch.old_values, batch.returns),
+                    "learning_rate": lr, "clip_range": clip_range if cfg.family == "ppo" else None, **logs,
+                }
+                if metrics_log:
+                    metrics_log.write(row)
+                    _tb_scalars(writer, "train", row, self.global_step)
+                progress.update(cfg.n_steps * cfg.n_envs)
+                progress.set_postfix(ret=f"{_mean(recent_returns):.1f}", sps=f"{row['sps']:.0f}", refresh=False)
+
+                last = self.global_step >= cfg.total_steps
+                if self.global_step >= self.next_eval or last:
+                    self._evaluate(eval_log, writer, progress)
+                    while self.next_eval <= self.global_step:
+                        self.next_eval += cfg.eval_freq
+                if self.run_dir is not None and (self.global_step >= self.next_checkpoint or last):
+                    self._save_checkpoint()
+                    while self.next_checkpoint <= self.global_step:
+                        self.next_checkpoint += cfg.checkpoint_freq
+            if self.run_dir is not None:
+                self._save_model()
+                runs.write_status(self.run_dir, "finished", step=self.global_step, final_return=self._final())
+        except TrainingDiverged as exc:
+            if self.run_dir is not None:
+                runs.write_status(self.run_dir, "failed", step=self.global_step, error=str(exc))
+            raise TrainingDiverged(f"at step {self.global_step}: {exc}") from None
+        except BaseException as exc:
+            if self.run_dir is not None:
+                runs.write_status(self.run_dir, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                                  step=self.global_step, error=repr(exc))
+            raise
+        finally:
+            progress.close()
+            for log in (metrics_log, eval_log):
+                if log:
+                    log.close()
+            if writer:
+                writer.close()
+            self.envs.close()
+            self.eval_envs.close()
+
+        from .agent import Agent  # noqa: PLC0415
+
+        agent = Agent(self.policy, self.obs_norm, cfg)
+        return RunResult(cfg, self.global_step, list(self.evaluations), self.run_dir, agent)
+
+    # -- steps of the loop -------------------------------------------------------------------------------
+    def _batch(self) -> Batch:
+        cfg, buf = self.cfg, self.buffer
+        advantages, returns = compute_gae(buf.rewards, buf.values, buf.next_values, buf.dones, cfg.gamma, cfg.gae_lambda)
+        advantages = self.adv_noise(advantages)  # flips the policy's advantages, not the value targets
+        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
+        return Batch(flat(buf.obs), flat(buf.actions), flat(buf.log_probs), flat(buf.values), flat(advantages), flat(returns))
+
+    def _evaluate(self, eval_log, writer, progress) -> None:
+        cfg = self.cfg
+        seed = cfg.seed + EVAL_SEED_OFFSET + len(self.evaluations) * cfg.eval_episodes
+        returns = evaluate(self.policy, self.eval_envs, self.obs_norm, cfg.eval_episodes, self.deterministic_eval, seed)
+        row = {"step": self.global_step, "mean_return": float(returns.mean()), "std_return": float(returns.std()),
+               "episodes": len(returns)}
+        self.evaluations.append(row)
+        if eval_log:
+            eval_log.write(row)
+            _tb_scalars(writer, "eval", row, self.global_step)
+        if cfg.progress:
+            progress.write(f"eval step={self.global_step} return={row['mean_return']:.1f} +- {row['std_return']:.1f}")
+
+    def _final(self) -> float:
+        return self.evaluations[-1]["mean_return"] if self.evaluations else float("nan")
+
+    # -- persistence -----------------------------------------------------------------------------------
+    def _state(self) -> dict:
+        return {
+            "format": 1,
+            "config": self.cfg.to_dict(),
+            "policy": self.policy.state_dict(),
+            "obs_norm": self.obs_norm.state_dict(),
+        }
+
+    def _save_model(self) -> None:
+        runs.atomic_torch_save(self._state(), self.run_dir / runs.MODEL)
+
+    def _save_checkpoint(self) -> None:
+        state = self._state()
+        state.update(
+            optimizer=self.optimizer.state_dict(),
+            reward_norm=self.reward_scaler.state_dict(),
+            counters={"global_step": self.global_step, "updates": self.updates,
+                      "next_eval": self.next_eval, "next_checkpoint": self.next_checkpoint},
+            evaluations=self.evaluations,
+            rng={"torch": torch.get_rng_state(),
+                 "reward_noise": self.reward_noise.rng.bit_generator.state,
+                 "adv_noise": self.adv_noise.rng.bit_generator.state},
+        )
+        runs.atomic_torch_save(state, self.run_dir / runs.CHECKPOINT)
+
+    def _load_checkpoint(self, path: Path) -> None:
+        state = runs.safe_torch_load(path)
+        try:
+            self.policy.load_state_dict(state["policy"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.obs_norm.load_state_dict(state["obs_norm"])
+            self.reward_scaler.load_state_dict(state["reward_norm"])
+            counters = state["counters"]
+            torch.set_rng_state(state["rng"]["torch"])
+            self.reward_noise.rng.bit_generator.state = state["rng"]["reward_noise"]
+            self.adv_noise.rng.bit_generator.state = state["rng"]["adv_noise"]
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise SymrlError(f"checkpoint {path} does not match this run ({exc.__class__.__name__}); start a new run") from None
+        self.global_step, self.updates = counters["global_step"], counters["updates"]
+        self.next_eval, self.next_checkpoint = counters["next_eval"], counters["next_checkpoint"]
+        self.evaluations = list(state.get("evaluations", []))
+        for name, columns in ((runs.METRICS, runs.METRIC_COLUMNS), (runs.EVAL, runs.EVAL_COLUMNS)):
+            runs.truncate_csv(self.run_dir / name, columns, self.global_step)
+
+
+def train(config: Optional[Config] = None, *, out: Optional[str | Path] = None, resume: bool = False,
+          overwrite: bool = False, **overrides) -> RunResult:
+    """Train one run. ``config`` is a :class:`Config` (e.g. from :func:`symrl.make_config`);
+    without one, ``overrides`` (``algo=``, ``env=``, any Config field) resolve one from the presets.
+
+    >>> result = symrl.train(algo="sppo", env="CartPole-v1", total_steps=50_000, out="runs/demo")
+    >>> result.final_return, result.agent.act(obs)
+    """
+    from .config import make_config  # noqa: PLC0415
+
+    if config is None:
+        config = make_config(**overrides)
+    elif overrides:
+        config = config.replace(**overrides)
+    return Trainer(config, out=out, resume=resume, overwrite=overwrite).run()
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+def _config_for_resume(run_dir: Path, cfg: Config) -> Config:
+    if not (run_dir / runs.CONFIG).exists() or not (run_dir / runs.CHECKPOINT).exists():
+        raise SymrlError(f"{run_dir} holds no resumable run (config.yaml and checkpoints/last.pt are needed); "
+                         "start it without --resume")
+    saved = load_config_file(run_dir / runs.CONFIG)
+    # only the budget may grow on resume; everything else comes from the run's own config
+    return saved.replace(total_steps=max(saved.total_steps, cfg.total_steps), progress=cfg.progress)
+
+
+def _prepare_new_run_dir(run_dir: Path, overwrite: bool) -> None:
+    if runs.holds_run(run_dir):
+        if not overwrite:
+            raise SymrlError(f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it, "
+                             "or choose another --out")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _mean(values: list) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _progress_bar(cfg: Config, initial: int):
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    return tqdm(total=cfg.total_steps, initial=initial, unit="step", disable=not cfg.progress,
+                desc=f"{cfg.algo} {cfg.env}", dynamic_ncols=True)
+
+
+def _tensorboard(run_dir: Path, cfg: Config, step: int):
+    if not cfg.tensorboard:
+        return None
+    from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
+
+    return SummaryWriter(log_dir=str(run_dir / runs.TENSORBOARD), purge_step=step or None)
+
+
+def _tb_scalars(writer, prefix: str, row: dict, step: int) -> None:
+    if writer is None:
+        return
+    for key, value in row.items():
+        if key != "step" and isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
+            writer.add_scalar(f"{prefix}/{key}", value, step)
