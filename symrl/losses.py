@@ -56,12 +56,19 @@ def masked_mean(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
     """Mean of ``x``; with a 0/1 ``mask`` of the same shape, the mean over entries where mask is 1."""
     if mask is None:
         return x.mean()
-    mask = mask.to(x.dtype)
-    return (x * mask).sum() / mask.sum().clamp_min(1.0)
+    valid = mask.bool()
+    return torch.where(valid, x, torch.zeros_like(x)).sum() / valid.sum().clamp_min(1).to(x.dtype)
 
 
-def _split(log_prob: torch.Tensor, advantages: torch.Tensor):
-    """Return (joint log-prob, per-dimension log-probs or None)."""
+def _split(log_prob: torch.Tensor, advantages: torch.Tensor, mask: Optional[torch.Tensor] = None):
+    """Return (joint log-prob, per-dimension log-probs or None).
+
+    Padded entries (mask 0) are replaced by log p = 0 before anything is exponentiated, so extreme padding
+    values (-inf, -1e4) cannot turn the masked mean or its gradient into NaN.
+    """
+    if mask is not None:
+        valid = mask.bool() if log_prob.dim() == mask.dim() else mask.bool().unsqueeze(-1)
+        log_prob = torch.where(valid, log_prob, torch.zeros_like(log_prob))
     if log_prob.dim() == advantages.dim() + 1:
         return log_prob.sum(-1), log_prob
     if log_prob.shape != advantages.shape:
@@ -106,7 +113,7 @@ def symmetric_a2c_loss(
     """
     _check(variant, mask, advantages)
     adv = advantages.detach()
-    joint_lp, dim_lp = _split(log_prob, adv)
+    joint_lp, dim_lp = _split(log_prob, adv, mask)
     rl_loss = -masked_mean(adv * joint_lp, mask)
     if per_dim_reverse and dim_lp is not None:
         reverse = _reverse_terms(dim_lp, z, variant).sum(-1)
@@ -141,9 +148,13 @@ def symmetric_ppo_loss(
     _check(variant, mask, advantages)
     if reverse_mask not in ("ppo", "none"):
         raise ValueError(f"reverse_mask must be 'ppo' or 'none', got {reverse_mask!r}")
+    if old_log_prob.shape != log_prob.shape:
+        raise ValueError(
+            f"old_log_prob shape {tuple(old_log_prob.shape)} must equal log_prob shape {tuple(log_prob.shape)}"
+        )
     adv = advantages.detach()
-    joint_lp, dim_lp = _split(log_prob, adv)
-    old_joint, old_dim = _split(old_log_prob.detach(), adv)
+    joint_lp, dim_lp = _split(log_prob, adv, mask)
+    old_joint, old_dim = _split(old_log_prob.detach(), adv, mask)
 
     log_ratio = joint_lp - old_joint
     ratio = log_ratio.exp()

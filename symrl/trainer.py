@@ -79,10 +79,8 @@ class Trainer:
 
     def __init__(self, cfg: Config, out: Optional[str | Path] = None, resume: bool = False, overwrite: bool = False):
         self.run_dir = Path(out) if out is not None else None
-        if resume:
-            if self.run_dir is None:
-                raise SymrlError("--resume needs --out DIR of the run to continue")
-            cfg = _config_for_resume(self.run_dir, cfg)
+        if resume and self.run_dir is None:
+            raise SymrlError("--resume needs --out DIR of the run to continue")
         cfg.validate()
         self.cfg = cfg
         if self.run_dir is not None and not resume:
@@ -278,7 +276,11 @@ def train(config: Optional[Config] = None, *, out: Optional[str | Path] = None, 
     """
     from .config import make_config  # noqa: PLC0415
 
-    if config is None:
+    if resume:
+        if config is not None or out is None:
+            raise SymrlError("resume=True takes the run directory as out= and no config (it is read from the run)")
+        config = resume_config(out, **overrides)
+    elif config is None:
         config = make_config(**overrides)
     elif overrides:
         config = config.replace(**overrides)
@@ -288,13 +290,17 @@ def train(config: Optional[Config] = None, *, out: Optional[str | Path] = None, 
 # -- helpers ---------------------------------------------------------------------------------------------
 
 
-def _config_for_resume(run_dir: Path, cfg: Config) -> Config:
+def resume_config(run_dir: str | Path, **overrides) -> Config:
+    """The saved config of ``run_dir``; on resume only ``total_steps`` (to extend) and ``progress`` may change."""
+    run_dir = Path(run_dir)
     if not (run_dir / runs.CONFIG).exists() or not (run_dir / runs.CHECKPOINT).exists():
         raise SymrlError(f"{run_dir} holds no resumable run (config.yaml and checkpoints/last.pt are needed); "
                          "start it without --resume")
+    changed = sorted(set(overrides) - {"total_steps", "progress"})
+    if changed:
+        raise SymrlError(f"cannot change {', '.join(changed)} when resuming; drop them or start a new run")
     saved = load_config_file(run_dir / runs.CONFIG)
-    # only the budget may grow on resume; everything else comes from the run's own config
-    return saved.replace(total_steps=max(saved.total_steps, cfg.total_steps), progress=cfg.progress)
+    return saved.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
 def _prepare_new_run_dir(run_dir: Path, overwrite: bool) -> None:

@@ -1,0 +1,164 @@
+"""Command line: a thin shell that parses, validates and calls the Python API.
+
+User mistakes print one ``error: ...`` line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .config import ALGOS, FAMILIES, FIELDS, make_config, parse_set
+from .errors import SymrlError
+
+DESCRIPTION = "symrl: A2C, PPO and their symmetric (robust) versions SA2C and SPPO on Gymnasium tasks."
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of argparse's usage block
+        raise SymrlError(f"{message} (see `{self.prog} --help`)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give e.g. 100000 or 1e5") from None
+    if value <= 0 or value != int(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive whole number of steps")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="symrl", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser(
+        "train", help="train one run", description="Train A2C, SA2C, PPO or SPPO on a Gymnasium environment. "
+        "Settings come from the environment family's preset (atari, mujoco, box2d, classic); any flag or "
+        "--set key=value overrides them. The fully resolved config is saved as OUT/config.yaml.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    t.add_argument("--algo", choices=ALGOS, help="a2c/ppo, or the symmetric sa2c/sppo (reverse cross-entropy term)")
+    t.add_argument("--env", help="any registered Gymnasium id, e.g. CartPole-v1, HalfCheetah-v4, PongNoFrameskip-v4")
+    t.add_argument("--preset", help=f"settings family ({', '.join(FAMILIES)}) or a YAML file; default: the env's family")
+    t.add_argument("--steps", type=_positive_int, help="total environment steps (agent steps for Atari); accepts 1e6")
+    t.add_argument("--seed", type=int, help="seeds torch, the environments and the noise generators (default 0)")
+    t.add_argument("--n-envs", type=_positive_int, help="number of parallel training environments")
+    t.add_argument("--bins", type=int, help="discretise each Box action dimension into K bins (DA2C/DPPO/DSA2C/DSPPO); 0 = Gaussian policy")
+    t.add_argument("--reward-noise", metavar="KIND:VALUE",
+                   help="training reward noise: gaussian:SIGMA (added after reward normalisation), uniform:V, or flip:P (r <- 1 - r)")
+    t.add_argument("--adv-noise", metavar="flip:P", help="flip each advantage's sign with probability P (before normalisation)")
+    t.add_argument("--alpha", type=float, help="weight of the RL (A2C/PPO) policy loss")
+    t.add_argument("--beta", type=float, help="weight of the reverse (RCE) policy loss; 0 = plain A2C/PPO")
+    t.add_argument("--z", type=float, help="log 0 constant of the reverse cross entropy (negative; the paper uses -1)")
+    t.add_argument("--policy-coef", type=float,
+                   help="multiplies the whole policy loss; ppo with c = alpha + beta*|z| is the scaled-PPO control of SPPO")
+    t.add_argument("--eval-freq", type=_positive_int, help="evaluate every N steps on a clean environment")
+    t.add_argument("--eval-episodes", type=_positive_int, help="episodes per evaluation")
+    t.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set gamma=0.98 --set net_arch=[128,128]; keys: " + ", ".join(FIELDS))
+    t.add_argument("--out", type=Path, help="run directory (default runs/ALGO-ENV-seedS)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint (--steps may extend it)")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("eval", help="evaluate a saved run", description="Evaluate the model saved in a run directory "
+                       "on clean environments and print the mean return.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("run_dir", type=Path, help="a run directory written by `symrl train`")
+    e.add_argument("--episodes", type=_positive_int, default=10, help="number of episodes")
+    e.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
+    mode = e.add_mutually_exclusive_group()
+    mode.add_argument("--deterministic", dest="deterministic", action="store_true", default=None, help="act with the mode of the policy")
+    mode.add_argument("--stochastic", dest="deterministic", action="store_false", help="sample actions (default for Atari)")
+    e.add_argument("--video", action="store_true", help="record the episodes as MP4 under RUN_DIR/videos (Gymnasium's RecordVideo)")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .trainer import train  # noqa: PLC0415 (keeps --help fast)
+
+    overrides = {
+        key: value
+        for key, value in {
+            "seed": args.seed, "total_steps": args.steps, "n_envs": args.n_envs, "bins": args.bins,
+            "reward_noise": args.reward_noise, "adv_noise": args.adv_noise, "alpha": args.alpha, "beta": args.beta,
+            "z": args.z, "policy_coef": args.policy_coef, "eval_freq": args.eval_freq, "eval_episodes": args.eval_episodes,
+        }.items()
+        if value is not None
+    }
+    overrides.update(parse_set(args.sets))
+    if args.no_progress:
+        overrides["progress"] = False
+    if args.resume:
+        if args.out is None:
+            raise SymrlError("--resume needs --out DIR, the run directory to continue")
+        result = train(out=args.out, resume=True, **overrides)
+    else:
+        if not args.algo or not args.env:
+            raise SymrlError("train needs --algo and --env, e.g. symrl train --algo sppo --env CartPole-v1")
+        cfg = make_config(args.algo, args.env, args.preset, **overrides)
+        out = args.out or Path("runs") / f"{cfg.algo}-{cfg.env.replace('/', '_')}-seed{cfg.seed}"
+        result = train(cfg, out=out, overwrite=args.overwrite)
+    print(f"done: {result.steps} steps, final evaluation return {result.final_return:.2f}; results in {result.run_dir}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .agent import Agent  # noqa: PLC0415
+
+    if not args.run_dir.is_dir():
+        raise SymrlError(f"{args.run_dir} is not a directory; pass the --out directory of a symrl run")
+    agent = Agent.load(args.run_dir)
+    if args.video:
+        returns = _record(agent, args)
+    else:
+        returns = agent.evaluate(args.episodes, seed=args.seed, deterministic=args.deterministic)
+    print(f"{agent.config.algo} on {agent.config.env}: mean return {returns.mean():.2f} +- {returns.std():.2f} "
+          f"over {len(returns)} episodes")
+    return 0
+
+
+def _record(agent, args: argparse.Namespace):
+    import gymnasium as gym  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    from .evaluation import default_deterministic  # noqa: PLC0415
+
+    deterministic = default_deterministic(agent.config) if args.deterministic is None else args.deterministic
+    folder = args.run_dir / "videos"
+    env = gym.wrappers.RecordVideo(agent.make_env(render_mode="rgb_array"), str(folder),
+                                   episode_trigger=lambda _: True, disable_logger=True)
+    returns = []
+    try:
+        for episode in range(args.episodes):
+            obs, _ = env.reset(seed=args.seed + episode)
+            total, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(agent.act(obs, deterministic))
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+    finally:
+        env.close()
+    print(f"videos written to {folder}")
+    return np.asarray(returns)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return _train(args) if args.command == "train" else _eval(args)
+    except SymrlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; continue with `symrl train --resume --out DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
