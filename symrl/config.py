@@ -95,6 +95,7 @@ class Config:
     eval_freq: int = 5_000
     eval_episodes: int = 10
     eval_deterministic: Optional[bool] = None
+    stop_return: Optional[float] = None  # stop early once an evaluation's mean return reaches this
 
     # run
     checkpoint_freq: int = 50_000
@@ -284,9 +285,23 @@ def make_config(algo: str = "ppo", env: str = "CartPole-v1", preset: Optional[st
     for section in sections:
         if section:
             values.update(section)
+    if values.get("bins") and "bins" not in overrides and not _has_box_actions(env, values.get("env_kwargs") or {}):
+        values["bins"] = 0  # a preset's discretisation applies to continuous action spaces only
     values.update(overrides)
     values.update(algo=algo, env=env, preset=preset_name)
     return Config(**_coerce_all(values)).validate()
+
+
+def _has_box_actions(env_id: str, env_kwargs: dict) -> bool:
+    import gymnasium as gym  # noqa: PLC0415
+
+    from .envs.registry import gym_make  # noqa: PLC0415
+
+    env = gym_make(env_id, **env_kwargs)
+    try:
+        return isinstance(env.action_space, gym.spaces.Box)
+    finally:
+        env.close()
 
 
 def load_config_file(path: str | Path) -> Config:

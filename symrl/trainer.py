@@ -109,6 +109,7 @@ class Trainer:
         self.next_eval = cfg.eval_freq
         self.next_checkpoint = cfg.checkpoint_freq
         self.evaluations: list[dict] = []
+        self.elapsed = 0.0  # training seconds, carried across resumes
         if resume:
             self._load_checkpoint(self.run_dir / runs.CHECKPOINT)
         env_seed = cfg.seed if not resume else cfg.seed + self.global_step
@@ -125,7 +126,7 @@ class Trainer:
             writer = _tensorboard(self.run_dir, cfg, self.global_step)
             runs.write_status(self.run_dir, "running", step=self.global_step)
         progress = _progress_bar(cfg, self.global_step)
-        start_time, start_step = time.time(), self.global_step
+        start_time, start_step, elapsed_before = time.time(), self.global_step, self.elapsed
         recent_returns: list[float] = []
         try:
             while self.global_step < cfg.total_steps:
@@ -146,8 +147,9 @@ class Trainer:
 
                 recent_returns = (recent_returns + stats.episode_returns)[-100:]
                 elapsed = time.time() - start_time
+                self.elapsed = elapsed_before + elapsed
                 row = {
-                    "step": self.global_step, "updates": self.updates, "time": elapsed,
+                    "step": self.global_step, "updates": self.updates, "time": self.elapsed,
                     "sps": (self.global_step - start_step) / max(elapsed, 1e-9),
                     "ep_return_mean": _mean(stats.episode_returns), "ep_length_mean": _mean(stats.episode_lengths),
                     "episodes": len(stats.episode_returns),
@@ -165,10 +167,14 @@ class Trainer:
                     self._evaluate(eval_log, writer, progress)
                     while self.next_eval <= self.global_step:
                         self.next_eval += cfg.eval_freq
+                    if cfg.stop_return is not None and self._final() >= cfg.stop_return:
+                        last = True
                 if self.run_dir is not None and (self.global_step >= self.next_checkpoint or last):
                     self._save_checkpoint()
                     while self.next_checkpoint <= self.global_step:
                         self.next_checkpoint += cfg.checkpoint_freq
+                if last:
+                    break
             if self.run_dir is not None:
                 self._save_model()
                 runs.write_status(self.run_dir, "finished", step=self.global_step, final_return=self._final())
@@ -238,7 +244,8 @@ class Trainer:
             optimizer=self.optimizer.state_dict(),
             reward_norm=self.reward_scaler.state_dict(),
             counters={"global_step": self.global_step, "updates": self.updates,
-                      "next_eval": self.next_eval, "next_checkpoint": self.next_checkpoint},
+                      "next_eval": self.next_eval, "next_checkpoint": self.next_checkpoint,
+                      "time": self.elapsed},
             evaluations=self.evaluations,
             rng={"torch": torch.get_rng_state(),
                  "reward_noise": self.reward_noise.rng.bit_generator.state,
@@ -261,6 +268,7 @@ class Trainer:
             raise SymrlError(f"checkpoint {path} does not match this run ({exc.__class__.__name__}); start a new run") from None
         self.global_step, self.updates = counters["global_step"], counters["updates"]
         self.next_eval, self.next_checkpoint = counters["next_eval"], counters["next_checkpoint"]
+        self.elapsed = float(counters.get("time", 0.0))
         self.evaluations = list(state.get("evaluations", []))
         for name, columns in ((runs.METRICS, runs.METRIC_COLUMNS), (runs.EVAL, runs.EVAL_COLUMNS)):
             runs.truncate_csv(self.run_dir / name, columns, self.global_step)

@@ -29,7 +29,7 @@ class RunningMeanStd:
 
     def state_dict(self) -> dict:
         """Tensors, so checkpoints load with ``torch.load(weights_only=True)``."""
-        return {"mean": torch.from_numpy(self.mean.copy()), "var": torch.from_numpy(self.var.copy()),
+        return {"mean": torch.tensor(np.asarray(self.mean)), "var": torch.tensor(np.asarray(self.var)),
                 "count": float(self.count)}
 
     def load_state_dict(self, state: dict) -> None:
