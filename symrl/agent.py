@@ -7,7 +7,6 @@ from typing import Optional
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from . import runs
 from .config import Config
@@ -54,7 +53,6 @@ class Agent:
         """A clean environment with the wrappers this agent was trained with (discretisation, Atari)."""
         return make_eval_env(self.config, render_mode=render_mode)
 
-    @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: Optional[bool] = None) -> np.ndarray:
         """Action(s) for one observation or a batch; deterministic by default except on Atari."""
         if deterministic is None:
@@ -62,8 +60,7 @@ class Agent:
         obs = np.asarray(obs)
         single = obs.shape == self.policy_obs_shape
         batch = obs[None] if single else obs
-        actions, _, _ = self.policy.act(torch.from_numpy(np.ascontiguousarray(self.obs_norm(batch))), deterministic)
-        actions = actions.numpy()
+        actions = self.policy.act_numpy(self.obs_norm(batch), deterministic)
         return actions[0] if single else actions
 
     def predict(self, obs: np.ndarray, deterministic: bool = True):

@@ -10,7 +10,6 @@ import functools
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from .config import Config
 from .envs.make import build_env, is_atari
@@ -27,7 +26,6 @@ def make_eval_envs(cfg: Config, n: int) -> gym.vector.VectorEnv:
     return gym.vector.SyncVectorEnv([functools.partial(build_env, cfg, False) for _ in range(n)])
 
 
-@torch.inference_mode()
 def evaluate(
     policy: ActorCritic,
     envs: gym.vector.VectorEnv,
@@ -48,8 +46,7 @@ def evaluate(
         totals = np.zeros(n)
         running = np.ones(n, dtype=bool)
         while running.any():
-            actions, _, _ = policy.act(torch.from_numpy(np.ascontiguousarray(obs_norm(obs))), deterministic)
-            actions = actions.numpy()
+            actions = policy.act_numpy(obs_norm(obs), deterministic)
             if clip is not None:
                 actions = np.clip(actions, *clip)
             obs, reward, terminated, truncated, _ = envs.step(actions)

@@ -131,7 +131,7 @@ class ActorCritic(nn.Module):
             return dist.log_prob(actions.long()), dist.entropy()
         if self.kind == "multidiscrete":
             if isinstance(dist, list):
-                lp = torch.stack([d.log_prob(a) for d, a in zip(dist, actions.long().unbind(1))], 1)
+                lp = torch.stack([d.log_prob(a) for d, a in zip(dist, actions.long().unbind(1), strict=True)], 1)
                 ent = torch.stack([d.entropy() for d in dist], 1)
                 return lp, ent.sum(1)
             return dist.log_prob(actions.long()), dist.entropy().sum(1)
@@ -147,7 +147,7 @@ class ActorCritic(nn.Module):
     # -- public ----------------------------------------------------------------------------------------
     def act(self, obs: torch.Tensor, deterministic: bool = False):
         """Sample (or take the mode of) actions; returns ``(actions, log_prob, value)``."""
-        actor, critic = self._features(obs)
+        actor, critic = self._features(obs.to(self.device))
         dist = self._dist(actor)
         actions = self._sample(dist, deterministic)
         log_prob, _ = self._log_prob_entropy(dist, actions)
@@ -160,7 +160,17 @@ class ActorCritic(nn.Module):
         return log_prob, entropy, self.value_head(critic).squeeze(-1)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.value_head(self.critic_body(obs)).squeeze(-1)
+        return self.value_head(self.critic_body(obs.to(self.device))).squeeze(-1)
+
+    @property
+    def device(self) -> torch.device:
+        return self.value_head.weight.device
+
+    @torch.inference_mode()
+    def act_numpy(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        """Actions for a batch of (already normalised) NumPy observations, as a NumPy array."""
+        obs_t = torch.from_numpy(np.ascontiguousarray(obs)).to(self.device)
+        return self._sample(self._dist(self.actor_body(obs_t)), deterministic).cpu().numpy()
 
 
 def _action_kind(space: gym.Space) -> str:

@@ -74,7 +74,7 @@ class Collector:
         bootstrap = torch.zeros_like(buf.values)  # V(final obs) where an episode was truncated
         for t in range(buf.values.shape[0]):
             obs_t = self._tensor(self.obs)
-            actions, log_prob, value = policy.act(obs_t)
+            actions, log_prob, value = (x.cpu() for x in policy.act(obs_t))
             env_actions = actions.numpy()
             if self.clip_actions is not None:  # Gaussian samples are unbounded; the stored action is not clipped
                 env_actions = np.clip(env_actions, *self.clip_actions)
@@ -96,13 +96,13 @@ class Collector:
             cut = np.flatnonzero(truncated & ~terminated)
             if cut.size:
                 final_obs = np.stack([infos["final_obs"][i] for i in cut])
-                bootstrap[t, cut] = policy.value(self._tensor(self.obs_norm(final_obs)))
+                bootstrap[t, cut] = policy.value(self._tensor(self.obs_norm(final_obs))).cpu()
             self._record_episodes(infos, stats)
 
             self.obs_norm.update(raw_obs)
             self.obs = self.obs_norm(raw_obs)
 
-        last_value = policy.value(self._tensor(self.obs))
+        last_value = policy.value(self._tensor(self.obs)).cpu()
         buf.next_values[:-1] = buf.values[1:]
         buf.next_values[-1] = last_value
         buf.next_values = torch.where(buf.dones.bool(), bootstrap, buf.next_values)

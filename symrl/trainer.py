@@ -67,6 +67,18 @@ def _check_policy_fits(cfg: Config, action_space: gym.Space) -> None:
         )
 
 
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; asking for CUDA without it is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SymrlError(f"device {name!r} requested but torch sees no CUDA GPU; use --set device=cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise SymrlError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+
+
 def _set_threads(cfg: Config, cnn: bool) -> None:
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
@@ -94,7 +106,8 @@ class Trainer:
         self.envs = make_train_envs(cfg)
         obs_space, action_space = self.envs.single_observation_space, self.envs.single_action_space
         _check_policy_fits(cfg, action_space)
-        self.policy = ActorCritic(obs_space, action_space, cfg)
+        self.device = resolve_device(cfg.device)
+        self.policy = ActorCritic(obs_space, action_space, cfg).to(self.device)
         _set_threads(cfg, self.policy.cnn)
         self.optimizer = make_optimizer(cfg, self.policy)
         self.obs_norm = ObsNormalizer(obs_space.shape, cfg.norm_obs, cfg.clip_obs)
@@ -207,7 +220,7 @@ class Trainer:
         cfg, buf = self.cfg, self.buffer
         advantages, returns = compute_gae(buf.rewards, buf.values, buf.next_values, buf.dones, cfg.gamma, cfg.gae_lambda)
         advantages = self.adv_noise(advantages)  # flips the policy's advantages, not the value targets
-        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
+        flat = lambda x: x.reshape(-1, *x.shape[2:]).to(self.device)  # noqa: E731
         return Batch(flat(buf.obs), flat(buf.actions), flat(buf.log_probs), flat(buf.values), flat(advantages), flat(returns))
 
     def _evaluate(self, eval_log, writer, progress) -> None:

@@ -10,7 +10,7 @@ from ..errors import SymrlError
 
 def bin_values(low: np.ndarray, high: np.ndarray, bins: int) -> np.ndarray:
     """``[D, K]`` grid of action values: ``np.linspace(low_i, high_i, K)`` per dimension (SPEC 2)."""
-    return np.stack([np.linspace(lo, hi, bins) for lo, hi in zip(low, high)]).astype(np.float32)
+    return np.stack([np.linspace(lo, hi, bins) for lo, hi in zip(low, high, strict=True)]).astype(np.float32)
 
 
 class DiscretizeAction(gym.ActionWrapper):
