@@ -178,6 +178,8 @@ def _coerce(name: str, value: Any) -> Any:
         if base is bool:
             if isinstance(value, bool):
                 return value
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
             if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
                 return value.lower() in ("true", "yes", "1")
             raise ValueError
@@ -285,7 +287,8 @@ def make_config(algo: str = "ppo", env: str = "CartPole-v1", preset: Optional[st
     for section in sections:
         if section:
             values.update(section)
-    if values.get("bins") and "bins" not in overrides and not _has_box_actions(env, values.get("env_kwargs") or {}):
+    env_kwargs = overrides.get("env_kwargs", values.get("env_kwargs")) or {}
+    if values.get("bins") and "bins" not in overrides and not _has_box_actions(env, env_kwargs):
         values["bins"] = 0  # a preset's discretisation applies to continuous action spaces only
     values.update(overrides)
     values.update(algo=algo, env=env, preset=preset_name)
