@@ -202,7 +202,8 @@ def _coerce(name: str, value: Any) -> Any:
         pass
     else:
         return value
-    raise SymrlError(f"{name} must be a {getattr(base, '__name__', base)}, got {value!r}")
+    kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list", dict: "a mapping"}
+    raise SymrlError(f"{name} must be {kind.get(base, base)}, got {value!r}")
 
 
 def _coerce_all(values: dict) -> dict:

@@ -36,10 +36,6 @@ def evaluate(
 ) -> np.ndarray:
     """Returns of ``episodes`` episodes, played ``envs.num_envs`` at a time."""
     returns: list[float] = []
-    clip = None
-    space = envs.single_action_space
-    if isinstance(space, gym.spaces.Box):
-        clip = (space.low, space.high)
     while len(returns) < episodes:
         n = envs.num_envs
         obs, _ = envs.reset(seed=[seed + len(returns) + i for i in range(n)])
@@ -47,8 +43,6 @@ def evaluate(
         running = np.ones(n, dtype=bool)
         while running.any():
             actions = policy.act_numpy(obs_norm(obs), deterministic)
-            if clip is not None:
-                actions = np.clip(actions, *clip)
             obs, reward, terminated, truncated, _ = envs.step(actions)
             totals += np.where(running, reward, 0.0)
             running &= ~(terminated | truncated)

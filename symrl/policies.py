@@ -103,6 +103,7 @@ class ActorCritic(nn.Module):
             self.action_dim = int(np.prod(action_space.shape))
             self.n_logits = self.action_dim
             self.log_std = nn.Parameter(torch.full((self.action_dim,), float(cfg.log_std_init)))
+            self.action_bounds = (action_space.low, action_space.high)
         self.action_head = _ortho(nn.Linear(hidden, self.n_logits), 0.01)
         self.value_head = _ortho(nn.Linear(self.critic_body.out_dim, 1), 1.0)
         if not cfg.ortho_init:
@@ -168,9 +169,11 @@ class ActorCritic(nn.Module):
 
     @torch.inference_mode()
     def act_numpy(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
-        """Actions for a batch of (already normalised) NumPy observations, as a NumPy array."""
+        """Actions for a batch of (already normalised) NumPy observations, ready for the environment
+        (Gaussian actions clipped to the Box bounds)."""
         obs_t = torch.from_numpy(np.ascontiguousarray(obs)).to(self.device)
-        return self._sample(self._dist(self.actor_body(obs_t)), deterministic).cpu().numpy()
+        actions = self._sample(self._dist(self.actor_body(obs_t)), deterministic).cpu().numpy()
+        return np.clip(actions, *self.action_bounds) if self.kind == "continuous" else actions
 
 
 def _action_kind(space: gym.Space) -> str:

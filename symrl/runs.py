@@ -88,7 +88,7 @@ class CsvLog:
         self.path, self.columns = Path(path), columns
         new = not self.path.exists() or self.path.stat().st_size == 0
         self._handle = open(self.path, "a", newline="")
-        self._writer = csv.DictWriter(self._handle, fieldnames=columns, extrasaction="ignore")
+        self._writer = csv.DictWriter(self._handle, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         if new:
             self._writer.writeheader()
             self._handle.flush()
@@ -113,10 +113,14 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def truncate_csv(path: Path, columns: list[str], max_step: int) -> None:
-    """Drop rows logged after ``max_step`` (written after the checkpoint a resume restarts from)."""
+    """Drop rows logged after ``max_step`` (written after the checkpoint a resume restarts from), and a
+    torn last line left by a killed process (no trailing newline or missing fields)."""
     path = Path(path)
-    rows = read_csv(path) if path.exists() else []
-    keep = [row for row in rows if row.get("step") and int(float(row["step"])) <= max_step]
+    text = path.read_text() if path.exists() else ""
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    keep = [row for row in rows if None not in row.values() and row.get("step") and int(float(row["step"])) <= max_step]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

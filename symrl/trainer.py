@@ -95,8 +95,17 @@ class Trainer:
             raise SymrlError("--resume needs --out DIR of the run to continue")
         cfg.validate()
         self.cfg = cfg
-        if self.run_dir is not None and not resume:
-            _prepare_new_run_dir(self.run_dir, overwrite)
+        if self.run_dir is not None and not resume and runs.holds_run(self.run_dir) and not overwrite:
+            raise SymrlError(f"{self.run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it, "
+                             "or choose another --out")
+
+        checkpoint = None
+        if resume:
+            checkpoint = runs.safe_torch_load(self.run_dir / runs.CHECKPOINT)
+            step = checkpoint.get("counters", {}).get("global_step", 0) if isinstance(checkpoint, dict) else 0
+            if step > cfg.total_steps:
+                raise SymrlError(f"the run in {self.run_dir} is already at step {step}, beyond --steps "
+                                 f"{cfg.total_steps}; omit --steps or give a larger value")
 
         torch.manual_seed(cfg.seed)
         reward_seq, adv_seq = np.random.SeedSequence(cfg.seed).spawn(2)
@@ -106,6 +115,10 @@ class Trainer:
         self.envs = make_train_envs(cfg)
         obs_space, action_space = self.envs.single_observation_space, self.envs.single_action_space
         _check_policy_fits(cfg, action_space)
+        if self.run_dir is not None and not resume:  # only now that the run can start
+            if runs.holds_run(self.run_dir):
+                shutil.rmtree(self.run_dir)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(cfg.device)
         self.policy = ActorCritic(obs_space, action_space, cfg).to(self.device)
         _set_threads(cfg, self.policy.cnn)
@@ -123,8 +136,9 @@ class Trainer:
         self.next_checkpoint = cfg.checkpoint_freq
         self.evaluations: list[dict] = []
         self.elapsed = 0.0  # training seconds, carried across resumes
-        if resume:
-            self._load_checkpoint(self.run_dir / runs.CHECKPOINT)
+        self.resumed = checkpoint is not None
+        if checkpoint is not None:
+            self._restore(checkpoint, self.run_dir / runs.CHECKPOINT)
         env_seed = cfg.seed if not resume else cfg.seed + self.global_step
         self.collector = Collector(self.envs, self.obs_norm, self.reward_scaler, self.reward_noise, cfg.sign_reward, env_seed)
 
@@ -133,6 +147,9 @@ class Trainer:
         cfg = self.cfg
         metrics_log = eval_log = writer = None
         if self.run_dir is not None:
+            if self.resumed:  # drop rows a killed run logged after its checkpoint
+                for name, columns in ((runs.METRICS, runs.METRIC_COLUMNS), (runs.EVAL, runs.EVAL_COLUMNS)):
+                    runs.truncate_csv(self.run_dir / name, columns, self.global_step)
             runs.write_config(self.run_dir, cfg.to_dict())
             metrics_log = runs.CsvLog(self.run_dir / runs.METRICS, runs.METRIC_COLUMNS)
             eval_log = runs.CsvLog(self.run_dir / runs.EVAL, runs.EVAL_COLUMNS)
@@ -183,9 +200,9 @@ class Trainer:
                     if cfg.stop_return is not None and self._final() >= cfg.stop_return:
                         last = True
                 if self.run_dir is not None and (self.global_step >= self.next_checkpoint or last):
-                    self._save_checkpoint()
                     while self.next_checkpoint <= self.global_step:
                         self.next_checkpoint += cfg.checkpoint_freq
+                    self._save_checkpoint()
                 if last:
                     break
             if self.run_dir is not None:
@@ -266,8 +283,7 @@ class Trainer:
         )
         runs.atomic_torch_save(state, self.run_dir / runs.CHECKPOINT)
 
-    def _load_checkpoint(self, path: Path) -> None:
-        state = runs.safe_torch_load(path)
+    def _restore(self, state: dict, path: Path) -> None:
         try:
             self.policy.load_state_dict(state["policy"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -283,8 +299,6 @@ class Trainer:
         self.next_eval, self.next_checkpoint = counters["next_eval"], counters["next_checkpoint"]
         self.elapsed = float(counters.get("time", 0.0))
         self.evaluations = list(state.get("evaluations", []))
-        for name, columns in ((runs.METRICS, runs.METRIC_COLUMNS), (runs.EVAL, runs.EVAL_COLUMNS)):
-            runs.truncate_csv(self.run_dir / name, columns, self.global_step)
 
 
 def train(config: Optional[Config] = None, *, out: Optional[str | Path] = None, resume: bool = False,
@@ -312,7 +326,7 @@ def train(config: Optional[Config] = None, *, out: Optional[str | Path] = None, 
 
 
 def resume_config(run_dir: str | Path, **overrides) -> Config:
-    """The saved config of ``run_dir``; on resume only ``total_steps`` (to extend) and ``progress`` may change."""
+    """The saved config of ``run_dir``; on resume only ``total_steps`` and ``progress`` may change."""
     run_dir = Path(run_dir)
     if not (run_dir / runs.CONFIG).exists() or not (run_dir / runs.CHECKPOINT).exists():
         raise SymrlError(f"{run_dir} holds no resumable run (config.yaml and checkpoints/last.pt are needed); "
@@ -322,15 +336,6 @@ def resume_config(run_dir: str | Path, **overrides) -> Config:
         raise SymrlError(f"cannot change {', '.join(changed)} when resuming; drop them or start a new run")
     saved = load_config_file(run_dir / runs.CONFIG)
     return saved.replace(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def _prepare_new_run_dir(run_dir: Path, overwrite: bool) -> None:
-    if runs.holds_run(run_dir):
-        if not overwrite:
-            raise SymrlError(f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it, "
-                             "or choose another --out")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _mean(values: list) -> float:

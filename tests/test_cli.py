@@ -1,0 +1,292 @@
+"""The command line: every user mistake is one ``error:`` line and exit code 2, and touches no run.
+
+Everything here is a real run (no mocks): the CLI runs in-process through ``symrl.cli.main`` (stderr
+captured with capsys), plus one real ``python -m symrl.cli`` subprocess for the exit status and the exact
+stderr. Runs are tiny (a few hundred CartPole steps).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from symrl.cli import main
+
+QUIET = ["--no-progress", "--set", "tensorboard=false"]
+TINY = ["--set", "n_steps=64", "--set", "n_envs=2", "--set", "eval_freq=256", "--set", "eval_episodes=2",
+        "--set", "checkpoint_freq=256"]
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def snapshot(root: Path) -> dict:
+    """Every file under ``root`` (relative path -> bytes), to prove a failed command changed nothing."""
+    root = Path(root)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run_cli(capsys, argv):
+    """``main(argv)`` in-process; returns (exit code, stdout, stderr lines)."""
+    capsys.readouterr()  # drop anything printed before
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err.splitlines()
+
+
+def assert_one_error(code, err_lines, pattern, exit_code=2):
+    assert code == exit_code, f"exit code {code}, stderr {err_lines!r}"
+    assert len(err_lines) == 1, f"expected exactly one stderr line, got {err_lines!r}"
+    line = err_lines[0]
+    assert line.startswith("error:"), line
+    assert re.search(pattern, line), f"{line!r} does not name the problem ({pattern!r})"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A tiny finished PPO CartPole run (shared, read-only: tests copy it before touching it)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    code = main(["train", "--algo", "ppo", "--env", "CartPole-v1", "--steps", "256", "--out", str(out), *QUIET, *TINY])
+    assert code == 0
+    return out
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    """A private copy of the finished run that a test may pass to a failing command."""
+    dst = tmp_path / "existing"
+    shutil.copytree(finished_run, dst)
+    return dst
+
+
+# --------------------------------------------------------------------------------------------------
+# bad training inputs
+# --------------------------------------------------------------------------------------------------
+
+CARTPOLE = ["--algo", "ppo", "--env", "CartPole-v1"]
+
+# (id, argv after "train" without --out, regex the error line must match)
+BAD_TRAIN = [
+    ("unknown-env", ["--algo", "ppo", "--env", "CartPol-v1"], r"CartPol-v1.*CartPole-v1"),
+    ("reward-noise-kind", [*CARTPOLE, "--reward-noise", "gauss:0.1"], r"--reward-noise.*gauss:0\.1"),
+    ("reward-noise-prob", [*CARTPOLE, "--reward-noise", "flip:2"], r"--reward-noise.*flip:2"),
+    ("reward-noise-value", [*CARTPOLE, "--reward-noise", "gaussian:abc"], r"--reward-noise.*abc"),
+    ("adv-noise-kind", [*CARTPOLE, "--adv-noise", "gaussian:0.1"], r"--adv-noise.*gaussian:0\.1"),
+    ("bins-on-discrete", [*CARTPOLE, "--bins", "5"], r"--bins.*Discrete"),
+    ("bins-one", ["--algo", "ppo", "--env", "Pendulum-v1", "--bins", "1"], r"bins"),
+    ("steps-zero", [*CARTPOLE, "--steps", "0"], r"--steps.*'0'"),
+    ("steps-negative", [*CARTPOLE, "--steps", "-5"], r"--steps.*'-5'"),
+    ("steps-text", [*CARTPOLE, "--steps", "abc"], r"--steps.*'abc'"),
+    ("steps-fraction", [*CARTPOLE, "--steps", "1.5"], r"--steps.*'1\.5'"),
+    ("n-envs-zero", [*CARTPOLE, "--n-envs", "0"], r"--n-envs"),
+    ("unknown-preset", [*CARTPOLE, "--preset", "nosuch"], r"preset.*nosuch"),
+    ("unknown-set-key", [*CARTPOLE, "--set", "gama=0.9"], r"gama.*did you mean gamma"),
+    ("set-float-type", [*CARTPOLE, "--set", "gamma=abc"], r"gamma.*abc"),
+    ("set-int-type", [*CARTPOLE, "--set", "n_steps=1.5"], r"n_steps.*1\.5"),
+    ("set-bool-type", [*CARTPOLE, "--set", "norm_obs=maybe"], r"norm_obs.*maybe"),
+    ("set-list-type", [*CARTPOLE, "--set", "net_arch=5"], r"net_arch"),
+    ("set-no-equals", [*CARTPOLE, "--set", "gamma"], r"--set.*key=value"),
+    ("set-bad-choice", [*CARTPOLE, "--set", "optimizer=sgd"], r"optimizer.*sgd"),
+    ("set-zero-steps", [*CARTPOLE, "--set", "n_steps=0"], r"n_steps.*positive"),
+    ("sppo-box-gaussian", ["--algo", "sppo", "--env", "Pendulum-v1", "--bins", "0"], r"--bins"),
+    ("missing-algo", ["--env", "CartPole-v1"], r"--algo"),
+    ("unknown-algo", ["--algo", "dqn", "--env", "CartPole-v1"], r"dqn"),
+    ("unknown-env-with-preset", ["--algo", "ppo", "--env", "CartPol-v1", "--preset", "classic"], r"CartPole-v1"),
+]
+
+@pytest.mark.parametrize("argv,pattern", [pytest.param(a, p, id=i) for i, a, p in BAD_TRAIN])
+def test_bad_train_input_fresh_out(capsys, tmp_path, argv, pattern):
+    out = tmp_path / "new"
+    steps = [] if "--steps" in argv else ["--steps", "256"]
+    code, stdout, err = run_cli(capsys, ["train", *argv, *steps, "--out", out, *QUIET])
+    assert_one_error(code, err, pattern)
+    assert not stdout.strip()
+    assert not out.exists(), "a command that fails validation must not create its run directory"
+
+
+@pytest.mark.parametrize("argv,pattern", [pytest.param(a, p, id=i) for i, a, p in BAD_TRAIN])
+def test_bad_train_input_never_touches_existing_run(capsys, run_copy, argv, pattern):
+    """Even with --overwrite, a command that fails validation must leave the existing run intact
+    (the env id, --bins and the beta/Box check are only detected when the environments are built)."""
+    before = snapshot(run_copy)
+    steps = [] if "--steps" in argv else ["--steps", "256"]
+    code, _, err = run_cli(capsys, ["train", *argv, *steps, "--out", run_copy, "--overwrite", *QUIET])
+    assert_one_error(code, err, pattern)
+    assert snapshot(run_copy) == before
+
+
+def test_existing_run_dir_needs_resume_or_overwrite(capsys, run_copy):
+    before = snapshot(run_copy)
+    code, _, err = run_cli(capsys, ["train", *CARTPOLE, "--steps", "256", "--out", run_copy, *QUIET, *TINY])
+    assert_one_error(code, err, r"already holds a run.*--resume.*--overwrite")
+    assert snapshot(run_copy) == before
+
+
+def test_overwrite_replaces_an_existing_run(capsys, run_copy):
+    (run_copy / "stale.txt").write_text("from the old run")
+    code, _, err = run_cli(capsys, ["train", *CARTPOLE, "--steps", "128", "--out", run_copy, "--overwrite",
+                                    *QUIET, *TINY])
+    assert code == 0, err
+    assert not (run_copy / "stale.txt").exists()
+    steps = [int(r["step"]) for r in csv.DictReader(open(run_copy / "metrics.csv"))]
+    assert steps == [128]
+
+
+# --------------------------------------------------------------------------------------------------
+# bad resume / eval inputs
+# --------------------------------------------------------------------------------------------------
+
+
+def test_resume_without_out(capsys):
+    code, _, err = run_cli(capsys, ["train", "--resume", "--no-progress"])
+    assert_one_error(code, err, r"--resume.*--out")
+
+
+def test_resume_on_dir_without_checkpoint(capsys, run_copy):
+    shutil.rmtree(run_copy / "checkpoints")
+    before = snapshot(run_copy)
+    code, _, err = run_cli(capsys, ["train", "--resume", "--out", run_copy, "--steps", "512", "--no-progress"])
+    assert_one_error(code, err, r"checkpoints/last\.pt")
+    assert snapshot(run_copy) == before
+
+
+def test_resume_on_empty_dir(capsys, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run_cli(capsys, ["train", "--resume", "--out", empty, "--steps", "512", "--no-progress"])
+    assert_one_error(code, err, r"no resumable run")
+    assert list(empty.iterdir()) == []
+
+
+def test_resume_with_changed_setting(capsys, run_copy):
+    before = snapshot(run_copy)
+    code, _, err = run_cli(capsys, ["train", "--resume", "--out", run_copy, "--steps", "512", "--seed", "3",
+                                    "--no-progress"])
+    assert_one_error(code, err, r"cannot change seed")
+    assert snapshot(run_copy) == before
+
+
+def test_eval_missing_dir(capsys, tmp_path):
+    missing = tmp_path / "nope"
+    code, _, err = run_cli(capsys, ["eval", missing, "--episodes", "1"])
+    assert_one_error(code, err, r"nope.*not a directory")
+    assert not missing.exists()
+
+
+def test_eval_dir_without_model(capsys, tmp_path):
+    code, _, err = run_cli(capsys, ["eval", tmp_path, "--episodes", "1"])
+    assert_one_error(code, err, r"no saved model.*model\.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_corrupt_model(capsys, run_copy):
+    (run_copy / "model.pt").write_bytes(b"\x00\x01this is not a torch file\xff" * 10)
+    before = snapshot(run_copy)
+    code, _, err = run_cli(capsys, ["eval", run_copy, "--episodes", "1"])
+    assert_one_error(code, err, r"model\.pt.*corrupt")
+    assert snapshot(run_copy) == before
+
+
+def test_eval_bad_episodes(capsys, finished_run):
+    code, _, err = run_cli(capsys, ["eval", finished_run, "--episodes", "0"])
+    assert_one_error(code, err, r"--episodes")
+
+
+def test_subprocess_exit_code_and_single_stderr_line(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "symrl.cli", "train", "--algo", "ppo", "--env", "CartPol-v1", "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error:") and "CartPole-v1" in lines[0]
+    assert proc.stdout == ""
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# help
+# --------------------------------------------------------------------------------------------------
+
+TRAIN_FLAGS = ["--algo", "--env", "--preset", "--steps", "--seed", "--bins", "--reward-noise", "--adv-noise",
+               "--alpha", "--beta", "--z", "--set", "--out", "--resume", "--policy-coef", "--overwrite",
+               "--no-progress", "--n-envs", "--eval-freq", "--eval-episodes"]
+EVAL_FLAGS = ["--episodes", "--video", "--seed", "--deterministic", "--stochastic"]
+
+
+@pytest.mark.parametrize("command,flags", [("train", TRAIN_FLAGS), ("eval", EVAL_FLAGS)])
+def test_help(capsys, command, flags):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    for flag in flags:
+        assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", out), f"{command} --help does not mention {flag}"
+
+
+# --------------------------------------------------------------------------------------------------
+# a successful run, then eval
+# --------------------------------------------------------------------------------------------------
+
+METRIC_HEADER_REQUIRED = ["step", "loss", "rl_loss", "reverse_loss", "entropy", "clip_fraction", "approx_kl",
+                          "explained_variance", "sign_change_ratio", "sps"]
+
+
+def test_train_then_eval_and_video(capsys, tmp_path):
+    import json
+
+    import torch
+    import yaml
+
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(capsys, ["train", "--algo", "sppo", "--env", "CartPole-v1", "--steps", "512",
+                                         "--reward-noise", "gaussian:0.1", "--out", out, "--no-progress", *TINY])
+    assert code == 0, err
+    assert "done: 512 steps" in stdout
+
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["algo"] == "sppo" and config["env"] == "CartPole-v1" and config["total_steps"] == 512
+    assert config["reward_noise"] == "gaussian:0.1" and config["n_steps"] == 64
+
+    with open(out / "metrics.csv", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        rows = list(reader)
+    for column in METRIC_HEADER_REQUIRED:
+        assert column in header, column
+    assert [int(r[0]) for r in rows] == [128, 256, 384, 512]
+
+    eval_lines = (out / "eval.csv").read_text().splitlines()
+    assert eval_lines[0] == "step,mean_return,std_return,episodes"
+    assert [line.split(",")[0] for line in eval_lines[1:]] == ["256", "512"]
+
+    assert list((out / "tb").glob("events.out.tfevents.*")), "no TensorBoard events file"
+    assert (out / "checkpoints" / "last.pt").is_file()
+    assert (out / "model.pt").is_file()
+    torch.load(out / "model.pt", weights_only=True)
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "finished" and status["step"] == 512
+
+    code, stdout, err = run_cli(capsys, ["eval", out, "--episodes", "2"])
+    assert code == 0, err
+    assert re.search(r"mean return -?\d+\.\d+ \+- \d+\.\d+ over 2 episodes", stdout), stdout
+
+    code, stdout, err = run_cli(capsys, ["eval", out, "--episodes", "1", "--video"])
+    assert code == 0, err
+    assert "over 1 episodes" in stdout
+    videos = list((out / "videos").glob("*.mp4"))
+    assert videos and all(v.stat().st_size > 0 for v in videos)
