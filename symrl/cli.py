@@ -130,8 +130,11 @@ def _record(agent, args: argparse.Namespace):
 
     deterministic = default_deterministic(agent.config) if args.deterministic is None else args.deterministic
     folder = args.run_dir / "videos"
-    env = gym.wrappers.RecordVideo(agent.make_env(render_mode="rgb_array"), str(folder),
-                                   episode_trigger=lambda _: True, disable_logger=True)
+    try:
+        env = gym.wrappers.RecordVideo(agent.make_env(render_mode="rgb_array"), str(folder),
+                                       episode_trigger=lambda _: True, disable_logger=True)
+    except gym.error.DependencyNotInstalled:
+        raise SymrlError("--video needs moviepy; install it with pip install 'symrl[video]'") from None
     returns = []
     try:
         for episode in range(args.episodes):

@@ -13,6 +13,7 @@ import functools
 import gymnasium as gym
 
 from ..config import Config
+from ..errors import SymrlError
 from .registry import gym_make
 from .wrappers import DiscretizeAction, EpisodicLife, FireReset
 
@@ -35,7 +36,10 @@ def build_env(cfg: Config, train: bool, render_mode: str | None = None) -> gym.E
     if is_atari(cfg):
         kwargs.setdefault("frameskip", 1)  # AtariPreprocessing does the frame-skip with max-pooling
         env = gym_make(cfg.env, **kwargs)
-        env = gym.wrappers.AtariPreprocessing(env, noop_max=cfg.noop_max, frame_skip=4, screen_size=84)
+        try:
+            env = gym.wrappers.AtariPreprocessing(env, noop_max=cfg.noop_max, frame_skip=4, screen_size=84)
+        except gym.error.DependencyNotInstalled:
+            raise SymrlError("Atari preprocessing needs OpenCV; pip install opencv-python-headless") from None
         env = gym.wrappers.RecordEpisodeStatistics(env)  # full-game score, below EpisodicLife
         if train and cfg.episodic_life:
             env = EpisodicLife(env)
