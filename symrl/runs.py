@@ -107,11 +107,6 @@ def _fmt(value: Any) -> Any:
     return "" if value is None else value
 
 
-def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def truncate_csv(path: Path, columns: list[str], max_step: int) -> None:
     """Drop rows logged after ``max_step`` (written after the checkpoint a resume restarts from), and a
     torn last line left by a killed process (no trailing newline or missing fields)."""
