@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 
 from .losses import masked_mean
@@ -30,14 +31,19 @@ def compute_gae(
     it terminated. ``dones[t]`` (terminated or truncated) stops the lambda-recursion at episode ends.
     Returns ``(advantages, returns)`` with ``returns = advantages + values`` (the value targets).
     """
-    advantages = torch.zeros_like(values)
-    not_done = 1.0 - dones.to(values.dtype)
-    deltas = rewards + gamma * next_values - values
-    running = torch.zeros_like(values[0])
-    for t in range(values.shape[0] - 1, -1, -1):
-        running = deltas[t] + gamma * gae_lambda * not_done[t] * running
+    # The recursion is sequential in t, so it runs in NumPy on the CPU (one small operation per step is
+    # several times cheaper there than a torch call, and cheaper than T kernel launches on a GPU).
+    r, v, nv = (x.detach().cpu().numpy() for x in (rewards, values, next_values))
+    not_done = 1.0 - dones.detach().cpu().numpy().astype(v.dtype)
+    deltas = r + gamma * nv - v
+    decay = (gamma * gae_lambda) * not_done
+    advantages = np.empty_like(v)
+    running = np.zeros_like(v[0])
+    for t in range(v.shape[0] - 1, -1, -1):
+        running = deltas[t] + decay[t] * running
         advantages[t] = running
-    return advantages, advantages + values
+    advantages = torch.from_numpy(advantages).to(values.device)
+    return advantages, advantages + values.detach()
 
 
 def normalize_advantages(

@@ -101,6 +101,7 @@ class Config:
     checkpoint_freq: int = 50_000
     device: str = "cpu"
     torch_threads: int = 0
+    engine: str = "auto"
     tensorboard: bool = True
     progress: bool = True
 
@@ -122,6 +123,7 @@ class Config:
         """Raise :class:`SymrlError` on any value that cannot work, naming the fix."""
         _choice("algo", self.algo, ALGOS)
         _choice("vec_env", self.vec_env, ("sync", "async"))
+        _choice("engine", self.engine, ("auto", "torch", "numpy"))
         _choice("lr_schedule", self.lr_schedule, ("constant", "linear"))
         _choice("clip_schedule", self.clip_schedule, ("constant", "linear"))
         _choice("optimizer", self.optimizer, ("adam", "rmsprop"))
@@ -129,9 +131,11 @@ class Config:
         _choice("reverse_mask", self.reverse_mask, ("ppo", "none"))
         _choice("network", self.network, ("auto", "mlp", "cnn"))
         _choice("activation", self.activation, ("tanh", "relu"))
-        for name in ("total_steps", "n_envs", "n_steps", "n_epochs", "eval_episodes", "eval_freq", "checkpoint_freq"):
+        for name in ("total_steps", "n_envs", "n_steps", "n_epochs", "eval_freq", "checkpoint_freq"):
             if getattr(self, name) <= 0:
                 raise SymrlError(f"{name} must be positive, got {getattr(self, name)}; pass a value > 0")
+        if self.eval_episodes < 0:
+            raise SymrlError(f"eval_episodes must be >= 0 (0 turns evaluation off), got {self.eval_episodes}")
         if self.batch_size is not None and self.batch_size <= 0:
             raise SymrlError(f"batch_size must be positive or null (full batch), got {self.batch_size}")
         if self.bins != 0 and self.bins < 2:

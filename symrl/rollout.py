@@ -9,6 +9,8 @@ episode cut by a time limit (bootstrapping) and 0 for one that terminated.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -18,9 +20,18 @@ from .envs.normalize import ObsNormalizer, RewardScaler
 from .noise import RewardNoise
 from .policies import ActorCritic
 
+if TYPE_CHECKING:
+    from .fast import NumpyEngine
+
 
 class RolloutBuffer:
-    """``[T, N, ...]`` tensors for T steps of N environments, allocated once."""
+    """``[T, N, ...]`` storage for T steps of N environments, allocated once.
+
+    Each field is a torch tensor (what the update reads) and, under the same name in ``.np``, a NumPy
+    view of the same memory (what the collection loop writes, without a torch call per step).
+    """
+
+    FIELDS = ("obs", "actions", "log_probs", "values", "rewards", "dones", "next_values")
 
     def __init__(self, n_steps: int, n_envs: int, obs_space: gym.Space, action_space: gym.Space, lp_shape: tuple):
         T, N = n_steps, n_envs
@@ -37,6 +48,7 @@ class RolloutBuffer:
         self.rewards = torch.zeros((T, N))
         self.dones = torch.zeros((T, N))
         self.next_values = torch.zeros((T, N))
+        self.np = SimpleNamespace(**{name: getattr(self, name).numpy() for name in self.FIELDS})
 
 
 @dataclass
@@ -65,19 +77,19 @@ class Collector:
         self.obs_norm.update(raw_obs)
         self.obs = self.obs_norm(raw_obs)
 
-    def _tensor(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(obs))
-
     @torch.inference_mode()
-    def collect(self, policy: ActorCritic, buf: RolloutBuffer) -> RolloutStats:
+    def collect(self, policy: ActorCritic, buf: RolloutBuffer, engine: Optional["NumpyEngine"] = None) -> RolloutStats:
+        """One rollout of ``T`` steps into ``buf``; acts through ``engine`` (NumPy) when given."""
         stats = RolloutStats()
-        bootstrap = torch.zeros_like(buf.values)  # V(final obs) where an episode was truncated
-        for t in range(buf.values.shape[0]):
-            obs_t = self._tensor(self.obs)
-            actions, log_prob, value = (x.cpu() for x in policy.act(obs_t))
-            env_actions = actions.numpy()
+        act, value = _acting(policy, engine)
+        store = buf.np
+        bootstrap = np.zeros_like(store.values)  # V(final obs) where an episode was truncated
+        for t in range(store.values.shape[0]):
+            obs = self.obs
+            actions, log_prob, values = act(obs)
+            env_actions = actions
             if self.clip_actions is not None:  # Gaussian samples are unbounded; the stored action is not clipped
-                env_actions = np.clip(env_actions, *self.clip_actions)
+                env_actions = np.minimum(np.maximum(actions, self.clip_actions[0]), self.clip_actions[1])
             raw_obs, raw_reward, terminated, truncated, infos = self.envs.step(env_actions)
             done = terminated | truncated
 
@@ -86,26 +98,26 @@ class Collector:
             reward = self.reward_scaler(reward, done)
             reward = self.noise.after_normalization(reward)
 
-            buf.obs[t] = obs_t
-            buf.actions[t] = actions
-            buf.log_probs[t] = log_prob
-            buf.values[t] = value
-            buf.rewards[t] = torch.from_numpy(np.asarray(reward, dtype=np.float32))
-            buf.dones[t] = torch.from_numpy(done.astype(np.float32))
+            store.obs[t] = obs
+            store.actions[t] = actions
+            store.log_probs[t] = log_prob
+            store.values[t] = values
+            store.rewards[t] = reward
+            store.dones[t] = done
 
             cut = np.flatnonzero(truncated & ~terminated)
             if cut.size:
                 final_obs = np.stack([infos["final_obs"][i] for i in cut])
-                bootstrap[t, cut] = policy.value(self._tensor(self.obs_norm(final_obs))).cpu()
-            self._record_episodes(infos, stats)
+                bootstrap[t, cut] = value(self.obs_norm(final_obs))
+            if done.any():
+                self._record_episodes(infos, stats)
 
             self.obs_norm.update(raw_obs)
             self.obs = self.obs_norm(raw_obs)
 
-        last_value = policy.value(self._tensor(self.obs)).cpu()
-        buf.next_values[:-1] = buf.values[1:]
-        buf.next_values[-1] = last_value
-        buf.next_values = torch.where(buf.dones.bool(), bootstrap, buf.next_values)
+        store.next_values[:-1] = store.values[1:]
+        store.next_values[-1] = value(self.obs)
+        np.copyto(store.next_values, bootstrap, where=store.dones.astype(bool))
         return stats
 
     @staticmethod
@@ -116,3 +128,18 @@ class Collector:
         mask = final["_episode"]
         stats.episode_returns += final["episode"]["r"][mask].astype(float).tolist()
         stats.episode_lengths += final["episode"]["l"][mask].astype(int).tolist()
+
+
+def _acting(policy: ActorCritic, engine: Optional["NumpyEngine"]):
+    """``(act, value)`` functions from NumPy observations to NumPy outputs."""
+    if engine is not None:
+        return engine.act, engine.value
+
+    def act(obs: np.ndarray):
+        actions, log_prob, values = policy.act(torch.from_numpy(np.ascontiguousarray(obs)))
+        return actions.cpu().numpy(), log_prob.cpu().numpy(), values.cpu().numpy()
+
+    def value(obs: np.ndarray) -> np.ndarray:
+        return policy.value(torch.from_numpy(np.ascontiguousarray(obs))).cpu().numpy()
+
+    return act, value

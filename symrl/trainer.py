@@ -25,6 +25,7 @@ from .envs import make_train_envs
 from .envs.normalize import ObsNormalizer, RewardScaler
 from .errors import SymrlError, TrainingDiverged
 from .evaluation import default_deterministic, evaluate, make_eval_envs
+from .fast import make_engine
 from .noise import AdvantageNoise, RewardNoise, parse_adv_noise, parse_reward_noise
 from .policies import ActorCritic
 from .rollout import Collector, RolloutBuffer
@@ -108,7 +109,8 @@ class Trainer:
                                  f"{cfg.total_steps}; omit --steps or give a larger value")
 
         torch.manual_seed(cfg.seed)
-        reward_seq, adv_seq = np.random.SeedSequence(cfg.seed).spawn(2)
+        reward_seq, adv_seq, policy_seq = np.random.SeedSequence(cfg.seed).spawn(3)
+        self.policy_rng = np.random.default_rng(policy_seq)  # action sampling of the NumPy engine
         self.reward_noise = RewardNoise(parse_reward_noise(cfg.reward_noise), np.random.default_rng(reward_seq))
         self.adv_noise = AdvantageNoise(parse_adv_noise(cfg.adv_noise), np.random.default_rng(adv_seq))
 
@@ -127,7 +129,7 @@ class Trainer:
         self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma, cfg.norm_reward, cfg.clip_reward)
         lp_shape = (len(action_space.nvec),) if isinstance(action_space, gym.spaces.MultiDiscrete) else ()
         self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, obs_space, action_space, lp_shape)
-        self.eval_envs = make_eval_envs(cfg, min(cfg.eval_episodes, 16))
+        self.eval_envs = make_eval_envs(cfg, min(cfg.eval_episodes, 16)) if cfg.eval_episodes else None
         self.deterministic_eval = default_deterministic(cfg)
 
         self.global_step = 0
@@ -139,6 +141,7 @@ class Trainer:
         self.resumed = checkpoint is not None
         if checkpoint is not None:
             self._restore(checkpoint, self.run_dir / runs.CHECKPOINT)
+        self.engine = make_engine(cfg, self.policy, self.optimizer, self.policy_rng)
         env_seed = cfg.seed if not resume else cfg.seed + self.global_step
         self.collector = Collector(self.envs, self.obs_norm, self.reward_scaler, self.reward_noise, cfg.sign_reward, env_seed)
 
@@ -166,10 +169,15 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
 
-                stats = self.collector.collect(self.policy, self.buffer)
+                stats = self.collector.collect(self.policy, self.buffer, self.engine)
                 self.global_step += cfg.n_steps * cfg.n_envs
                 batch = self._batch()
-                if cfg.family == "ppo":
+                if self.engine is not None:
+                    if cfg.family == "ppo":
+                        logs = self.engine.ppo_update(batch, cfg, clip_range)
+                    else:
+                        logs = self.engine.a2c_update(batch, cfg)
+                elif cfg.family == "ppo":
                     logs = ppo_update(self.policy, self.optimizer, batch, cfg, clip_range)
                 else:
                     logs = a2c_update(self.policy, self.optimizer, batch, cfg)
@@ -193,7 +201,7 @@ class Trainer:
                 progress.set_postfix(ret=f"{_mean(recent_returns):.1f}", sps=f"{row['sps']:.0f}", refresh=False)
 
                 last = self.global_step >= cfg.total_steps
-                if self.global_step >= self.next_eval or last:
+                if cfg.eval_episodes and (self.global_step >= self.next_eval or last):
                     self._evaluate(eval_log, writer, progress)
                     while self.next_eval <= self.global_step:
                         self.next_eval += cfg.eval_freq
@@ -225,7 +233,8 @@ class Trainer:
             if writer:
                 writer.close()
             self.envs.close()
-            self.eval_envs.close()
+            if self.eval_envs is not None:
+                self.eval_envs.close()
 
         from .agent import Agent  # noqa: PLC0415
 
@@ -279,7 +288,8 @@ class Trainer:
             evaluations=self.evaluations,
             rng={"torch": torch.get_rng_state(),
                  "reward_noise": self.reward_noise.rng.bit_generator.state,
-                 "adv_noise": self.adv_noise.rng.bit_generator.state},
+                 "adv_noise": self.adv_noise.rng.bit_generator.state,
+                 "policy": self.policy_rng.bit_generator.state},
         )
         runs.atomic_torch_save(state, self.run_dir / runs.CHECKPOINT)
 
@@ -293,6 +303,8 @@ class Trainer:
             torch.set_rng_state(state["rng"]["torch"])
             self.reward_noise.rng.bit_generator.state = state["rng"]["reward_noise"]
             self.adv_noise.rng.bit_generator.state = state["rng"]["adv_noise"]
+            if "policy" in state["rng"]:
+                self.policy_rng.bit_generator.state = state["rng"]["policy"]
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise SymrlError(f"checkpoint {path} does not match this run ({exc.__class__.__name__}); start a new run") from None
         self.global_step, self.updates = counters["global_step"], counters["updates"]

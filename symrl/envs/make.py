@@ -15,6 +15,7 @@ import gymnasium as gym
 from ..config import Config
 from ..errors import SymrlError
 from .registry import gym_make
+from .vector import SerialVectorEnv
 from .wrappers import DiscretizeAction, EpisodicLife, FireReset
 
 
@@ -59,7 +60,7 @@ def make_train_envs(cfg: Config) -> gym.vector.VectorEnv:
     mode = gym.vector.AutoresetMode.SAME_STEP
     if cfg.vec_env == "async":
         return gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode)
-    return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
+    return SerialVectorEnv(fns)
 
 
 def make_eval_env(cfg: Config, render_mode: str | None = None) -> gym.Env:

@@ -19,12 +19,16 @@ class RunningMeanStd:
         self.count = epsilon
 
     def update(self, batch: np.ndarray) -> None:
-        batch_mean, batch_var, n = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
-        delta = batch_mean - self.mean
+        n = batch.shape[0]
+        if n == 1:  # one environment: skip the reductions, which cost more than the arithmetic here
+            delta = batch[0] - self.mean
+            batch_m2 = 0.0
+        else:
+            delta = batch.mean(axis=0) - self.mean
+            batch_m2 = batch.var(axis=0) * n
         total = self.count + n
-        self.mean = self.mean + delta * n / total
-        m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / total
-        self.var = m2 / total
+        self.mean = self.mean + delta * (n / total)
+        self.var = (self.var * self.count + batch_m2 + delta * delta * (self.count * n / total)) / total
         self.count = total
 
     def state_dict(self) -> dict:
@@ -52,8 +56,9 @@ class ObsNormalizer:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         if not self.enabled:
             return obs
-        out = (obs - self.rms.mean) / np.sqrt(self.rms.var + self.eps)
-        return np.clip(out, -self.clip, self.clip).astype(np.float32)
+        out = obs - self.rms.mean
+        out /= np.sqrt(self.rms.var + self.eps)
+        return _clip(out, self.clip).astype(np.float32)
 
     def state_dict(self) -> dict:
         return self.rms.state_dict()
@@ -76,7 +81,7 @@ class RewardScaler:
             return rewards
         self.returns = self.returns * self.gamma + rewards
         self.rms.update(self.returns)
-        scaled = np.clip(rewards / np.sqrt(self.rms.var + self.eps), -self.clip, self.clip)
+        scaled = _clip(rewards / np.sqrt(self.rms.var + self.eps), self.clip)
         self.returns[dones] = 0.0
         return scaled
 
@@ -85,3 +90,10 @@ class RewardScaler:
 
     def load_state_dict(self, state: dict) -> None:
         self.rms.load_state_dict(state)
+
+
+def _clip(x: np.ndarray, bound: float) -> np.ndarray:
+    """``np.clip(x, -bound, bound)`` in place, through the ufuncs (np.clip's wrapper costs more than the
+    arithmetic at one environment per step)."""
+    np.maximum(x, -bound, out=x)
+    return np.minimum(x, bound, out=x)

@@ -1,0 +1,182 @@
+"""symrl vs Stable-Baselines3, side by side: training steps per second and peak memory.
+
+Each measurement runs in a fresh subprocess (so peak RSS is that run's own), the two libraries
+alternate round by round, and the table reports medians over rounds and their ratios. Both libraries get
+the same hyperparameters and the same number of gradient updates; only the wall time of ``learn()`` /
+``Trainer.run()`` is timed (construction excluded), evaluation and logging to disk are off.
+
+    python benchmarks/bench_vs_sb3.py                       # every workload, 3 rounds
+    python benchmarks/bench_vs_sb3.py --workloads ppo-mujoco --rounds 5
+    python benchmarks/bench_vs_sb3.py --scaling             # steps/s vs n_envs, time per update vs width
+
+Stable-Baselines3 is a benchmark-only dependency: ``pip install -e .[bench]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+# workload -> (env, symrl algo, symrl overrides, sb3 algo, sb3 kwargs, steps, bins)
+WORKLOADS = {
+    "ppo-mujoco": dict(env="HalfCheetah-v4", algo="ppo", sb3="PPO", steps=5 * 2048, bins=0,
+                       sb3_kwargs=dict(n_steps=2048, batch_size=64, n_epochs=10, learning_rate=3e-4, gae_lambda=0.95)),
+    "dppo-mujoco": dict(env="HalfCheetah-v4", algo="ppo", sb3="PPO", steps=5 * 2048, bins=11,
+                        sb3_kwargs=dict(n_steps=2048, batch_size=64, n_epochs=10, learning_rate=3e-4, gae_lambda=0.95)),
+    "dsppo-mujoco": dict(env="HalfCheetah-v4", algo="sppo", sb3=None, steps=5 * 2048, bins=11),
+    "a2c-mujoco": dict(env="HalfCheetah-v4", algo="a2c", sb3="A2C", steps=20_000, bins=0, n_envs=4,
+                       sb3_kwargs=dict(n_steps=8, learning_rate=7e-4, gae_lambda=1.0)),
+    "da2c-mujoco": dict(env="HalfCheetah-v4", algo="a2c", sb3="A2C", steps=20_000, bins=11, n_envs=4,
+                        sb3_kwargs=dict(n_steps=8, learning_rate=7e-4, gae_lambda=1.0)),
+    "dsa2c-mujoco": dict(env="HalfCheetah-v4", algo="sa2c", sb3=None, steps=20_000, bins=11, n_envs=4),
+    "ppo-atari": dict(env="PongNoFrameskip-v4", algo="ppo", sb3="PPO", steps=3 * 1024, bins=0, n_envs=8, atari=True,
+                      sb3_kwargs=dict(n_steps=128, batch_size=256, n_epochs=4, learning_rate=2.5e-4, clip_range=0.1,
+                                      ent_coef=0.01, vf_coef=0.5)),
+    "sppo-atari": dict(env="PongNoFrameskip-v4", algo="sppo", sb3=None, steps=3 * 1024, bins=0, n_envs=8, atari=True),
+}
+# pairs whose ratio the issue sets a target for: (workload, baseline workload, library of both, target)
+SYMMETRIC_PAIRS = [("dsppo-mujoco", "dppo-mujoco"), ("dsa2c-mujoco", "da2c-mujoco"), ("sppo-atari", "ppo-atari")]
+
+
+# -- workers (run in a subprocess) --------------------------------------------------------------------------
+def run_symrl(w: dict, overrides: dict) -> float:
+    import symrl  # noqa: PLC0415
+    from symrl.trainer import Trainer  # noqa: PLC0415
+
+    cfg = symrl.make_config(w["algo"], w["env"], total_steps=w["steps"], bins=w["bins"], eval_episodes=0,
+                            progress=False, tensorboard=False, seed=0, **overrides)
+    trainer = Trainer(cfg)
+    start = time.perf_counter()
+    trainer.run()
+    return time.perf_counter() - start
+
+
+def run_sb3(w: dict, overrides: dict) -> float:
+    import stable_baselines3 as sb3  # noqa: PLC0415
+    from stable_baselines3.common.env_util import make_atari_env, make_vec_env  # noqa: PLC0415
+    from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize  # noqa: PLC0415
+
+    from symrl.envs.wrappers import DiscretizeAction  # noqa: PLC0415
+
+    n_envs = overrides.get("n_envs", w.get("n_envs", 1))
+    kwargs = dict(w["sb3_kwargs"])
+    if "n_steps" in overrides:
+        kwargs["n_steps"] = overrides["n_steps"]
+    if "net_arch" in overrides:
+        kwargs["policy_kwargs"] = dict(net_arch=overrides["net_arch"])
+    if w.get("atari"):
+        import ale_py  # noqa: PLC0415
+        import gymnasium as gym  # noqa: PLC0415
+
+        gym.register_envs(ale_py)
+        env = VecFrameStack(make_atari_env(w["env"], n_envs=n_envs, seed=0), 4)
+        policy = "CnnPolicy"
+    else:
+        wrapper = (lambda e: DiscretizeAction(e, w["bins"])) if w["bins"] else None
+        env = VecNormalize(make_vec_env(w["env"], n_envs=n_envs, seed=0, wrapper_class=wrapper))
+        policy = "MlpPolicy"
+    model = getattr(sb3, w["sb3"])(policy, env, seed=0, verbose=0, device="cpu", **kwargs)
+    start = time.perf_counter()
+    model.learn(w["steps"])
+    return time.perf_counter() - start
+
+
+def worker(lib: str, name: str, overrides: dict) -> None:
+    import warnings  # noqa: PLC0415
+
+    warnings.filterwarnings("ignore")
+    w = dict(WORKLOADS[name])
+    if "steps" in overrides:
+        w["steps"] = overrides.pop("steps")
+    if lib == "symrl" and "n_envs" in w:
+        overrides.setdefault("n_envs", w["n_envs"])
+    seconds = run_symrl(w, overrides) if lib == "symrl" else run_sb3(w, overrides)
+    import torch  # noqa: PLC0415
+
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"sps": w["steps"] / seconds, "seconds": seconds, "peak_mib": peak_mib,
+                      "threads": torch.get_num_threads()}))
+
+
+def measure(lib: str, name: str, overrides: dict | None = None) -> dict:
+    cmd = [sys.executable, __file__, "--worker", lib, name, json.dumps(overrides or {})]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    if out.returncode != 0:
+        raise SystemExit(f"error: {lib} {name} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- driver ----------------------------------------------------------------------------------------------
+def machine() -> str:
+    import torch  # noqa: PLC0415
+
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
+def compare(names: list[str], rounds: int) -> list[str]:
+    results: dict[tuple, list[dict]] = {}
+    for r in range(rounds):
+        for name in names:
+            libs = ["symrl"] + (["sb3"] if WORKLOADS[name]["sb3"] else [])
+            if r % 2:
+                libs.reverse()  # alternate the order so drift hits both
+            for lib in libs:
+                res = measure(lib, name)
+                results.setdefault((lib, name), []).append(res)
+                print(f"round {r + 1} {name:14s} {lib:6s} {res['sps']:8.0f} steps/s  peak {res['peak_mib']:.0f} MiB",
+                      file=sys.stderr)
+    med = {k: (statistics.median(x["sps"] for x in v), statistics.median(x["peak_mib"] for x in v)) for k, v in results.items()}
+    lines = ["| workload | symrl steps/s | SB3 steps/s | speed ratio | symrl peak MiB | SB3 peak MiB |", "|---|---|---|---|---|---|"]
+    for name in names:
+        s_sps, s_mem = med[("symrl", name)]
+        if ("sb3", name) in med:
+            b_sps, b_mem = med[("sb3", name)]
+            lines.append(f"| {name} | {s_sps:.0f} | {b_sps:.0f} | **{s_sps / b_sps:.2f}x** | {s_mem:.0f} | {b_mem:.0f} |")
+        else:
+            lines.append(f"| {name} | {s_sps:.0f} | - | - | {s_mem:.0f} | - |")
+    pairs = [(a, b) for a, b in SYMMETRIC_PAIRS if a in names and b in names]
+    if pairs:
+        lines += ["", "| symmetric vs plain (symrl) | slowdown |", "|---|---|"]
+        for a, b in pairs:
+            lines.append(f"| {a} vs {b} | {100 * (med[('symrl', b)][0] / med[('symrl', a)][0] - 1):+.1f}% |")
+    return lines
+
+
+def scaling() -> list[str]:
+    lines = ["| n_envs (PPO HalfCheetah, 2048 steps per rollout) | symrl steps/s | SB3 steps/s | ratio |", "|---|---|---|---|"]
+    for n in (1, 2, 4, 8, 16):
+        o = {"n_envs": n, "n_steps": 2048 // n}
+        s, b = measure("symrl", "ppo-mujoco", o)["sps"], measure("sb3", "ppo-mujoco", o)["sps"]
+        lines.append(f"| {n} | {s:.0f} | {b:.0f} | {s / b:.2f}x |")
+    lines += ["", "| hidden width (2 layers, PPO HalfCheetah) | symrl s/update | SB3 s/update | ratio |", "|---|---|---|---|"]
+    for width in (64, 256, 1024):
+        o = {"net_arch": [width, width], "steps": 2 * 2048}
+        s, b = measure("symrl", "ppo-mujoco", o)["seconds"] / 2, measure("sb3", "ppo-mujoco", o)["seconds"] / 2
+        lines.append(f"| {width} | {s:.3f} | {b:.3f} | {b / s:.2f}x |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--scaling", action="store_true", help="the n_envs and network-width tables instead")
+    parser.add_argument("--worker", nargs=3, metavar=("LIB", "WORKLOAD", "OVERRIDES"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        lib, name, overrides = args.worker
+        return worker(lib, name, json.loads(overrides))
+    print(f"machine: {machine()}\ncommand: python benchmarks/{os.path.basename(__file__)} {' '.join(sys.argv[1:])}\n")
+    print("\n".join(scaling() if args.scaling else compare(args.workloads, args.rounds)))
+
+
+if __name__ == "__main__":
+    main()

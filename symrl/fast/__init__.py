@@ -1,0 +1,134 @@
+"""The NumPy engine: the same PPO/A2C updates as :mod:`symrl.algos` for MLP policies on the CPU,
+several times faster at the small sizes of control tasks (see benchmarks/RESULTS.md).
+
+``engine: auto`` (the default) uses it whenever :func:`symrl.fast.mlp.supports` allows, ``engine: torch``
+never. It changes the speed, not the algorithm: tests/test_fast.py checks that one update gives the same
+parameters as the torch path on the same data, for every head, loss variant and optimiser.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..algos.common import Batch
+from ..config import Config
+from ..errors import TrainingDiverged
+from ..policies import ActorCritic
+from .losses import a2c_loss_and_grad, normalize, ppo_loss_and_grad, value_loss_and_grad
+from .mlp import NumpyActorCritic, flatten_parameters, is_flat, supports
+from .optim import FlatOptimizer
+
+__all__ = ["NumpyEngine", "make_engine", "supports"]
+
+
+class NumpyEngine:
+    """Acting and updating an MLP :class:`ActorCritic` in place through NumPy views of its parameters."""
+
+    def __init__(self, policy: ActorCritic, optimizer: torch.optim.Optimizer, rng: np.random.Generator):
+        self.policy = policy
+        self.flat = flatten_parameters(policy)
+        self.net = NumpyActorCritic(policy, self.flat)
+        self.opt = FlatOptimizer(optimizer, self.flat, list(policy.parameters()))
+        self.rng = rng
+        self._fused_at = -1
+
+    def check(self) -> None:
+        """Fail loudly if someone re-allocated the parameters behind the engine's back."""
+        if not is_flat(self.policy, self.flat):
+            raise RuntimeError("the policy's parameters were re-allocated; build a new NumpyEngine")
+
+    # -- acting ----------------------------------------------------------------------------------------
+    def act(self, obs: np.ndarray, deterministic: bool = False):
+        if self._fused_at != self.opt.step_count:  # parameters changed since the acting network was built
+            self.net.fuse()
+            self._fused_at = self.opt.step_count
+        return self.net.act(obs, self.rng, deterministic)
+
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        return self.net.value(obs)
+
+    # -- updates ---------------------------------------------------------------------------------------
+    def _step(self, obs, actions, old_log_prob, old_values, advantages, returns, cfg: Config,
+              clip_range: Optional[float]) -> dict:
+        log_prob, entropy, values = self.net.evaluate(obs, actions)
+        sign_changed = float("nan")
+        if cfg.normalize_advantage and (clip_range is None or advantages.shape[0] > 1):
+            normalized = normalize(advantages)
+            sign_changed = float((np.sign(advantages) != np.sign(normalized)).mean())
+            advantages = normalized
+        loss_kw = dict(alpha=cfg.alpha, beta=cfg.beta, z=cfg.z, variant=cfg.loss_variant, per_dim_reverse=cfg.per_dim_reverse)
+        if clip_range is None:
+            terms, d_log_prob = a2c_loss_and_grad(log_prob, advantages, **loss_kw)
+            v_loss, d_value = value_loss_and_grad(values, old_values, returns, None)
+        else:
+            terms, d_log_prob = ppo_loss_and_grad(log_prob, old_log_prob, advantages, clip_range=clip_range,
+                                                  reverse_mask=cfg.reverse_mask, **loss_kw)
+            v_loss, d_value = value_loss_and_grad(values, old_values, returns, cfg.clip_range_vf)
+        entropy_mean = float(entropy.mean())
+        loss = cfg.policy_coef * terms["policy_loss"] + cfg.vf_coef * v_loss - cfg.ent_coef * entropy_mean
+        if not np.isfinite(loss):
+            raise TrainingDiverged(
+                f"the loss became {loss} (non-finite); training stopped and the last good checkpoint is kept. "
+                "Lower learning_rate or check the reward scale"
+            )
+        n = values.shape[0]
+        grad = self.net.backward(
+            d_log_prob * cfg.policy_coef,
+            np.full(n, -cfg.ent_coef / n, np.float32),
+            d_value * cfg.vf_coef,
+        )
+        grad_norm = self.opt.step(grad, cfg.max_grad_norm)
+        return {"loss": loss, **terms, "value_loss": v_loss, "entropy": entropy_mean,
+                "sign_change_ratio": sign_changed, "grad_norm": grad_norm}
+
+    def ppo_update(self, batch: Batch, cfg: Config, clip_range: float) -> dict:
+        """As :func:`symrl.algos.ppo_update` (same minibatch order: ``torch.randperm``)."""
+        self.check()
+        arrays = [getattr(batch, name).numpy() for name in Batch.__dataclass_fields__]
+        n = len(batch)
+        batch_size = cfg.batch_size or n
+        logs: dict[str, list] = {}
+        for _epoch in range(cfg.n_epochs):
+            order = torch.randperm(n).numpy()
+            for start in range(0, n, batch_size):
+                index = order[start : start + batch_size]
+                row = self._step(*(a[index] for a in arrays), cfg, clip_range)
+                for key, value in row.items():
+                    logs.setdefault(key, []).append(value)
+        self.opt.sync()
+        return {key: _nanmean(values) for key, values in logs.items()}
+
+    def a2c_update(self, batch: Batch, cfg: Config) -> dict:
+        """As :func:`symrl.algos.a2c_update`: one step on the whole rollout."""
+        self.check()
+        row = self._step(*(getattr(batch, name).numpy() for name in Batch.__dataclass_fields__), cfg, None)
+        self.opt.sync()
+        for key in ("clip_fraction", "approx_kl", "active_fraction"):
+            row.pop(key, None)
+        return row
+
+
+def _nanmean(values: list) -> float:
+    array = np.asarray(values, dtype=np.float64)
+    return float("nan") if np.all(np.isnan(array)) else float(np.nanmean(array))
+
+
+def make_engine(cfg: Config, policy: ActorCritic, optimizer: torch.optim.Optimizer,
+                rng: np.random.Generator) -> Optional[NumpyEngine]:
+    """The NumPy engine when ``cfg.engine`` allows it and the policy is supported, else ``None``."""
+    if cfg.engine == "torch":
+        return None
+    reason = supports(policy)
+    if reason is None:
+        try:
+            return NumpyEngine(policy, optimizer, rng)
+        except ValueError as exc:
+            reason = str(exc)
+    if cfg.engine == "numpy":
+        from ..errors import SymrlError  # noqa: PLC0415
+
+        raise SymrlError(f"engine=numpy cannot run this policy ({reason}); use engine=auto or engine=torch")
+    return None

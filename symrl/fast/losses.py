@@ -1,0 +1,96 @@
+"""The symmetric losses of :mod:`symrl.losses` with their gradients in closed form, in NumPy.
+
+These are the same formulas (SPEC section 1) differentiated by hand, for the NumPy engine; the torch
+functions in :mod:`symrl.losses` stay the reference, and tests/test_fast.py checks that both give the
+same values and gradients. Each function returns the loss terms (Python floats, for logging) and the
+gradient of the *policy loss* ``alpha * L_RL + beta * L_rev`` with respect to the log-probabilities.
+
+Gradients with respect to ``log p`` (per sample, before the 1/B of the mean), with ``r = p / p_old``,
+``k = Z`` for rce and ``k = -2`` for mae, ``m`` the PPO mask:
+- PPO:  ``-A r m``                      reverse: ``k A r m`` (``m`` = 1 everywhere for reverse_mask none)
+- A2C:  ``-A``                          reverse: ``k A p``
+The per-dimension reverse term replaces ``r`` (``p``) by the per-dimension ratio (probability).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _reverse_value(lp: np.ndarray, z: float, variant: str) -> np.ndarray:
+    p = np.exp(lp)
+    return -z * (1.0 - p) if variant == "rce" else 1.0 - 2.0 * p
+
+
+def _k(z: float, variant: str) -> float:
+    return z if variant == "rce" else -2.0
+
+
+def ppo_loss_and_grad(log_prob, old_log_prob, adv, *, clip_range, alpha, beta, z, variant, reverse_mask, per_dim_reverse):
+    """``(terms, d_policy_loss/d_log_prob)``; the gradient has log_prob's shape when the reverse term is
+    per dimension, else the joint shape ``[B]``."""
+    per_dim = log_prob.ndim == 2
+    joint = log_prob.sum(-1) if per_dim else log_prob
+    old_joint = old_log_prob.sum(-1) if per_dim else old_log_prob
+    n = joint.shape[0]
+    log_ratio = joint - old_joint
+    ratio = np.exp(log_ratio)
+    clipped = np.clip(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    surrogate, clipped_surrogate = ratio * adv, clipped * adv
+    in_range = (ratio >= 1.0 - clip_range) & (ratio <= 1.0 + clip_range)
+    active = in_range | (surrogate <= clipped_surrogate)
+    rl_loss = -float(np.minimum(surrogate, clipped_surrogate).mean())
+    weight = adv * active if reverse_mask == "ppo" else adv
+    k = _k(z, variant)
+    grad_joint = (-alpha / n) * (surrogate * active)
+    if per_dim_reverse and per_dim:
+        old_p = np.exp(old_log_prob)
+        reverse_loss = float((weight * (_reverse_value(log_prob, z, variant) / old_p).sum(-1)).mean())
+        grad = (beta * k / n) * (weight[:, None] * (np.exp(log_prob) / old_p)) + grad_joint[:, None]
+    else:
+        reverse_loss = float((weight * _reverse_value(joint, z, variant) / np.exp(old_joint)).mean())
+        grad = grad_joint + (beta * k / n) * (weight * (np.exp(joint) / np.exp(old_joint)))
+    terms = {
+        "policy_loss": alpha * rl_loss + beta * reverse_loss, "rl_loss": rl_loss, "reverse_loss": reverse_loss,
+        "clip_fraction": 1.0 - float(in_range.mean()), "approx_kl": float((ratio - 1.0 - log_ratio).mean()),
+        "active_fraction": float(active.mean()),
+    }
+    return terms, grad
+
+
+def a2c_loss_and_grad(log_prob, adv, *, alpha, beta, z, variant, per_dim_reverse):
+    """As :func:`ppo_loss_and_grad` for ``alpha * L_A2C + beta * L_rA2C``."""
+    per_dim = log_prob.ndim == 2
+    joint = log_prob.sum(-1) if per_dim else log_prob
+    n = joint.shape[0]
+    rl_loss = -float((adv * joint).mean())
+    k = _k(z, variant)
+    if per_dim_reverse and per_dim:
+        reverse_loss = float((adv * _reverse_value(log_prob, z, variant).sum(-1)).mean())
+        grad = (beta * k / n) * (adv[:, None] * np.exp(log_prob)) + ((-alpha / n) * adv)[:, None]
+    else:
+        reverse_loss = float((adv * _reverse_value(joint, z, variant)).mean())
+        grad = (-alpha / n) * adv + (beta * k / n) * (adv * np.exp(joint))
+    return {"policy_loss": alpha * rl_loss + beta * reverse_loss, "rl_loss": rl_loss, "reverse_loss": reverse_loss}, grad
+
+
+def value_loss_and_grad(values, old_values, returns, clip):
+    """MSE to the returns, or PPO's clipped value loss; gradient as torch's max/clamp give it
+    (ties split in half)."""
+    n = values.shape[0]
+    err = returns - values
+    if clip is None:
+        return float((err * err).mean()), (-2.0 / n) * err
+    delta = values - old_values
+    clipped = old_values + np.clip(delta, -clip, clip)
+    err_c = returns - clipped
+    l1, l2 = err * err, err_c * err_c
+    inside = (delta >= -clip) & (delta <= clip)
+    w1 = np.where(l1 > l2, 1.0, np.where(l1 == l2, 0.5, 0.0)).astype(values.dtype)
+    w2 = np.where(l2 > l1, 1.0, np.where(l1 == l2, 0.5, 0.0)).astype(values.dtype) * inside
+    return float(np.maximum(l1, l2).mean()), (-2.0 / n) * (w1 * err + w2 * err_c)
+
+
+def normalize(adv: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """``(A - mean) / (std + eps)`` with the unbiased std, as :func:`symrl.advantages.normalize_advantages`."""
+    return (adv - adv.mean()) / (adv.std(ddof=1) + eps) if adv.shape[0] > 1 else adv - adv.mean()

@@ -1,0 +1,283 @@
+"""A NumPy mirror of an MLP :class:`~symrl.policies.ActorCritic`, sharing its memory.
+
+Why: PPO on MuJoCo with the paper's settings is 2,048 single-observation forward passes and 320
+minibatch updates of two 64x64 MLPs per rollout. At that size each PyTorch operator and each autograd
+node costs more than its arithmetic, so the Python/PyTorch overhead, not the maths, sets the speed.
+NumPy's per-call cost is several times lower, and the backward pass of an MLP is a handful of matrix
+products, written out here.
+
+The arrays are *views* of the torch parameters (``tensor.numpy()`` shares memory), so an update made
+here is the torch module's update: checkpoints, ``model.pt`` and evaluation see it without copying.
+The gradients land in one flat buffer laid out like the flat parameter vector (see
+:func:`flatten_parameters`), so clipping and the optimiser are a few vector operations.
+
+Supported: MLP bodies (tanh or relu, any depth, shared or separate actor and critic), Gaussian heads with
+a state-independent log-std, and categorical heads over one or several equal-sized dimensions (Discrete,
+and MultiDiscrete with equal bins, which covers discretised Box actions). Anything else uses the torch
+path; :func:`supports` says which.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..policies import ActorCritic
+
+LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def supports(policy: ActorCritic) -> Optional[str]:
+    """``None`` when the NumPy engine can run ``policy``, else the reason it cannot."""
+    if policy.cnn:
+        return "the policy uses a CNN"
+    if policy.device.type != "cpu":
+        return f"the policy lives on {policy.device}"
+    if policy.kind == "multidiscrete" and not policy.equal_bins:
+        return "MultiDiscrete dimensions have different sizes"
+    for body in (policy.actor_body, policy.critic_body):
+        for layer in body.net:
+            if not isinstance(layer, (nn.Linear, nn.Tanh, nn.ReLU)):
+                return f"the MLP holds a {type(layer).__name__} layer"
+    if any(p.dtype != torch.float32 for p in policy.parameters()):
+        return "the parameters are not float32"
+    return None
+
+
+def flatten_parameters(module: nn.Module) -> torch.Tensor:
+    """Move every parameter of ``module`` into one contiguous float32 vector and make each parameter a
+    view of it (order of ``module.parameters()``). Returns the vector; values are unchanged."""
+    params = list(module.parameters())
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.data = flat[offset : offset + n].view_as(p)
+        offset += n
+    return flat
+
+
+def is_flat(module: nn.Module, flat: torch.Tensor) -> bool:
+    """Whether the parameters of ``module`` are still views of ``flat`` (``module.to(...)`` or assigning
+    ``p.data`` breaks that)."""
+    ptr = flat.untyped_storage().data_ptr()
+    return all(p.untyped_storage().data_ptr() == ptr for p in module.parameters())
+
+
+class NumpyActorCritic:
+    """Forward (acting and training) and backward passes of an MLP actor-critic, in NumPy."""
+
+    def __init__(self, policy: ActorCritic, flat: torch.Tensor):
+        reason = supports(policy)
+        if reason:
+            raise ValueError(f"the NumPy engine cannot run this policy: {reason}")
+        self.kind = policy.kind
+        self.shared = policy.shared
+        self.relu = any(isinstance(m, nn.ReLU) for m in policy.actor_body.net)
+        self.grad = np.zeros(flat.numel(), np.float32)
+        base = flat.untyped_storage().data_ptr()
+        grads = {}
+        for p in policy.parameters():  # a gradient view at each parameter's offset in the flat vector
+            start = (p.untyped_storage().data_ptr() - base) // 4 + p.storage_offset()
+            grads[id(p)] = self.grad[start : start + p.numel()].reshape(p.shape)
+
+        def pairs(layers) -> list:
+            return [(m.weight.detach().numpy(), m.bias.detach().numpy(), grads[id(m.weight)], grads[id(m.bias)])
+                    for m in layers if isinstance(m, nn.Linear)]
+
+        self.actor = pairs(policy.actor_body.net)
+        self.critic = self.actor if self.shared else pairs(policy.critic_body.net)
+        self.head = pairs([policy.action_head])[0]
+        self.vhead = pairs([policy.value_head])[0]
+        if self.kind == "continuous":
+            self.log_std = policy.log_std.detach().numpy()
+            self.log_std_grad = grads[id(policy.log_std)]
+            self.dims, self.bins = policy.action_dim, 0
+        else:
+            self.dims = 1 if self.kind == "discrete" else len(policy.nvec)
+            self.bins = policy.n_logits // self.dims
+        self._cache: dict = {}
+
+    # -- forward -----------------------------------------------------------------------------------------
+    def _body(self, layers: list, x: np.ndarray, keep: Optional[list]) -> np.ndarray:
+        for weight, bias, _, _ in layers:
+            x = x @ weight.T
+            x += bias
+            if self.relu:
+                np.maximum(x, 0.0, out=x)
+            else:
+                np.tanh(x, out=x)
+            if keep is not None:
+                keep.append(x)
+        return x
+
+    def _features(self, obs: np.ndarray, keep: bool):
+        actor_h = [obs] if keep else None
+        actor = self._body(self.actor, obs, actor_h)
+        if self.shared:
+            return actor, actor, actor_h, actor_h
+        critic_h = [obs] if keep else None
+        return actor, self._body(self.critic, obs, critic_h), actor_h, critic_h
+
+    def _heads(self, actor: np.ndarray, critic: np.ndarray):
+        w, b, _, _ = self.head
+        out = actor @ w.T
+        out += b
+        vw, vb, _, _ = self.vhead
+        value = critic @ vw[0]
+        value += vb[0]
+        return out, value
+
+    def _log_softmax(self, out: np.ndarray) -> np.ndarray:
+        logits = out.reshape(out.shape[0], self.dims, self.bins)
+        shifted = logits - logits.max(-1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+    def fuse(self) -> None:
+        """Build the acting network: actor and critic side by side in one chain of matrices (stacked first
+        layer, block-diagonal deeper layers and heads), so acting is one matrix product per layer. The
+        parameters are constant during a rollout, so this runs once per rollout; call it after every
+        parameter change before :meth:`act`."""
+        if self.shared:
+            layers = [(w, b) for w, b, _, _ in self.actor]
+            head = np.concatenate([self.head[0], self.vhead[0]]), np.concatenate([self.head[1], self.vhead[1]])
+        else:
+            layers = []
+            for i, ((wa, ba, _, _), (wc, bc, _, _)) in enumerate(zip(self.actor, self.critic, strict=True)):
+                w = np.concatenate([wa, wc]) if i == 0 else _block_diag(wa, wc)
+                layers.append((w, np.concatenate([ba, bc])))
+            head = _block_diag(self.head[0], self.vhead[0]), np.concatenate([self.head[1], self.vhead[1]])
+        self._acting = [(np.ascontiguousarray(w.T), b) for w, b in layers]
+        self._acting_head = (np.ascontiguousarray(head[0].T), head[1])
+        if self.kind == "continuous":
+            self._std = np.exp(self.log_std)
+            self._lp_const = float(-(self.log_std.sum() + self.dims * LOG_SQRT_2PI))
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False):
+        """``(actions, log_prob, value)`` for a batch of normalised observations ``[N, obs_dim]``, with the
+        parameters as of the last :meth:`fuse`.
+
+        log_prob is ``[N]`` (joint), or ``[N, D]`` per dimension for MultiDiscrete policies."""
+        x = obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False)
+        for w_t, b in self._acting:
+            x = x @ w_t
+            x += b
+            if self.relu:
+                np.maximum(x, 0.0, out=x)
+            else:
+                np.tanh(x, out=x)
+        w_t, b = self._acting_head
+        out = x @ w_t
+        out += b
+        value = out[:, -1]
+        out = out[:, :-1]
+        if self.kind == "continuous":
+            if deterministic:
+                return out, np.full(out.shape[0], self._lp_const, np.float32), value
+            noise = rng.standard_normal(out.shape, dtype=np.float32)
+            actions = noise * self._std
+            actions += out
+            return actions, self._lp_const - 0.5 * (noise * noise).sum(-1), value
+        logp = self._log_softmax(np.ascontiguousarray(out))
+        if deterministic:
+            actions = logp.argmax(-1)
+        else:  # inverse-CDF sampling, one uniform per dimension
+            cdf = np.exp(logp).cumsum(-1)
+            u = rng.random((*cdf.shape[:2], 1), dtype=np.float32) * cdf[..., -1:]
+            actions = np.minimum((cdf < u).sum(-1), self.bins - 1)
+        lp = np.take_along_axis(logp, actions[..., None], -1)[..., 0]
+        if self.kind == "discrete":
+            return actions[:, 0], lp[:, 0], value
+        return actions, lp, value
+
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        x = self._body(self.critic, obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False), None)
+        vw, vb, _, _ = self.vhead
+        return x @ vw[0] + vb[0]
+
+    def evaluate(self, obs: np.ndarray, actions: np.ndarray):
+        """Training forward pass: ``(log_prob, entropy, value)`` as ActorCritic.evaluate returns them
+        (log_prob ``[B]`` or ``[B, D]``, entropy ``[B]``), keeping what :meth:`backward` needs."""
+        actor, critic, actor_h, critic_h = self._features(obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False), True)
+        out, value = self._heads(actor, critic)
+        cache = {"actor_h": actor_h, "critic_h": critic_h}
+        if self.kind == "continuous":
+            z = (actions - out) * np.exp(-self.log_std)
+            log_prob = (-0.5 * z * z - self.log_std - LOG_SQRT_2PI).sum(-1)
+            entropy = np.full(out.shape[0], (0.5 + LOG_SQRT_2PI + self.log_std).sum(), np.float32)
+            cache["z"] = z
+        else:
+            logp = self._log_softmax(out)
+            idx = actions.reshape(out.shape[0], self.dims, 1).astype(np.int64, copy=False)
+            lp = np.take_along_axis(logp, idx, -1)[..., 0]
+            probs = np.exp(logp)
+            ent_dim = -(probs * logp).sum(-1)
+            entropy = ent_dim.sum(-1)
+            log_prob = lp[:, 0] if self.kind == "discrete" else lp
+            cache.update(logp=logp, probs=probs, idx=idx, ent_dim=ent_dim)
+        self._cache = cache
+        return log_prob, entropy, value
+
+    # -- backward ----------------------------------------------------------------------------------------
+    def backward(self, d_log_prob: np.ndarray, d_entropy: np.ndarray, d_value: np.ndarray) -> np.ndarray:
+        """Gradient of the loss with respect to every parameter, given its gradient with respect to the
+        outputs of the last :meth:`evaluate` (``d_log_prob`` shaped like log_prob, or ``[B]`` for the joint
+        log-probability of a factorised policy; ``d_entropy`` and ``d_value`` ``[B]``). Returns the flat
+        gradient buffer (overwritten on every call)."""
+        c = self._cache
+        if self.kind == "continuous":
+            inv_std = np.exp(-self.log_std)
+            d_out = (d_log_prob[:, None] * c["z"]) * inv_std
+            self.log_std_grad[...] = (d_log_prob[:, None] * (c["z"] * c["z"] - 1.0)).sum(0) + d_entropy.sum()
+        else:
+            g = d_log_prob.reshape(d_log_prob.shape[0], -1, 1)  # [B, 1 or D, 1]
+            probs, logp = c["probs"], c["logp"]
+            d_logits = -g * probs
+            np.put_along_axis(d_logits, c["idx"], np.take_along_axis(d_logits, c["idx"], -1) + g, -1)
+            # dH/dlogit_k = -p_k (log p_k + H) per dimension
+            d_logits -= d_entropy[:, None, None] * probs * (logp + c["ent_dim"][..., None])
+            d_out = d_logits.reshape(d_logits.shape[0], -1)
+
+        actor_top = self._linear_backward(self.head, c["actor_h"][-1], d_out)
+        vw, _, vgw, vgb = self.vhead
+        critic_top_h = c["critic_h"][-1]
+        np.dot(d_value, critic_top_h, out=vgw[0])
+        vgb[0] = d_value.sum()
+        critic_top = d_value[:, None] * vw[0]
+        if self.shared:
+            self._body_backward(self.actor, c["actor_h"], actor_top + critic_top)
+        else:
+            self._body_backward(self.actor, c["actor_h"], actor_top)
+            self._body_backward(self.critic, c["critic_h"], critic_top)
+        return self.grad
+
+    @staticmethod
+    def _linear_backward(layer: tuple, inputs: np.ndarray, d_out: np.ndarray) -> np.ndarray:
+        weight, _, grad_w, grad_b = layer
+        np.dot(d_out.T, inputs, out=grad_w)
+        np.sum(d_out, 0, out=grad_b)
+        return d_out @ weight
+
+    def _body_backward(self, layers: list, hidden: list, d_top: np.ndarray) -> None:
+        d = d_top
+        for i in range(len(layers) - 1, -1, -1):
+            h = hidden[i + 1]
+            d = d * (h > 0) if self.relu else d * (1.0 - h * h)
+            inputs = hidden[i]
+            if i == 0:
+                weight, _, grad_w, grad_b = layers[0]
+                np.dot(d.T, inputs, out=grad_w)
+                np.sum(d, 0, out=grad_b)
+            else:
+                d = self._linear_backward(layers[i], inputs, d)
+
+
+def _block_diag(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.zeros((a.shape[0] + b.shape[0], a.shape[1] + b.shape[1]), a.dtype)
+    out[: a.shape[0], : a.shape[1]] = a
+    out[a.shape[0] :, a.shape[1] :] = b
+    return out
