@@ -1,7 +1,7 @@
 # The two commands of the README. Both create .venv and install what they need first (scripts/setup.sh).
 PY := .venv/bin/python
 
-.PHONY: demo test test-slow setup
+.PHONY: demo test test-slow setup bench
 
 setup:
 	./scripts/setup.sh test
@@ -18,3 +18,8 @@ test: setup
 # Longer learning runs, marked slow.
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+# symrl vs Stable-Baselines3 side by side (installs the benchmark-only extras: SB3 and EnvPool).
+bench:
+	./scripts/setup.sh test,bench
+	$(PY) benchmarks/bench_vs_sb3.py

@@ -134,7 +134,8 @@ def compare(names: list[str], rounds: int) -> list[str]:
                 print(f"round {r + 1} {name:14s} {lib:6s} {res['sps']:8.0f} steps/s  peak {res['peak_mib']:.0f} MiB",
                       file=sys.stderr)
     med = {k: (statistics.median(x["sps"] for x in v), statistics.median(x["peak_mib"] for x in v)) for k, v in results.items()}
-    lines = ["| workload | symrl steps/s | SB3 steps/s | speed ratio | symrl peak MiB | SB3 peak MiB |", "|---|---|---|---|---|---|"]
+    lines = ["| workload | symrl steps/s | SB3 steps/s | speed ratio | symrl peak MiB | SB3 peak MiB |",
+             "|---|---|---|---|---|---|"]
     for name in names:
         s_sps, s_mem = med[("symrl", name)]
         if ("sb3", name) in med:

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=_positive_int, help="total environment steps (agent steps for Atari); accepts 1e6")
     t.add_argument("--seed", type=int, help="seeds torch, the environments and the noise generators (default 0)")
     t.add_argument("--n-envs", type=_positive_int, help="number of parallel training environments")
+    t.add_argument("--vec-backend", choices=("sync", "async", "envpool"),
+                   help="how training environments step: in this process (sync), one process each (async), "
+                        "or EnvPool's C++ threads (Atari and MuJoCo, pip install envpool)")
     t.add_argument("--bins", type=int, help="discretise each Box action dimension into K bins (DA2C/DPPO/DSA2C/DSPPO); 0 = Gaussian policy")
     t.add_argument("--reward-noise", metavar="KIND:VALUE",
                    help="training reward noise: gaussian:SIGMA (added after reward normalisation), uniform:V, or flip:P (r <- 1 - r)")
@@ -84,7 +87,8 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {
         key: value
         for key, value in {
-            "seed": args.seed, "total_steps": args.steps, "n_envs": args.n_envs, "bins": args.bins,
+            "seed": args.seed, "total_steps": args.steps, "n_envs": args.n_envs, "vec_env": args.vec_backend,
+            "bins": args.bins,
             "reward_noise": args.reward_noise, "adv_noise": args.adv_noise, "alpha": args.alpha, "beta": args.beta,
             "z": args.z, "policy_coef": args.policy_coef, "eval_freq": args.eval_freq, "eval_episodes": args.eval_episodes,
         }.items()

@@ -122,7 +122,7 @@ class Config:
     def validate(self) -> "Config":
         """Raise :class:`SymrlError` on any value that cannot work, naming the fix."""
         _choice("algo", self.algo, ALGOS)
-        _choice("vec_env", self.vec_env, ("sync", "async"))
+        _choice("vec_env", self.vec_env, ("sync", "async", "envpool"))
         _choice("engine", self.engine, ("auto", "torch", "numpy"))
         _choice("lr_schedule", self.lr_schedule, ("constant", "linear"))
         _choice("clip_schedule", self.clip_schedule, ("constant", "linear"))

@@ -48,7 +48,10 @@ class NatureCNN(nn.Module):
         self.out_dim = 512
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.conv(obs.float() / 255.0))
+        # channels-last (NHWC) frames: oneDNN's convolutions are about 1.5x faster on them on a CPU;
+        # the values, and so the algorithm, are unchanged
+        frames = obs.to(dtype=torch.float32, memory_format=torch.channels_last, copy=True).div_(255.0)
+        return self.fc(self.conv(frames))
 
 
 class MLP(nn.Module):
@@ -104,6 +107,9 @@ class ActorCritic(nn.Module):
             self.n_logits = self.action_dim
             self.log_std = nn.Parameter(torch.full((self.action_dim,), float(cfg.log_std_init)))
             self.action_bounds = (action_space.low, action_space.high)
+        if self.cnn:  # convolution weights in NHWC too (see NatureCNN.forward)
+            self.actor_body.to(memory_format=torch.channels_last)
+            self.critic_body.to(memory_format=torch.channels_last)
         self.action_head = _ortho(nn.Linear(hidden, self.n_logits), 0.01)
         self.value_head = _ortho(nn.Linear(self.critic_body.out_dim, 1), 1.0)
         if not cfg.ortho_init:

@@ -21,7 +21,6 @@ from symrl.algos import a2c_update, ppo_update
 from symrl.algos.common import Batch, value_loss
 from symrl.config import Config
 from symrl.fast import NumpyEngine, make_engine, supports
-from symrl.fast.optim import FlatOptimizer
 from symrl.losses import symmetric_a2c_loss, symmetric_ppo_loss
 from symrl.policies import ActorCritic
 from symrl.trainer import make_optimizer

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np  # noqa: F401
 import torch
 from torch import nn
 
@@ -52,6 +53,8 @@ def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: tor
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
-    """1 - Var[returns - values] / Var[returns]; NaN when the returns are constant."""
-    var = returns.var()
-    return float("nan") if var == 0 else float(1.0 - (returns - values).var() / var)
+    """1 - Var[returns - values] / Var[returns]; NaN when the returns are constant (computed in NumPy:
+    a logging statistic, once per update)."""
+    v, r = values.detach().cpu().numpy(), returns.detach().cpu().numpy()
+    var = float(r.var())
+    return float("nan") if var == 0 else 1.0 - float((r - v).var()) / var

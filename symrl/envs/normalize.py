@@ -24,8 +24,10 @@ class RunningMeanStd:
             delta = batch[0] - self.mean
             batch_m2 = 0.0
         else:
-            delta = batch.mean(axis=0) - self.mean
-            batch_m2 = batch.var(axis=0) * n
+            batch_mean = np.add.reduce(batch, 0, dtype=np.float64) / n
+            centred = batch - batch_mean
+            delta = batch_mean - self.mean
+            batch_m2 = np.add.reduce(centred * centred, 0)
         total = self.count + n
         self.mean = self.mean + delta * (n / total)
         self.var = (self.var * self.count + batch_m2 + delta * delta * (self.count * n / total)) / total

@@ -31,14 +31,19 @@ class NumpyEngine:
         self.policy = policy
         self.flat = flatten_parameters(policy)
         self.net = NumpyActorCritic(policy, self.flat)
-        self.opt = FlatOptimizer(optimizer, self.flat, list(policy.parameters()))
+        self.params = list(policy.parameters())
+        self.opt = FlatOptimizer(optimizer, self.flat, self.params)
         self.rng = rng
         self._fused_at = -1
 
     def check(self) -> None:
         """Fail loudly if someone re-allocated the parameters behind the engine's back."""
-        if not is_flat(self.policy, self.flat):
+        if not is_flat(self.params, self.flat):
             raise RuntimeError("the policy's parameters were re-allocated; build a new NumpyEngine")
+
+    def sync(self) -> None:
+        """Bring the torch optimiser's state up to date (its step counter); call before saving it."""
+        self.opt.sync()
 
     # -- acting ----------------------------------------------------------------------------------------
     def act(self, obs: np.ndarray, deterministic: bool = False):
@@ -53,6 +58,11 @@ class NumpyEngine:
     # -- updates ---------------------------------------------------------------------------------------
     def _step(self, obs, actions, old_log_prob, old_values, advantages, returns, cfg: Config,
               clip_range: Optional[float]) -> dict:
+        with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss is caught below
+            return self._step_unguarded(obs, actions, old_log_prob, old_values, advantages, returns, cfg, clip_range)
+
+    def _step_unguarded(self, obs, actions, old_log_prob, old_values, advantages, returns, cfg: Config,
+                        clip_range: Optional[float]) -> dict:
         log_prob, entropy, values = self.net.evaluate(obs, actions)
         sign_changed = float("nan")
         if cfg.normalize_advantage and (clip_range is None or advantages.shape[0] > 1):
@@ -98,14 +108,12 @@ class NumpyEngine:
                 row = self._step(*(a[index] for a in arrays), cfg, clip_range)
                 for key, value in row.items():
                     logs.setdefault(key, []).append(value)
-        self.opt.sync()
         return {key: _nanmean(values) for key, values in logs.items()}
 
     def a2c_update(self, batch: Batch, cfg: Config) -> dict:
         """As :func:`symrl.algos.a2c_update`: one step on the whole rollout."""
         self.check()
         row = self._step(*(getattr(batch, name).numpy() for name in Batch.__dataclass_fields__), cfg, None)
-        self.opt.sync()
         for key in ("clip_fraction", "approx_kl", "active_fraction"):
             row.pop(key, None)
         return row

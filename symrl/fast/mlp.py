@@ -61,11 +61,10 @@ def flatten_parameters(module: nn.Module) -> torch.Tensor:
     return flat
 
 
-def is_flat(module: nn.Module, flat: torch.Tensor) -> bool:
-    """Whether the parameters of ``module`` are still views of ``flat`` (``module.to(...)`` or assigning
-    ``p.data`` breaks that)."""
+def is_flat(params: list[torch.Tensor], flat: torch.Tensor) -> bool:
+    """Whether ``params`` are still views of ``flat`` (``module.to(...)`` or assigning ``p.data`` breaks that)."""
     ptr = flat.untyped_storage().data_ptr()
-    return all(p.untyped_storage().data_ptr() == ptr for p in module.parameters())
+    return all(p.untyped_storage().data_ptr() == ptr for p in params)
 
 
 class NumpyActorCritic:

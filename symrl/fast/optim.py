@@ -4,7 +4,7 @@
 The moment buffers are views stored *in the torch optimiser's own state*, so ``optimizer.state_dict()``
 (checkpoints) and ``load_state_dict`` (resume) keep working, and a run can switch between this engine and
 the torch one. Call :meth:`FlatOptimizer.sync` before reading the torch optimiser's state: it writes the
-step counter back.
+step counter back (the trainer does so before every checkpoint).
 """
 
 from __future__ import annotations

@@ -1,0 +1,114 @@
+"""EnvPool as a training backend (``vec_env: envpool``, ``--vec-backend envpool``), where installed.
+
+EnvPool steps Atari and MuJoCo environments in C++ threads. This adapter gives it the interface the
+rollout expects from Gymnasium's vector environments with ``AutoresetMode.SAME_STEP``: a finished
+environment is reset in the same step (EnvPool resets it on the *next* step otherwise) and its last
+observation and episode statistics come back in ``final_obs`` / ``final_info``. Episode statistics count
+whole games (the raw score, also under EnvPool's episodic life) as ``RecordEpisodeStatistics`` does.
+
+Only training uses EnvPool; evaluation keeps the Gymnasium/ale-py environments, so scores follow the
+standard protocol. Atari preprocessing is EnvPool's own (noop-max, frame-skip 4 with max-pool, 84x84
+grey, frame stack, fire reset, episodic life when training), the same steps as symrl's wrappers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector.utils import batch_space
+
+from ..config import Config
+from ..errors import SymrlError
+from .wrappers import bin_values
+
+
+def envpool_task(cfg: Config) -> tuple[str, dict]:
+    """EnvPool's task id and settings for ``cfg.env`` (``PongNoFrameskip-v4`` -> ``Pong-v5``)."""
+    import envpool  # noqa: PLC0415
+
+    name, kwargs = cfg.env, {}
+    atari = name.endswith("NoFrameskip-v4") or name.startswith("ALE/")
+    if atari:
+        game = name.removeprefix("ALE/").removesuffix("NoFrameskip-v4").removesuffix("-v5")
+        name = f"{game}-v5"
+        kwargs = dict(episodic_life=cfg.episodic_life, reward_clip=False, noop_max=cfg.noop_max,
+                      stack_num=cfg.frame_stack, img_height=84, img_width=84, gray_scale=True, use_fire_reset=True,
+                      repeat_action_probability=0.25 if cfg.env.startswith("ALE/") else 0.0)
+    if name not in envpool.list_all_envs():
+        raise SymrlError(f"EnvPool has no task for {cfg.env}; use --vec-backend sync (EnvPool covers Atari and MuJoCo)")
+    if cfg.env_kwargs:
+        raise SymrlError("env_kwargs are not passed to EnvPool; drop them or use --vec-backend sync")
+    return name, kwargs
+
+
+class EnvPoolVectorEnv(gym.vector.VectorEnv):
+    """``cfg.n_envs`` EnvPool environments with same-step autoreset."""
+
+    def __init__(self, cfg: Config):
+        try:
+            import envpool  # noqa: F401, PLC0415
+        except ImportError:
+            raise SymrlError("--vec-backend envpool needs EnvPool; pip install envpool (or use --vec-backend sync)") from None
+        self.cfg = cfg
+        self.task, self.kwargs = envpool_task(cfg)
+        self.atari = "episodic_life" in self.kwargs
+        self.num_envs = cfg.n_envs
+        self._make(cfg.seed)
+        space = self.env.action_space
+        self.grid = None
+        if cfg.bins:
+            if not isinstance(space, gym.spaces.Box):
+                raise SymrlError(f"--bins discretises Box action spaces, but {cfg.env} has {type(space).__name__}; drop --bins")
+            self.grid = bin_values(space.low.reshape(-1), space.high.reshape(-1), cfg.bins)
+            space = gym.spaces.MultiDiscrete(np.full(self.grid.shape[0], cfg.bins, dtype=np.int64))
+        self.single_action_space = space
+        self.single_observation_space = self.env.observation_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+
+    def _make(self, seed: int) -> None:
+        import envpool  # noqa: PLC0415
+
+        self.env = envpool.make_gymnasium(self.task, num_envs=self.num_envs, seed=int(seed), **self.kwargs)
+        self.seed = seed
+        self._returns = np.zeros(self.num_envs)
+        self._lengths = np.zeros(self.num_envs, np.int64)
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        if seed is not None and seed != self.seed:  # EnvPool is seeded when built
+            self.env.close()
+            self._make(seed)
+        obs, _ = self.env.reset()
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
+        return obs, {}
+
+    def step(self, actions: np.ndarray):
+        if self.grid is not None:
+            actions = self.grid[np.arange(self.grid.shape[0]), np.asarray(actions, np.int64)]
+        obs, reward, terminated, truncated, info = self.env.step(np.asarray(actions))
+        self._returns += info["reward"] if self.atari else reward
+        self._lengths += 1
+        done = terminated | truncated
+        infos: dict[str, Any] = {}
+        if done.any():
+            ids = np.flatnonzero(done)
+            game_over = done & (info["terminated"].astype(bool) | truncated) if self.atari else done
+            final_obs = np.empty(self.num_envs, dtype=object)
+            for i in ids:
+                final_obs[i] = obs[i].copy()
+            episode = {"r": np.where(game_over, self._returns, 0.0), "l": np.where(game_over, self._lengths, 0)}
+            infos = {"final_obs": final_obs, "_final_obs": done,
+                     "final_info": {"episode": episode, "_episode": game_over}, "_final_info": done}
+            self._returns[game_over] = 0.0
+            self._lengths[game_over] = 0
+            fresh, fresh_info = self.env.reset(ids.astype(np.int32))
+            obs = obs.copy()
+            obs[fresh_info["env_id"]] = fresh
+        return obs, reward.astype(np.float64), terminated, truncated, infos
+
+    def close_extras(self, **kwargs) -> None:
+        self.env.close()
