@@ -165,18 +165,70 @@ def scaling() -> list[str]:
     return lines
 
 
+def _update(trainer, batch) -> None:
+    """One update of ``trainer`` on ``batch``, through the engine the trainer uses."""
+    from symrl.algos import a2c_update, ppo_update  # noqa: PLC0415
+
+    cfg, ppo = trainer.cfg, trainer.cfg.family == "ppo"
+    if trainer.engine is not None:
+        trainer.engine.ppo_update(batch, cfg, cfg.clip_range) if ppo else trainer.engine.a2c_update(batch, cfg)
+    elif ppo:
+        ppo_update(trainer.policy, trainer.optimizer, batch, cfg, cfg.clip_range)
+    else:
+        a2c_update(trainer.policy, trainer.optimizer, batch, cfg)
+
+
+def update_overhead(pairs: list[tuple[str, str]], repeats: int = 15) -> list[str]:
+    """In one process: the symmetric and the plain update on the same rollout, alternated ``repeats`` times.
+    Environment stepping and acting do not depend on the loss, so this isolates what the reverse term
+    costs; the slowdown of a whole iteration is that extra time over the plain iteration's time."""
+    import warnings  # noqa: PLC0415
+
+    warnings.filterwarnings("ignore")
+    import symrl  # noqa: PLC0415
+    from symrl.trainer import Trainer  # noqa: PLC0415
+
+    lines = ["| symmetric vs plain (same rollout) | plain update s | symmetric update s | whole iteration slowdown |",
+             "|---|---|---|---|"]
+    for sym_name, plain_name in pairs:
+        trainers, batches = {}, {}
+        for name in (sym_name, plain_name):
+            w = WORKLOADS[name]
+            cfg = symrl.make_config(w["algo"], w["env"], total_steps=10**9, bins=w["bins"], eval_episodes=0,
+                                    progress=False, tensorboard=False, seed=0, n_envs=w.get("n_envs", 1))
+            trainers[name] = trainer = Trainer(cfg)
+            start = time.perf_counter()
+            trainer.collector.collect(trainer.policy, trainer.buffer, trainer.engine)
+            batches[name] = (trainer._batch(), time.perf_counter() - start)
+        times: dict[str, list[float]] = {sym_name: [], plain_name: []}
+        for _ in range(repeats):
+            for name in (plain_name, sym_name):
+                trainer, (batch, _) = trainers[name], batches[name]
+                start = time.perf_counter()
+                _update(trainer, batch)
+                times[name].append(time.perf_counter() - start)
+        plain, sym = statistics.median(times[plain_name]), statistics.median(times[sym_name])
+        iteration = plain + batches[plain_name][1]
+        lines.append(f"| {sym_name} vs {plain_name} | {plain:.4f} | {sym:.4f} | {100 * (sym - plain) / iteration:+.2f}% |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scaling", action="store_true", help="the n_envs and network-width tables instead")
+    parser.add_argument("--overhead", action="store_true", help="symmetric vs plain update on the same rollout, in one process")
     parser.add_argument("--worker", nargs=3, metavar=("LIB", "WORKLOAD", "OVERRIDES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         lib, name, overrides = args.worker
         return worker(lib, name, json.loads(overrides))
     print(f"machine: {machine()}\ncommand: python benchmarks/{os.path.basename(__file__)} {' '.join(sys.argv[1:])}\n")
-    print("\n".join(scaling() if args.scaling else compare(args.workloads, args.rounds)))
+    if args.overhead:
+        print("\n".join(update_overhead(SYMMETRIC_PAIRS)))
+    else:
+        print("\n".join(scaling() if args.scaling else compare(args.workloads, args.rounds)))
 
 
 if __name__ == "__main__":

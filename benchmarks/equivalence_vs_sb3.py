@@ -6,7 +6,9 @@ minibatch 64, 10 epochs, lr 3e-4, observation and reward normalisation) for ``--
 normalisation statistics frozen). The script prints each seed's score, the mean of each library, a 95%
 bootstrap confidence interval for the difference of means and a permutation test's p-value.
 
-    python benchmarks/equivalence_vs_sb3.py --env Hopper-v4 --steps 150000 --seeds 5 --jobs 2
+    python benchmarks/equivalence_vs_sb3.py --env Hopper-v4 --steps 150000 --seeds 10 --jobs 2
+
+Scores are cached in ``--cache`` (JSON), so a re-run, or one with more seeds, only trains what is missing.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -72,15 +76,30 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150_000)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--cache", default="benchmarks/equivalence_scores.json")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         lib, env, steps, seed = args.worker
         return worker(lib, env, int(steps), int(seed))
 
+    cache = json.loads(Path(args.cache).read_text()) if Path(args.cache).exists() else {}
+    lock = threading.Lock()
+
+    def cached_run(job: tuple) -> float:
+        key = f"{job[0]} {args.env} {args.steps} {job[1]}"
+        if key not in cache:
+            score = run(job[0], args.env, args.steps, job[1])
+            with lock:
+                cache[key] = score
+                tmp = Path(args.cache + ".tmp")
+                tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+                os.replace(tmp, args.cache)
+        return cache[key]
+
     jobs = [(lib, seed) for seed in range(args.seeds) for lib in ("symrl", "sb3")]
     with ThreadPoolExecutor(args.jobs) as pool:
-        scores = list(pool.map(lambda job: run(job[0], args.env, args.steps, job[1]), jobs))
+        scores = list(pool.map(cached_run, jobs))
     by_lib = {lib: np.array([s for (name, _), s in zip(jobs, scores, strict=True) if name == lib]) for lib in ("symrl", "sb3")}
     a, b = by_lib["symrl"], by_lib["sb3"]
     rng = np.random.default_rng(0)

@@ -64,5 +64,5 @@ def test_atari_run_trains_and_evaluates(tmp_path):
 
 
 def test_unknown_task_is_a_clear_error():
-    with pytest.raises(SymrlError, match="EnvPool has no task for FrozenLake-v1"):
-        symrl.train(algo="ppo", env="FrozenLake-v1", vec_env="envpool", total_steps=64, progress=False)
+    with pytest.raises(SymrlError, match="EnvPool has no task for Taxi-v4"):
+        symrl.train(algo="ppo", env="Taxi-v4", vec_env="envpool", total_steps=64, progress=False)

@@ -432,3 +432,38 @@ def test_normalizer_state_dicts_round_trip_weights_only():
     np.testing.assert_array_equal(restored_scaler.rms.var, scaler.rms.var)
     rewards = np.array([0.5, -1.5])
     np.testing.assert_array_equal(restored_scaler(rewards, np.array([False, False])), scaler(rewards, np.array([False, False])))
+
+
+def test_serial_vector_env_matches_gymnasium_sync_vector_env():
+    """symrl's lean vector env steps exactly like Gymnasium's SyncVectorEnv in SAME_STEP mode:
+    same observations, rewards, flags, final observations and episode statistics."""
+    from symrl.envs.vector import SerialVectorEnv
+
+    cfg = make_config("ppo", "CartPole-v1", n_envs=3)
+    fns = [lambda: build_env(cfg, True) for _ in range(3)]
+    ours = SerialVectorEnv(fns)
+    ref = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    obs_a, _ = ours.reset(seed=5)
+    obs_b, _ = ref.reset(seed=5)
+    np.testing.assert_array_equal(obs_a, obs_b)
+    rng = np.random.default_rng(0)
+    finished = 0
+    for _ in range(300):
+        actions = rng.integers(0, 2, 3)
+        a, b = ours.step(actions), ref.step(actions)
+        for x, y in zip(a[:4], b[:4], strict=True):
+            np.testing.assert_array_equal(x, y)
+        done = a[2] | a[3]
+        if done.any():
+            finished += int(done.sum())
+            for i in np.flatnonzero(done):
+                np.testing.assert_array_equal(a[4]["final_obs"][i], b[4]["final_obs"][i])
+            ep_a, ep_b = a[4]["final_info"], b[4]["final_info"]
+            np.testing.assert_array_equal(ep_a["_episode"], ep_b["_episode"])
+            np.testing.assert_array_equal(ep_a["episode"]["r"][ep_a["_episode"]], ep_b["episode"]["r"][ep_b["_episode"]])
+        else:
+            assert a[4] == {}
+    assert finished >= 10
+    assert ours.single_action_space == ref.single_action_space
+    ours.close()
+    ref.close()
