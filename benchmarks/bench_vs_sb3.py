@@ -152,12 +152,14 @@ def compare(names: list[str], rounds: int) -> list[str]:
 
 
 def scaling() -> list[str]:
-    lines = ["| n_envs (PPO HalfCheetah, 2048 steps per rollout) | symrl steps/s | SB3 steps/s | ratio |", "|---|---|---|---|"]
+    lines = ["| n_envs (PPO HalfCheetah, 2048 steps per rollout) | symrl steps/s | SB3 steps/s | ratio |",
+             "|---|---|---|---|"]
     for n in (1, 2, 4, 8, 16):
         o = {"n_envs": n, "n_steps": 2048 // n}
         s, b = measure("symrl", "ppo-mujoco", o)["sps"], measure("sb3", "ppo-mujoco", o)["sps"]
         lines.append(f"| {n} | {s:.0f} | {b:.0f} | {s / b:.2f}x |")
-    lines += ["", "| hidden width (2 layers, PPO HalfCheetah) | symrl s/update | SB3 s/update | ratio |", "|---|---|---|---|"]
+    lines += ["", "| hidden width (2 layers, PPO HalfCheetah) | symrl s per iteration | SB3 s per iteration | ratio |",
+              "|---|---|---|---|"]
     for width in (64, 256, 1024):
         o = {"net_arch": [width, width], "steps": 2 * 2048}
         s, b = measure("symrl", "ppo-mujoco", o)["seconds"] / 2, measure("sb3", "ppo-mujoco", o)["seconds"] / 2

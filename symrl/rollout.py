@@ -93,7 +93,7 @@ class Collector:
             raw_obs, raw_reward, terminated, truncated, infos = self.envs.step(env_actions)
             done = terminated | truncated
 
-            reward = np.sign(raw_reward) if self.sign_reward else raw_reward.astype(np.float64)
+            reward = np.sign(raw_reward) if self.sign_reward else np.asarray(raw_reward, dtype=np.float64)
             reward = self.noise.before_normalization(reward)
             reward = self.reward_scaler(reward, done)
             reward = self.noise.after_normalization(reward)
@@ -105,11 +105,11 @@ class Collector:
             store.rewards[t] = reward
             store.dones[t] = done
 
-            cut = np.flatnonzero(truncated & ~terminated)
-            if cut.size:
-                final_obs = np.stack([infos["final_obs"][i] for i in cut])
-                bootstrap[t, cut] = value(self.obs_norm(final_obs))
             if done.any():
+                cut = np.flatnonzero(truncated & ~terminated)
+                if cut.size:
+                    final_obs = np.stack([infos["final_obs"][i] for i in cut])
+                    bootstrap[t, cut] = value(self.obs_norm(final_obs))
                 self._record_episodes(infos, stats)
 
             self.obs_norm.update(raw_obs)
