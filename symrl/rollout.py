@@ -105,15 +105,14 @@ class Collector:
             store.rewards[t] = reward
             store.dones[t] = done
 
-            if done.any():
+            self.obs_norm.update(raw_obs)
+            self.obs = self.obs_norm(raw_obs)
+            if done.any():  # final observations are normalised with the statistics updated by this step, as in SB3
                 cut = np.flatnonzero(truncated & ~terminated)
                 if cut.size:
                     final_obs = np.stack([infos["final_obs"][i] for i in cut])
                     bootstrap[t, cut] = value(self.obs_norm(final_obs))
                 self._record_episodes(infos, stats)
-
-            self.obs_norm.update(raw_obs)
-            self.obs = self.obs_norm(raw_obs)
 
         store.next_values[:-1] = store.values[1:]
         store.next_values[-1] = value(self.obs)
