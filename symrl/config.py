@@ -26,7 +26,7 @@ FAMILIES = ("atari", "mujoco", "box2d", "classic")
 
 @dataclass
 class Config:
-    """Every setting of a training run. See ``symrl train --help`` and docs/config.md."""
+    """Every setting of a training run. See ``symrl train --help`` and the README."""
 
     # what to train
     algo: str = "ppo"
@@ -37,7 +37,7 @@ class Config:
 
     # environment
     n_envs: int = 8
-    vec_env: str = "sync"
+    vec_env: str = "sync"  # sync (in process), async (a process per env) or envpool (--vec-backend)
     bins: int = 0
     env_kwargs: dict = field(default_factory=dict)
     norm_obs: bool = False
@@ -93,7 +93,7 @@ class Config:
 
     # evaluation
     eval_freq: int = 5_000
-    eval_episodes: int = 10
+    eval_episodes: int = 10  # 0 turns evaluation off
     eval_deterministic: Optional[bool] = None
     stop_return: Optional[float] = None  # stop early once an evaluation's mean return reaches this
 
@@ -101,7 +101,7 @@ class Config:
     checkpoint_freq: int = 50_000
     device: str = "cpu"
     torch_threads: int = 0
-    engine: str = "auto"
+    engine: str = "auto"  # auto: the NumPy engine for MLP policies on the CPU (symrl.fast), else torch
     tensorboard: bool = True
     progress: bool = True
 
