@@ -17,7 +17,7 @@ from ..algos.common import Batch
 from ..config import Config
 from ..errors import TrainingDiverged
 from ..policies import ActorCritic
-from .losses import a2c_loss_and_grad, normalize, ppo_loss_and_grad, value_loss_and_grad
+from .losses import _mean, a2c_loss_and_grad, normalize, ppo_loss_and_grad, value_loss_and_grad
 from .mlp import NumpyActorCritic, flatten_parameters, is_flat, supports
 from .optim import FlatOptimizer
 
@@ -67,7 +67,7 @@ class NumpyEngine:
         sign_changed = float("nan")
         if cfg.normalize_advantage and (clip_range is None or advantages.shape[0] > 1):
             normalized = normalize(advantages)
-            sign_changed = float((np.sign(advantages) != np.sign(normalized)).mean())
+            sign_changed = _mean(np.sign(advantages) != np.sign(normalized))
             advantages = normalized
         loss_kw = dict(alpha=cfg.alpha, beta=cfg.beta, z=cfg.z, variant=cfg.loss_variant, per_dim_reverse=cfg.per_dim_reverse)
         if clip_range is None:
@@ -77,7 +77,7 @@ class NumpyEngine:
             terms, d_log_prob = ppo_loss_and_grad(log_prob, old_log_prob, advantages, clip_range=clip_range,
                                                   reverse_mask=cfg.reverse_mask, **loss_kw)
             v_loss, d_value = value_loss_and_grad(values, old_values, returns, cfg.clip_range_vf)
-        entropy_mean = float(entropy.mean())
+        entropy_mean = _mean(entropy)
         loss = cfg.policy_coef * terms["policy_loss"] + cfg.vf_coef * v_loss - cfg.ent_coef * entropy_mean
         if not np.isfinite(loss):
             raise TrainingDiverged(
