@@ -12,11 +12,13 @@ import symrl
 CARTPOLE_BUDGET = {"ppo": 60_000, "sppo": 60_000, "a2c": 150_000, "sa2c": 150_000}
 
 
-@pytest.mark.parametrize("algo", ["ppo", "sppo", "a2c", "sa2c"])
-def test_cartpole_reaches_475(algo):
-    """The preset algorithm reaches an evaluation return >= 475 on CartPole-v1 within its budget."""
+@pytest.mark.parametrize(("algo", "engine"), [("ppo", "auto"), ("sppo", "auto"), ("a2c", "auto"), ("sa2c", "auto"),
+                                             ("sppo", "torch")])
+def test_cartpole_reaches_475(algo, engine):
+    """The preset algorithm reaches an evaluation return >= 475 on CartPole-v1 within its budget (with the
+    NumPy engine, the default for MLPs, and once through the torch path that CNNs and GPUs use)."""
     result = symrl.train(algo=algo, env="CartPole-v1", total_steps=CARTPOLE_BUDGET[algo], seed=0,
-                         stop_return=475.0, progress=False, tensorboard=False)
+                         stop_return=475.0, progress=False, tensorboard=False, engine=engine)
     best = max(e["mean_return"] for e in result.evaluations)
     assert best >= 475.0, result.evaluations
     assert result.steps <= CARTPOLE_BUDGET[algo]
