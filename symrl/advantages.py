@@ -33,8 +33,10 @@ def compute_gae(
     """
     # The recursion is sequential in t, so it runs in NumPy on the CPU (one small operation per step is
     # several times cheaper there than a torch call, and cheaper than T kernel launches on a GPU).
-    r, v, nv = (x.detach().cpu().numpy() for x in (rewards, values, next_values))
-    not_done = 1.0 - dones.detach().cpu().numpy().astype(v.dtype)
+    dtype = torch.float64 if values.dtype == torch.float64 else torch.float32  # NumPy has no bfloat16
+    host = lambda x: x.detach().to("cpu", dtype).numpy()  # noqa: E731
+    r, v, nv = host(rewards), host(values), host(next_values)
+    not_done = 1.0 - host(dones)
     deltas = r + gamma * nv - v
     decay = (gamma * gae_lambda) * not_done
     advantages = np.empty_like(v)
@@ -42,7 +44,7 @@ def compute_gae(
     for t in range(v.shape[0] - 1, -1, -1):
         running = deltas[t] + decay[t] * running
         advantages[t] = running
-    advantages = torch.from_numpy(advantages).to(values.device)
+    advantages = torch.from_numpy(advantages).to(values.device, values.dtype)
     return advantages, advantages + values.detach()
 
 

@@ -56,7 +56,10 @@ def make_optimizer(cfg: Config, policy: torch.nn.Module) -> torch.optim.Optimize
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(policy.parameters(), lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha,
                                    eps=cfg.optimizer_eps, foreach=True)
-    return torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=cfg.optimizer_eps, fused=True)
+    try:
+        return torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=cfg.optimizer_eps, fused=True)
+    except (RuntimeError, ValueError):  # torch < 2.4 has no fused Adam on the CPU
+        return torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=cfg.optimizer_eps, foreach=True)
 
 
 def _schedule(value: float, kind: str, progress_remaining: float) -> float:

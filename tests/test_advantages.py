@@ -175,3 +175,15 @@ def test_sign_change_ratio_with_mask():
     normed = normalize_advantages(raw, mask=mask)
     assert sign_change_ratio(raw, normed, mask=mask).item() == pytest.approx(0.75)
     assert sign_change_ratio(raw, normed).item() == pytest.approx(5 / 6)
+
+
+def test_gae_accepts_bfloat16_and_keeps_the_dtype():
+    """Language-model values often come in bfloat16, which NumPy lacks: GAE computes in float32."""
+    g = torch.Generator().manual_seed(0)
+    r, v, nv = (torch.randn(6, 3, generator=g) for _ in range(3))
+    dones = torch.zeros(6, 3)
+    dones[2, 1] = 1
+    adv32, ret32 = compute_gae(r, v, nv, dones, 0.99, 0.95)
+    adv16, ret16 = compute_gae(r.bfloat16(), v.bfloat16(), nv.bfloat16(), dones, 0.99, 0.95)
+    assert adv16.dtype == ret16.dtype == torch.bfloat16
+    torch.testing.assert_close(adv16.float(), adv32, rtol=0.03, atol=0.05)
