@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 
-def train_symrl(env: str, steps: int, seed: int) -> float:
+def train_symrl(env: str, steps: int, seed: int, engine: str = "auto") -> float:
     import symrl  # noqa: PLC0415
 
     result = symrl.train(algo="ppo", env=env, preset="mujoco", total_steps=steps, seed=seed, eval_freq=steps,
-                         eval_episodes=10, progress=False, tensorboard=False)
+                         eval_episodes=10, progress=False, tensorboard=False, engine=engine)
     return result.final_return
 
 
@@ -56,8 +56,13 @@ def worker(lib: str, env: str, steps: int, seed: int) -> None:
     import torch  # noqa: PLC0415
 
     torch.set_num_threads(1)  # the jobs run side by side
-    score = train_symrl(env, steps, seed) if lib == "symrl" else train_sb3(env, steps, seed)
+    score = train_sb3(env, steps, seed) if lib == "sb3" else train_symrl(env, steps, seed, _engine(lib))
     print(json.dumps({"score": score}))
+
+
+def _engine(lib: str) -> str:
+    """``symrl`` (the default engine) or ``symrl-torch`` / ``symrl-numpy``."""
+    return lib.partition("-")[2] or "auto"
 
 
 def run(lib: str, env: str, steps: int, seed: int) -> float:
@@ -77,6 +82,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--cache", default="benchmarks/equivalence_scores.json")
+    parser.add_argument("--libs", nargs=2, default=["symrl", "sb3"], metavar=("A", "B"),
+                        help="the two to compare: symrl (default engine), symrl-torch, symrl-numpy or sb3")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -97,11 +104,11 @@ def main() -> None:
                 os.replace(tmp, args.cache)
         return cache[key]
 
-    jobs = [(lib, seed) for seed in range(args.seeds) for lib in ("symrl", "sb3")]
+    jobs = [(lib, seed) for seed in range(args.seeds) for lib in args.libs]
     with ThreadPoolExecutor(args.jobs) as pool:
         scores = list(pool.map(cached_run, jobs))
-    by_lib = {lib: np.array([s for (name, _), s in zip(jobs, scores, strict=True) if name == lib]) for lib in ("symrl", "sb3")}
-    a, b = by_lib["symrl"], by_lib["sb3"]
+    by_lib = {lib: np.array([s for (name, _), s in zip(jobs, scores, strict=True) if name == lib]) for lib in args.libs}
+    a, b = (by_lib[lib] for lib in args.libs)
     rng = np.random.default_rng(0)
     diffs = [rng.choice(a, a.size).mean() - rng.choice(b, b.size).mean() for _ in range(10_000)]
     low, high = np.percentile(diffs, [2.5, 97.5])
@@ -113,7 +120,8 @@ def main() -> None:
     print("| library | scores per seed | mean |\n|---|---|---|")
     for lib, x in by_lib.items():
         print(f"| {lib} | {', '.join(f'{v:.0f}' for v in x)} | {x.mean():.1f} |")
-    print(f"\ndifference of means (symrl - SB3): {a.mean() - b.mean():.1f}, 95% bootstrap CI [{low:.1f}, {high:.1f}]; "
+    print(f"\ndifference of means ({args.libs[0]} - {args.libs[1]}): {a.mean() - b.mean():.1f}, "
+          f"95% bootstrap CI [{low:.1f}, {high:.1f}]; "
           f"permutation test p = {p:.2f}")
 
 
