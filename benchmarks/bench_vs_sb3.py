@@ -167,19 +167,6 @@ def scaling() -> list[str]:
     return lines
 
 
-def _update(trainer, batch) -> None:
-    """One update of ``trainer`` on ``batch``, through the engine the trainer uses."""
-    from symrl.algos import a2c_update, ppo_update  # noqa: PLC0415
-
-    cfg, ppo = trainer.cfg, trainer.cfg.family == "ppo"
-    if trainer.engine is not None:
-        trainer.engine.ppo_update(batch, cfg, cfg.clip_range) if ppo else trainer.engine.a2c_update(batch, cfg)
-    elif ppo:
-        ppo_update(trainer.policy, trainer.optimizer, batch, cfg, cfg.clip_range)
-    else:
-        a2c_update(trainer.policy, trainer.optimizer, batch, cfg)
-
-
 def update_overhead(pairs: list[tuple[str, str]], repeats: int = 15) -> list[str]:
     """In one process: the symmetric and the plain update on the same rollout, alternated ``repeats`` times.
     Environment stepping and acting do not depend on the loss, so this isolates what the reverse term
@@ -207,7 +194,7 @@ def update_overhead(pairs: list[tuple[str, str]], repeats: int = 15) -> list[str
             for name in (plain_name, sym_name):
                 trainer, (batch, _) = trainers[name], batches[name]
                 start = time.perf_counter()
-                _update(trainer, batch)
+                trainer.update(batch, trainer.cfg.clip_range)
                 times[name].append(time.perf_counter() - start)
         plain, sym = statistics.median(times[plain_name]), statistics.median(times[sym_name])
         iteration = plain + batches[plain_name][1]

@@ -178,15 +178,7 @@ class Trainer:
                 stats = self.collector.collect(self.policy, self.buffer, self.engine)
                 self.global_step += cfg.n_steps * cfg.n_envs
                 batch = self._batch()
-                if self.engine is not None:
-                    if cfg.family == "ppo":
-                        logs = self.engine.ppo_update(batch, cfg, clip_range)
-                    else:
-                        logs = self.engine.a2c_update(batch, cfg)
-                elif cfg.family == "ppo":
-                    logs = ppo_update(self.policy, self.optimizer, batch, cfg, clip_range)
-                else:
-                    logs = a2c_update(self.policy, self.optimizer, batch, cfg)
+                logs = self.update(batch, clip_range)
                 self.updates += 1
 
                 recent_returns = (recent_returns + stats.episode_returns)[-100:]
@@ -248,6 +240,17 @@ class Trainer:
         return RunResult(cfg, self.global_step, list(self.evaluations), self.run_dir, agent)
 
     # -- steps of the loop -------------------------------------------------------------------------------
+    def update(self, batch: Batch, clip_range: float) -> dict:
+        """One PPO or A2C update on ``batch`` through the NumPy engine or the torch path; returns the logs."""
+        cfg = self.cfg
+        if self.engine is not None:
+            if cfg.family == "ppo":
+                return self.engine.ppo_update(batch, cfg, clip_range)
+            return self.engine.a2c_update(batch, cfg)
+        if cfg.family == "ppo":
+            return ppo_update(self.policy, self.optimizer, batch, cfg, clip_range)
+        return a2c_update(self.policy, self.optimizer, batch, cfg)
+
     def _batch(self) -> Batch:
         cfg, buf = self.cfg, self.buffer
         advantages, returns = compute_gae(buf.rewards, buf.values, buf.next_values, buf.dones, cfg.gamma, cfg.gae_lambda)

@@ -21,7 +21,7 @@ from gymnasium.vector.utils import batch_space
 
 from ..config import Config
 from ..errors import SymrlError
-from .wrappers import bin_values
+from .wrappers import discretization_grid, grid_actions
 
 
 def envpool_task(cfg: Config) -> tuple[str, dict]:
@@ -59,9 +59,7 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         space = self.env.action_space
         self.grid = None
         if cfg.bins:
-            if not isinstance(space, gym.spaces.Box):
-                raise SymrlError(f"--bins discretises Box action spaces, but {cfg.env} has {type(space).__name__}; drop --bins")
-            self.grid = bin_values(space.low.reshape(-1), space.high.reshape(-1), cfg.bins)
+            self.grid = discretization_grid(space, cfg.bins, cfg.env)
             space = gym.spaces.MultiDiscrete(np.full(self.grid.shape[0], cfg.bins, dtype=np.int64))
         self.single_action_space = space
         self.single_observation_space = self.env.observation_space
@@ -88,7 +86,7 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
 
     def step(self, actions: np.ndarray):
         if self.grid is not None:
-            actions = self.grid[np.arange(self.grid.shape[0]), np.asarray(actions, np.int64)]
+            actions = grid_actions(self.grid, np.asarray(actions, np.int64))
         obs, reward, terminated, truncated, info = self.env.step(np.asarray(actions))
         self._returns += info["reward"] if self.atari else reward
         self._lengths += 1

@@ -13,6 +13,23 @@ def bin_values(low: np.ndarray, high: np.ndarray, bins: int) -> np.ndarray:
     return np.stack([np.linspace(lo, hi, bins) for lo, hi in zip(low, high, strict=True)]).astype(np.float32)
 
 
+def discretization_grid(space: gym.Space, bins: int, env_name: str) -> np.ndarray:
+    """The ``[D, K]`` grid of :func:`bin_values` for a Box action space, or a clear error for any other."""
+    if not isinstance(space, gym.spaces.Box):
+        raise SymrlError(
+            f"--bins discretises Box action spaces, but {env_name} has {type(space).__name__}; drop --bins (or --set bins=0)"
+        )
+    low, high = space.low.reshape(-1), space.high.reshape(-1)
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise SymrlError("--bins needs finite action bounds; this Box is unbounded, drop --bins")
+    return bin_values(low, high, bins)
+
+
+def grid_actions(grid: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Bin indices ``[..., D]`` -> action values ``[..., D]`` (one environment or a batch)."""
+    return grid[np.arange(grid.shape[0]), index]
+
+
 class DiscretizeAction(gym.ActionWrapper):
     """Box(D) -> MultiDiscrete([K] * D): bin k of dimension i is ``linspace(low_i, high_i, K)[k]``.
 
@@ -22,22 +39,12 @@ class DiscretizeAction(gym.ActionWrapper):
 
     def __init__(self, env: gym.Env, bins: int):
         super().__init__(env)
-        space = env.action_space
-        if not isinstance(space, gym.spaces.Box):
-            raise SymrlError(
-                f"--bins discretises Box action spaces, but {env.spec.id if env.spec else 'this env'} has "
-                f"{type(space).__name__}; drop --bins (or --set bins=0)"
-            )
-        low, high = space.low.reshape(-1), space.high.reshape(-1)
-        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-            raise SymrlError("--bins needs finite action bounds; this Box is unbounded, drop --bins")
-        self._shape = space.shape
-        self.grid = bin_values(low, high, bins)
-        self.action_space = gym.spaces.MultiDiscrete(np.full(low.size, bins, dtype=np.int64))
+        self._shape = env.action_space.shape
+        self.grid = discretization_grid(env.action_space, bins, env.spec.id if env.spec else "this env")
+        self.action_space = gym.spaces.MultiDiscrete(np.full(self.grid.shape[0], bins, dtype=np.int64))
 
     def action(self, action):
-        index = np.asarray(action, dtype=np.int64).reshape(-1)
-        return self.grid[np.arange(index.size), index].reshape(self._shape)
+        return grid_actions(self.grid, np.asarray(action, dtype=np.int64).reshape(-1)).reshape(self._shape)
 
 
 class EpisodicLife(gym.Wrapper):

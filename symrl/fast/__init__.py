@@ -15,7 +15,7 @@ import torch
 
 from ..algos.common import Batch
 from ..config import Config
-from ..errors import TrainingDiverged
+from ..errors import SymrlError, TrainingDiverged
 from ..policies import ActorCritic
 from .losses import _mean, a2c_loss_and_grad, normalize, ppo_loss_and_grad, value_loss_and_grad
 from .mlp import NumpyActorCritic, flatten_parameters, is_flat, supports
@@ -28,6 +28,9 @@ class NumpyEngine:
     """Acting and updating an MLP :class:`ActorCritic` in place through NumPy views of its parameters."""
 
     def __init__(self, policy: ActorCritic, optimizer: torch.optim.Optimizer, rng: np.random.Generator):
+        reason = supports(policy)
+        if reason:  # checked before flattening, which would otherwise re-allocate the parameters in vain
+            raise ValueError(reason)
         self.policy = policy
         self.flat = flatten_parameters(policy)
         self.net = NumpyActorCritic(policy, self.flat)
@@ -129,14 +132,10 @@ def make_engine(cfg: Config, policy: ActorCritic, optimizer: torch.optim.Optimiz
     """The NumPy engine when ``cfg.engine`` allows it and the policy is supported, else ``None``."""
     if cfg.engine == "torch":
         return None
-    reason = supports(policy)
-    if reason is None:
-        try:
-            return NumpyEngine(policy, optimizer, rng)
-        except ValueError as exc:
-            reason = str(exc)
+    try:
+        return NumpyEngine(policy, optimizer, rng)
+    except ValueError as exc:
+        reason = str(exc)
     if cfg.engine == "numpy":
-        from ..errors import SymrlError  # noqa: PLC0415
-
         raise SymrlError(f"engine=numpy cannot run this policy ({reason}); use engine=auto or engine=torch")
     return None

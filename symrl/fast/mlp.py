@@ -71,9 +71,7 @@ class NumpyActorCritic:
     """Forward (acting and training) and backward passes of an MLP actor-critic, in NumPy."""
 
     def __init__(self, policy: ActorCritic, flat: torch.Tensor):
-        reason = supports(policy)
-        if reason:
-            raise ValueError(f"the NumPy engine cannot run this policy: {reason}")
+        """``policy`` must pass :func:`supports` and have its parameters flattened into ``flat``."""
         self.kind = policy.kind
         self.shared = policy.shared
         self.relu = any(isinstance(m, nn.ReLU) for m in policy.actor_body.net)
@@ -242,11 +240,7 @@ class NumpyActorCritic:
             d_out = d_logits.reshape(d_logits.shape[0], -1)
 
         actor_top = self._linear_backward(self.head, c["actor_h"][-1], d_out)
-        vw, _, vgw, vgb = self.vhead
-        critic_top_h = c["critic_h"][-1]
-        np.dot(d_value, critic_top_h, out=vgw[0])
-        vgb[0] = d_value.sum()
-        critic_top = d_value[:, None] * vw[0]
+        critic_top = self._linear_backward(self.vhead, c["critic_h"][-1], d_value[:, None])
         if self.shared:
             self._body_backward(self.actor, c["actor_h"], actor_top + critic_top)
         else:
@@ -255,24 +249,19 @@ class NumpyActorCritic:
         return self.grad
 
     @staticmethod
-    def _linear_backward(layer: tuple, inputs: np.ndarray, d_out: np.ndarray) -> np.ndarray:
+    def _linear_backward(layer: tuple, inputs: np.ndarray, d_out: np.ndarray, input_grad: bool = True):
+        """Write the layer's weight and bias gradients; return the gradient of its input (if wanted)."""
         weight, _, grad_w, grad_b = layer
         np.dot(d_out.T, inputs, out=grad_w)
         np.sum(d_out, 0, out=grad_b)
-        return d_out @ weight
+        return d_out @ weight if input_grad else None
 
     def _body_backward(self, layers: list, hidden: list, d_top: np.ndarray) -> None:
         d = d_top
-        for i in range(len(layers) - 1, -1, -1):
+        for i in range(len(layers) - 1, -1, -1):  # the observations (layer 0's input) need no gradient
             h = hidden[i + 1]
             d = d * (h > 0) if self.relu else d * (1.0 - h * h)
-            inputs = hidden[i]
-            if i == 0:
-                weight, _, grad_w, grad_b = layers[0]
-                np.dot(d.T, inputs, out=grad_w)
-                np.sum(d, 0, out=grad_b)
-            else:
-                d = self._linear_backward(layers[i], inputs, d)
+            d = self._linear_backward(layers[i], hidden[i], d, input_grad=i > 0)
 
 
 def _block_diag(a: np.ndarray, b: np.ndarray) -> np.ndarray:

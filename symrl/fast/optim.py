@@ -45,9 +45,9 @@ class FlatOptimizer:
                 if name in state:
                     view.copy_(state[name])
                 state[name] = view
-            state["step"] = torch.tensor(float(self.step_count))
             offset += n
         self.state = {name: buf.numpy() for name, buf in self.buffers.items()}
+        self.sync()
 
     def step(self, grad: np.ndarray, max_grad_norm: float) -> float:
         """Clip ``grad`` in place to ``max_grad_norm`` (as ``clip_grad_norm_``), apply one update and
