@@ -37,7 +37,7 @@ class DiscretizeAction(gym.ActionWrapper):
     environments alike.
     """
 
-    def __init__(self, env: gym.Env, bins: int):
+    def __init__(self, env: gym.Env, bins: int = 11):
         super().__init__(env)
         self._shape = env.action_space.shape
         self.grid = discretization_grid(env.action_space, bins, env.spec.id if env.spec else "this env")
