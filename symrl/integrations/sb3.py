@@ -140,10 +140,10 @@ class SPPO(_SymmetricLoss, PPO):
                     log_prob, rollout_data.old_log_prob, advantages, clip_range=clip_range, alpha=self.alpha,
                     beta=self.beta, z=self.z, variant=self.variant, reverse_mask=self.reverse_mask,
                 )
-                if clip_range_vf is None:
-                    values_pred = values
-                else:
-                    values_pred = rollout_data.old_values + th.clamp(values - rollout_data.old_values, -clip_range_vf, clip_range_vf)
+                values_pred = values
+                if clip_range_vf is not None:  # clip the change of the value prediction, as SB3 does
+                    old_values = rollout_data.old_values
+                    values_pred = old_values + th.clamp(values - old_values, -clip_range_vf, clip_range_vf)
                 value_loss = F.mse_loss(rollout_data.returns, values_pred)
                 entropy_loss = th.mean(log_prob) if entropy is None else -th.mean(entropy)
                 loss = pg.loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss

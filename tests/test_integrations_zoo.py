@@ -1,0 +1,51 @@
+"""symrl.integrations.rl_zoo: SA2C / SPPO trained by RL Baselines3 Zoo from symrl's hyperparameter files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+pytest.importorskip("rl_zoo3")
+
+from symrl.integrations.rl_zoo import HYPERPARAMS, _zoo_args  # noqa: E402
+from symrl.integrations.sb3 import SA2C, SPPO  # noqa: E402
+
+
+def _zoo(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "symrl.integrations.rl_zoo", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(("algo", "cls", "env", "steps"), [
+    ("sppo", SPPO, "CartPole-v1", "512"),
+    ("sa2c", SA2C, "Hopper-v4", "64"),  # a Box task: the file discretises it with DiscretizeAction
+])
+def test_zoo_trains_and_saves_a_loadable_model(tmp_path, algo, cls, env, steps):
+    result = _zoo("train", "--algo", algo, "--env", env, "-n", steps, "-f", str(tmp_path), "--seed", "0",
+                  "--hyperparams", "beta:3.0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = tmp_path / algo / f"{env}_1"
+    model = cls.load(run / f"{env}.zip")
+    assert (model.alpha, model.beta, model.z) == (0.5, 3.0, -1.0)
+    assert "- - beta" in (run / env / "config.yml").read_text()  # the Zoo's record of the run
+
+
+def test_hyperparameter_files_are_safe_yaml_with_symmetric_settings():
+    for algo in ("sppo", "sa2c"):
+        table = yaml.safe_load((HYPERPARAMS / f"{algo}.yml").read_text())
+        for env, params in table.items():
+            assert params["z"] < 0 and "alpha" in params and "beta" in params, env
+
+
+def test_conf_file_is_added_only_when_missing():
+    assert _zoo_args(["--algo", "sppo", "--env", "CartPole-v1"])[-2:] == ["--conf-file", str(HYPERPARAMS / "sppo.yml")]
+    assert "--conf-file" not in _zoo_args(["--algo", "ppo", "--env", "CartPole-v1"])
+    assert _zoo_args(["--algo", "sa2c", "-conf", "mine.yml"]) == ["--algo", "sa2c", "-conf", "mine.yml"]
+
+
+def test_unknown_command_prints_usage(tmp_path):
+    result = _zoo("fly", cwd=tmp_path)
+    assert result.returncode != 0 and "usage:" in result.stderr
