@@ -138,8 +138,11 @@ def test_sa2c_update_equals_authors_formula(make_env):
 
 @pytest.mark.parametrize(("ours", "theirs", "kwargs"), [
     (SPPO, sb3.PPO, {"n_steps": 64, "batch_size": 32, "n_epochs": 2}),
+    (SPPO, sb3.PPO, {"n_steps": 64, "batch_size": 32, "n_epochs": 4, "clip_range_vf": 0.1, "target_kl": 0.002,
+                     "normalize_advantage": False}),
     (SA2C, sb3.A2C, {"n_steps": 8}),
-])
+    (SA2C, sb3.A2C, {"n_steps": 8, "normalize_advantage": True, "use_rms_prop": False}),
+], ids=["ppo", "ppo-vf-clip-target-kl", "a2c", "a2c-normalized-adam"])
 def test_beta_zero_alpha_one_is_stable_baselines3(ours, theirs, kwargs):
     """With the reverse term off, the classes are SB3's algorithms: same seed, same final weights."""
     a = ours("MlpPolicy", _discrete_env(), alpha=1.0, beta=0.0, seed=3, **kwargs).learn(512)
@@ -197,3 +200,17 @@ def test_learns_cartpole(algo, kwargs, budget):
                               eval_freq=10_000 // env.num_envs, n_eval_episodes=10, verbose=0)
     algo("MlpPolicy", env, seed=0, **kwargs).learn(budget, callback=evaluation)
     assert evaluation.best_mean_reward >= 475, evaluation.best_mean_reward
+
+
+def test_documented_example_runs_and_sppo_equals_scaled_ppo():
+    """examples/sb3_sppo.py (docs/integrations/sb3.md): SPPO and its scaled-PPO control evaluate the same (SPEC 1.1)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "examples" / "sb3_sppo.py"
+    result = subprocess.run([sys.executable, str(script), "--steps", "2048"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = {line.split(" on ")[0].strip(): line.split(": ")[1] for line in result.stdout.splitlines() if "CartPole" in line}
+    assert scores["SPPO"] == scores["scaled PPO"], scores
+    assert "MultiDiscrete([11])" in result.stdout
