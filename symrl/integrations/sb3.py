@@ -35,16 +35,11 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("symrl.integrations.sb3 needs Stable-Baselines3: pip install 'symrl[sb3]'") from exc
 
-from ..advantages import sign_change_ratio
+from ..advantages import normalize_advantages, sign_change_ratio
 from ..envs.wrappers import DiscretizeAction
 from ..losses import symmetric_a2c_loss, symmetric_ppo_loss
 
 __all__ = ["SA2C", "SPPO", "DiscretizeAction"]
-
-
-def _normalize(advantages: th.Tensor) -> th.Tensor:
-    """SB3's advantage normalisation (unbiased std + 1e-8), kept identical so beta = 0 reproduces SB3."""
-    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
 
 def _scalar(value: th.Tensor | float) -> float:
@@ -85,7 +80,7 @@ class _SymmetricLoss:
         """The advantages the loss sees, and the sign-change ratio of that normalisation (0 without it)."""
         if not normalize:
             return advantages, 0.0
-        normalized = _normalize(advantages)
+        normalized = normalize_advantages(advantages)  # SB3's formula: (A - mean) / (unbiased std + 1e-8)
         return normalized, sign_change_ratio(advantages, normalized).item()
 
 
