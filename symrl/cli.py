@@ -78,7 +78,81 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--deterministic", dest="deterministic", action="store_true", default=None, help="act with the mode of the policy")
     mode.add_argument("--stochastic", dest="deterministic", action="store_false", help="sample actions (default for Atari)")
     e.add_argument("--video", action="store_true", help="record the episodes as MP4 under RUN_DIR/videos (Gymnasium's RecordVideo)")
+
+    s = sub.add_parser("sweep", help="run a grid of runs from a YAML sweep file",
+                       description="Run every cell of a sweep file (algorithms x envs x noise x seeds) as its own run "
+                       "directory below the file's `out`. Re-running skips finished cells, resumes interrupted ones and "
+                       "re-runs failed ones. See studies/ for examples.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("spec", type=Path, help="the sweep file (YAML)")
+    s.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: a process pool on this machine; ray: one Ray task per cell")
+    s.add_argument("--workers", type=_positive_int, help="cells at a time (default: the number of CPU cores)")
+    s.add_argument("--address", help="join a running Ray cluster (auto or ray://HOST:PORT); default: start a local Ray")
+    s.add_argument("--dry-run", action="store_true", help="list the cells and what would happen to each, run nothing")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("report", help="write a Markdown + HTML report of runs",
+                       description="Statistics, tables and figures of the runs below the given directories.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    r.add_argument("dirs", type=Path, nargs="+", help="run directories or folders holding them (e.g. a sweep's out)")
+    r.add_argument("--out", type=Path, help="report folder (default: FIRST_DIR/report)")
+    r.add_argument("--baseline", help="algorithm label the probability of improvement is measured against (default PPO)")
+
+    d = sub.add_parser("demo", help="a small PPO vs SPPO vs scaled-PPO study with its report (a few minutes)",
+                       description="PPO, SPPO and the scaled-PPO control on CartPole-v1 with clean and noisy rewards, "
+                       "3 seeds; prints the table and writes the report.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d.add_argument("--out", type=Path, default=Path("runs/demo"), help="the study's folder")
+    d.add_argument("--workers", type=_positive_int, help="runs at a time (default: the number of CPU cores)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .sweeps import load_sweep, run_sweep  # noqa: PLC0415
+    from .sweeps.runner import plan  # noqa: PLC0415
+
+    sweep = load_sweep(args.spec)
+    if args.dry_run:
+        for cell in sweep.cells:
+            print(f"{plan(sweep.run_dir(cell), cell):>7}  {sweep.run_dir(cell)}")
+        print(f"{len(sweep.cells)} cells")
+        return 0
+    summary = run_sweep(sweep, backend=args.backend, workers=args.workers, address=args.address,
+                        progress=not args.no_progress)
+    return _print_summary(summary)
+
+
+def _print_summary(summary) -> int:
+    print(summary.line())
+    for key, error in summary.errors.items():
+        print(f"failed: {key}: {error}")
+    return 1 if summary.errors else 0
+
+
+def _print_table(dirs) -> None:
+    from .report import summary_table  # noqa: PLC0415
+
+    print(summary_table(dirs).to_string(index=False))
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report  # noqa: PLC0415
+
+    out = args.out or args.dirs[0] / "report"
+    path = write_report(args.dirs, out, baseline=args.baseline)
+    _print_table(args.dirs)
+    print(f"report: {path} and {path.with_suffix('.html')}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo  # noqa: PLC0415
+
+    summary, report = run_demo(args.out, workers=args.workers, progress=not args.no_progress)
+    _print_table([args.out])
+    print(f"report: {report} and {report.with_suffix('.html')}")
+    return _print_summary(summary)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -158,12 +232,14 @@ def _record(agent, args: argparse.Namespace):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return _train(args) if args.command == "train" else _eval(args)
+        commands = {"train": _train, "eval": _eval, "sweep": _sweep, "report": _report, "demo": _demo}
+        return commands[args.command](args)
     except SymrlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted; continue with `symrl train --resume --out DIR`", file=sys.stderr)
+        print("error: interrupted; continue with `symrl train --resume --out DIR` (a sweep or the demo: run it again)",
+              file=sys.stderr)
         return 130
 
 

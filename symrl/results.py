@@ -1,0 +1,137 @@
+"""Run directories -> one tidy table, the input of every statistic, figure and report.
+
+:func:`load_evaluations` gives one row per run per evaluation (``step``, ``mean_return``, ...) with the run's
+labels and config as columns; :func:`load_metrics` does the same for the per-update training log
+(``metrics.csv``: losses, sign-change ratio, ...). Both accept run directories and folders that contain
+them (a sweep's output), and runs of unequal length.
+
+Labels name what a study compares. A sweep writes them to ``labels.json`` in each run directory (e.g.
+algorithm "scaled PPO", noise "gaussian 0.05"); other runs get them from their config: the algorithm's
+name (``PPO``, ``SPPO``, ``DPPO`` with discretised actions, ``scaled DPPO`` with ``policy_coef`` != 1) and
+the noise spec (``clean`` without noise).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Optional
+
+import pandas as pd
+import yaml
+
+from . import runs
+from .errors import SymrlError
+
+LABELS = "labels.json"
+LABEL_COLUMNS = ["algorithm", "env", "noise", "seed"]
+# config fields copied next to the labels (a report states them; filters use them)
+CONFIG_COLUMNS = [
+    "algo", "total_steps", "bins", "alpha", "beta", "z", "policy_coef", "reverse_mask", "per_dim_reverse",
+    "reward_noise", "adv_noise", "n_envs", "n_steps", "learning_rate", "eval_episodes",
+]
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run directories (those holding ``config.yaml``) at or below each path, sorted; an error if none."""
+    found: set[Path] = set()
+    for path in map(Path, paths):
+        if not path.exists():
+            raise SymrlError(f"{path} does not exist; pass run directories or folders that contain them")
+        if (path / runs.CONFIG).is_file():
+            found.add(path)
+        else:
+            found.update(config.parent for config in path.rglob(runs.CONFIG))
+    if not found:
+        names = ", ".join(str(p) for p in paths)
+        raise SymrlError(f"no symrl runs (directories with {runs.CONFIG}) in {names}; pass a sweep's out folder or run directories")
+    return sorted(found)
+
+
+def default_labels(config: dict) -> dict:
+    """Labels for a run not made by a sweep, from its config."""
+    name = str(config.get("algo", "?")).upper()
+    if int(config.get("bins") or 0) > 0:
+        name = "D" + name
+    if float(config.get("policy_coef", 1.0)) != 1.0:
+        name = f"scaled {name}"
+    noise = config.get("reward_noise") or "clean"
+    if config.get("adv_noise"):
+        noise = f"{noise} + adv {config['adv_noise']}" if noise != "clean" else f"adv {config['adv_noise']}"
+    return {"algorithm": name, "env": config.get("env", "?"), "noise": noise}
+
+
+def run_labels(run_dir: Path, config: Optional[dict] = None) -> dict:
+    """``labels.json`` over the config-derived labels, plus the seed."""
+    config = config if config is not None else read_config(run_dir)
+    labels = default_labels(config)
+    path = Path(run_dir) / LABELS
+    if path.is_file():
+        try:
+            labels.update({k: v for k, v in json.loads(path.read_text()).items() if v is not None})
+        except ValueError:
+            raise SymrlError(f"{path} is not valid JSON; delete it to fall back to labels from config.yaml") from None
+    labels["seed"] = int(config.get("seed", 0))
+    return labels
+
+
+def read_config(run_dir: Path) -> dict:
+    path = Path(run_dir) / runs.CONFIG
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SymrlError(f"{path} cannot be read ({exc.__class__.__name__}); is this a symrl run directory?") from None
+    if not isinstance(config, dict):
+        raise SymrlError(f"{path} is not a symrl config (a mapping); is this a symrl run directory?")
+    return config
+
+
+def _run_columns(run_dir: Path) -> dict:
+    config = read_config(run_dir)
+    status = runs.read_status(run_dir)
+    row = {"run": str(run_dir), **run_labels(run_dir, config)}
+    row.update({key: config.get(key) for key in CONFIG_COLUMNS})
+    row["state"] = status.get("state", "unknown")
+    return row
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError):
+        return pd.DataFrame()
+
+
+def _load(paths: Iterable[str | Path], filename: str) -> pd.DataFrame:
+    frames = []
+    for run_dir in find_runs(paths):
+        table = _read_csv(run_dir / filename)
+        if table.empty:
+            continue
+        for key, value in _run_columns(run_dir).items():
+            table[key] = value
+        frames.append(table)
+    if not frames:
+        return pd.DataFrame(columns=["run", *LABEL_COLUMNS, "step"])
+    table = pd.concat(frames, ignore_index=True)
+    first = ["run", *LABEL_COLUMNS, "state", "step"]
+    return table[first + [c for c in table.columns if c not in first]].sort_values(["run", "step"], ignore_index=True)
+
+
+def load_evaluations(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per run per evaluation: labels, ``step``, ``mean_return``, ``std_return``, ``episodes``, config."""
+    return _load(paths, runs.EVAL)
+
+
+def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per run per logged update (``metrics.csv``): labels, ``step``, losses, ``sign_change_ratio``..."""
+    return _load(paths, runs.METRICS)
+
+
+def final_evaluations(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """The last evaluation of each run (runs of unequal length each contribute their own last one)."""
+    if evaluations.empty:
+        return evaluations
+    return evaluations.sort_values("step").groupby("run", sort=True).tail(1).reset_index(drop=True)

@@ -1,0 +1,277 @@
+"""Run a sweep's cells on this machine (a process pool) or on Ray, idempotently.
+
+Each cell is an ordinary run directory. What happens to a cell depends only on what its directory holds,
+so re-running a sweep is always safe:
+
+- ``finished`` with at least the requested steps: skipped;
+- interrupted (a checkpoint, state not ``failed``): resumed from its checkpoint, or extended when the
+  sweep now asks for more steps;
+- ``failed``, or started without a checkpoint: run again from the start;
+- empty: run.
+
+A directory whose saved config differs from the cell's (other than ``total_steps``) is never touched: the
+sweep stops before starting anything and says which field differs. A failing cell is recorded with its
+error and does not stop the others. ``sweep.json`` in the out folder summarises the last invocation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Optional
+
+from tqdm import tqdm
+
+from .. import runs
+from ..config import load_config_file
+from ..errors import SymrlError
+from .spec import Cell, Sweep
+
+OUTCOMES = ("done", "skipped", "resumed", "failed")
+IGNORED_FIELDS = {"total_steps", "progress"}  # may differ between a saved run and its cell
+
+
+@dataclass
+class SweepSummary:
+    name: str
+    cells: int
+    outcomes: dict[str, str] = field(default_factory=dict)  # cell key -> done/skipped/resumed/failed
+    errors: dict[str, str] = field(default_factory=dict)  # cell key -> one-line error
+    seconds: float = 0.0
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for value in self.outcomes.values() if value == outcome)
+
+    def line(self) -> str:
+        counts = ", ".join(f"{outcome} {self.count(outcome)}" for outcome in OUTCOMES)
+        return f"sweep {self.name}: {self.cells} cells: {counts} ({self.seconds:.0f} s)"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "cells": self.cells, "counts": {o: self.count(o) for o in OUTCOMES},
+                "outcomes": self.outcomes, "errors": self.errors, "seconds": round(self.seconds, 1)}
+
+
+# -- what a cell's directory asks for -------------------------------------------------------------------
+
+
+def plan(run_dir: Path, cell: Cell) -> str:
+    """'skip', 'resume', 'restart' or 'new' for this cell, from what ``run_dir`` holds."""
+    if not runs.holds_run(run_dir):
+        return "new"
+    state = runs.read_status(run_dir).get("state")
+    checkpoint = (run_dir / runs.CHECKPOINT).is_file()
+    if state == "finished" and (run_dir / runs.CONFIG).is_file():
+        saved = load_config_file(run_dir / runs.CONFIG)
+        if saved.total_steps >= cell.config.total_steps:
+            return "skip"
+        return "resume" if checkpoint else "restart"
+    if state != "failed" and checkpoint:
+        return "resume"
+    return "restart"
+
+
+def check_compatible(sweep: Sweep) -> None:
+    """Refuse, before anything runs, directories that hold a run of a different config."""
+    for cell in sweep.cells:
+        run_dir = sweep.run_dir(cell)
+        if not (run_dir / runs.CONFIG).is_file():
+            continue
+        saved = load_config_file(run_dir / runs.CONFIG).to_dict()
+        wanted = cell.config.to_dict()
+        different = sorted(k for k in wanted if k not in IGNORED_FIELDS and saved.get(k) != wanted[k])
+        if different:
+            k = different[0]
+            raise SymrlError(f"{run_dir} holds a run with a different config ({k}: {saved.get(k)!r} there, "
+                             f"{wanted[k]!r} in the sweep); use another `out` folder or delete that directory")
+
+
+# -- one cell, in a worker ------------------------------------------------------------------------------
+
+
+def run_cell(run_dir: str, config: dict, labels: dict, threads: int) -> dict:
+    """Train one cell; never raises for a failing run (the error is returned). Top-level for pickling."""
+    import torch  # noqa: PLC0415
+
+    from ..config import Config  # noqa: PLC0415
+    from ..trainer import train  # noqa: PLC0415
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    path = Path(run_dir)
+    cfg = Config(**config)
+    action = plan(path, Cell(key="", labels=labels, config=cfg))
+    outcome = {"skip": "skipped", "resume": "resumed"}.get(action, "done")
+    start = time.time()
+    if action == "skip":
+        return {"outcome": outcome, "seconds": 0.0}
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        runs.atomic_write_text(path / "labels.json", json.dumps(labels, indent=1))
+        if action == "resume":
+            result = train(out=path, resume=True, total_steps=cfg.total_steps, progress=False)
+        else:
+            result = train(cfg, out=path, overwrite=True)
+        return {"outcome": outcome, "final_return": result.final_return, "steps": result.steps,
+                "seconds": time.time() - start}
+    except BaseException as exc:  # noqa: BLE001 - a failing cell must not stop the sweep
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        message = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+        if runs.read_status(path).get("state") != "failed":
+            runs.write_status(path, "failed", error=message, traceback=traceback.format_exc(limit=8))
+        return {"outcome": "failed", "error": message, "seconds": time.time() - start}
+
+
+# -- progress across the sweep ---------------------------------------------------------------------------
+
+
+def _last_step(run_dir: Path) -> int:
+    """The step of the last row of ``metrics.csv`` (0 when there is none); reads only the file's end."""
+    path = run_dir / runs.METRICS
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 4096))
+            lines = handle.read().decode(errors="ignore").splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines[1:] if len(lines) > 1 else []):
+        head = line.split(",", 1)[0]
+        if head.replace(".", "", 1).isdigit():
+            return int(float(head))
+    return 0
+
+
+class Progress:
+    """A bar over the steps of the whole sweep (tqdm shows steps/s and time left) with the cells done.
+
+    Steps are read from the run directories, so the bar works the same for both backends.
+    """
+
+    def __init__(self, sweep: Sweep, enabled: bool = True):
+        self.sweep = sweep
+        total = sum(cell.config.total_steps for cell in sweep.cells)
+        self.bar = tqdm(total=total, initial=self.steps(), unit="step", disable=not enabled,
+                        dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
+
+    def steps(self) -> int:
+        return sum(min(_last_step(self.sweep.run_dir(cell)), cell.config.total_steps) for cell in self.sweep.cells)
+
+    def update(self, summary: SweepSummary) -> None:
+        if self.bar.disable:
+            return
+        self.bar.update(self.steps() - self.bar.n)
+        self.bar.set_postfix_str(f"cells {len(summary.outcomes)}/{summary.cells}, failed {summary.count('failed')}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# -- backends ---------------------------------------------------------------------------------------------
+
+
+def _threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(workers, 1))
+
+
+def _record(summary: SweepSummary, key: str, result: dict) -> None:
+    summary.outcomes[key] = result["outcome"]
+    if result.get("error"):
+        summary.errors[key] = result["error"]
+
+
+def _run_local(sweep: Sweep, todo: list[Cell], workers: int, summary: SweepSummary, tick: Callable[[], None]) -> None:
+    threads = _threads_per_worker(workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures: dict[Future, Cell] = {
+            pool.submit(run_cell, str(sweep.run_dir(c)), c.config.to_dict(), c.labels, threads): c for c in todo
+        }
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                cell = futures[future]
+                try:
+                    _record(summary, cell.key, future.result())
+                except Exception as exc:  # noqa: BLE001 - a worker died (e.g. killed): report, go on
+                    _record(summary, cell.key, {"outcome": "failed", "error": f"worker died: {exc.__class__.__name__}: {exc}"})
+            tick()
+
+
+def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str], summary: SweepSummary,
+             tick: Callable[[], None]) -> None:
+    try:
+        import ray  # noqa: PLC0415
+    except ImportError:
+        raise SymrlError("--backend ray needs Ray; install it with pip install 'symrl[ray]' or use --backend local") from None
+    started = not ray.is_initialized()
+    if started:
+        if address is None:  # a private Ray on this machine, reachable from localhost only
+            ray.init(num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     log_to_driver=False, configure_logging=False)
+        else:
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise SymrlError(f"cannot join the Ray cluster at {address} ({exc.__class__.__name__}); "
+                                 "check the address, or drop --address to start a local Ray") from None
+    try:
+        # max_retries: Ray re-runs a cell whose worker process died; the cell then resumes from its checkpoint
+        remote = ray.remote(num_cpus=1, max_retries=3)(run_cell)
+        threads = 1 if address else _threads_per_worker(workers)
+        refs = {remote.remote(str(sweep.run_dir(c).resolve()), c.config.to_dict(), c.labels, threads): c for c in todo}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)
+            for ref in done:
+                cell = refs[ref]
+                try:
+                    _record(summary, cell.key, ray.get(ref))
+                except Exception as exc:  # noqa: BLE001 - retries exhausted or the task was lost
+                    _record(summary, cell.key, {"outcome": "failed", "error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"})
+            tick()
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_sweep(sweep: Sweep, backend: str = "local", workers: Optional[int] = None, address: Optional[str] = None,
+              progress: bool = True) -> SweepSummary:
+    """Run every cell that is not finished; return (and write to ``OUT/sweep.json``) what happened to each."""
+    if backend not in ("local", "ray"):
+        raise SymrlError(f"unknown backend {backend!r}; use local or ray")
+    if workers is not None and workers < 1:
+        raise SymrlError(f"--workers must be at least 1, got {workers}")
+    if address is not None and backend != "ray":
+        raise SymrlError("--address joins a Ray cluster; add --backend ray")
+    workers = workers or max(1, os.cpu_count() or 1)
+    check_compatible(sweep)
+    summary = SweepSummary(name=sweep.name, cells=len(sweep.cells))
+    todo = []
+    for cell in sweep.cells:
+        if plan(sweep.run_dir(cell), cell) == "skip":
+            summary.outcomes[cell.key] = "skipped"
+        else:
+            todo.append(cell)
+    start = time.time()
+    sweep.out.mkdir(parents=True, exist_ok=True)
+    bar = Progress(sweep, enabled=progress)
+    tick = lambda: bar.update(summary)  # noqa: E731
+    try:
+        tick()
+        if todo and backend == "local":
+            _run_local(sweep, todo, min(workers, len(todo)), summary, tick)
+        elif todo:
+            _run_ray(sweep, todo, workers, address, summary, tick)
+    finally:
+        bar.close()
+        summary.seconds = time.time() - start
+        runs.atomic_write_text(sweep.out / "sweep.json", json.dumps(summary.to_dict(), indent=1))
+    return summary

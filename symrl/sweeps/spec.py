@@ -1,0 +1,218 @@
+"""Sweep files: a grid of algorithms x environments x noise settings x seeds, resolved to run configs.
+
+A sweep file is YAML (read with ``yaml.safe_load``)::
+
+    name: demo                         # optional; default: the file name
+    out: runs/demo                     # required: one run directory per cell is made below it
+    steps: 50000                       # optional: total_steps of every cell
+    seeds: 3                           # a count (0, 1, 2) or a list [0, 5, 7]; default 1
+    preset: classic                    # optional: a preset for every cell (default: each env's family)
+    algorithms:                        # required: names, or label -> algo and its overrides
+      PPO: ppo
+      SPPO: {algo: sppo, alpha: 0.5, beta: 1.0}
+      scaled PPO: {algo: ppo, policy_coef: 1.5}
+    envs: [CartPole-v1]                # required: ids, or id -> overrides
+    noise:                             # optional: label -> reward-noise spec, null or overrides; default clean
+      clean: null
+      gaussian 0.1: gaussian:0.1
+    overrides: {eval_freq: 5000}       # optional: Config fields for every cell
+    cells:                             # optional: overrides for the cells that match
+      - where: {algorithm: SPPO, env: CartPole-v1}
+        set: {beta: 2.0}
+
+Later wins: the preset, ``steps``, ``overrides``, the env's, the noise setting's, the algorithm's, then
+every matching ``cells`` entry. Every cell is resolved (and so validated) before anything runs; a mistake
+is one :class:`SymrlError` naming the field and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import ALGOS, Config, make_config
+from ..errors import SymrlError
+
+TOP_LEVEL = ("name", "out", "steps", "seeds", "preset", "algorithms", "envs", "noise", "overrides", "cells")
+WHERE_KEYS = ("algorithm", "env", "noise", "seed")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: where it goes, what the report calls it, and its resolved config."""
+
+    key: str  # the run directory below the sweep's out folder: ENV/NOISE/ALGORITHM/seedS
+    labels: dict
+    config: Config
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    out: Path
+    cells: tuple[Cell, ...]
+
+    def run_dir(self, cell: Cell) -> Path:
+        return self.out / cell.key
+
+
+def slug(label: str) -> str:
+    """A label as a folder name: 'scaled PPO' -> 'scaled_PPO', 'gaussian:0.05' -> 'gaussian_0.05'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(label)).strip("_") or "_"
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and fully resolve a sweep file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SymrlError(f"sweep file {path} does not exist; pass the path of a YAML sweep file (see studies/)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SymrlError(f"{path} is not valid YAML ({str(exc).splitlines()[0]}); fix the file") from None
+    return parse_sweep(data, default_name=path.stem, source=str(path))
+
+
+def _fail(source: str, field: str, problem: str) -> SymrlError:
+    return SymrlError(f"{source}: field `{field}`: {problem}")
+
+
+def _mapping(value: Any, source: str, field: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(source, field, f"must be a mapping of config keys to values, got {value!r}")
+    return value
+
+
+def _algorithms(value: Any, source: str) -> dict[str, dict]:
+    """label -> overrides including ``algo``."""
+    if isinstance(value, list):
+        value = {str(name).upper(): str(name) for name in value}
+    if not isinstance(value, dict) or not value:
+        raise _fail(source, "algorithms", "must be a non-empty list of names (ppo, sppo, a2c, sa2c) or a mapping "
+                    "label -> {algo: ..., overrides}")
+    out = {}
+    for label, spec in value.items():
+        field = f"algorithms.{label}"
+        spec = {"algo": spec} if isinstance(spec, str) else _mapping(spec, source, field)
+        if spec.get("algo") not in ALGOS:
+            raise _fail(source, f"{field}.algo", f"must be one of {', '.join(ALGOS)}, got {spec.get('algo')!r}")
+        out[str(label)] = dict(spec)
+    return out
+
+
+def _envs(value: Any, source: str) -> dict[str, dict]:
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        value = {str(env): {} for env in value}
+    if not isinstance(value, dict) or not value:
+        raise _fail(source, "envs", "must be a non-empty list of Gymnasium ids or a mapping id -> overrides")
+    return {str(env): _mapping(spec, source, f"envs.{env}") for env, spec in value.items()}
+
+
+def _noise(value: Any, source: str) -> dict[str, dict]:
+    """label -> overrides; a string is a reward-noise spec, null is no noise."""
+    if value is None:
+        return {"clean": {}}
+    if isinstance(value, list):
+        value = {("clean" if spec is None else str(spec)): spec for spec in value}
+    if not isinstance(value, dict) or not value:
+        raise _fail(source, "noise", "must be a list of reward-noise specs (null = clean) or a mapping label -> spec")
+    out = {}
+    for label, spec in value.items():
+        if spec is None:
+            out[str(label)] = {}
+        elif isinstance(spec, str):
+            out[str(label)] = {"reward_noise": spec}
+        else:
+            out[str(label)] = _mapping(spec, source, f"noise.{label}")
+    return out
+
+
+def _seeds(value: Any, source: str) -> list[int]:
+    if value is None:
+        return [0]
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return list(range(value))
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        if len(set(value)) != len(value):
+            raise _fail(source, "seeds", f"lists a seed twice: {value}")
+        return list(value)
+    raise _fail(source, "seeds", f"must be a positive count or a list of integers, got {value!r}")
+
+
+def _cell_rules(value: Any, source: str) -> list[tuple[dict, dict]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _fail(source, "cells", "must be a list of {where: {...}, set: {...}} entries")
+    rules = []
+    for i, rule in enumerate(value):
+        field = f"cells[{i}]"
+        if not isinstance(rule, dict) or set(rule) - {"where", "set"} or "set" not in rule:
+            raise _fail(source, field, "must be a mapping with `where` (algorithm/env/noise/seed) and `set` (overrides)")
+        where = _mapping(rule.get("where"), source, f"{field}.where")
+        unknown = set(where) - set(WHERE_KEYS)
+        if unknown:
+            raise _fail(source, f"{field}.where", f"unknown key(s) {sorted(unknown)}; use {', '.join(WHERE_KEYS)}")
+        rules.append((where, _mapping(rule["set"], source, f"{field}.set")))
+    return rules
+
+
+def _matches(where: dict, labels: dict, seed: int) -> bool:
+    return all(seed == value if key == "seed" else str(labels[key]) == str(value) for key, value in where.items())
+
+
+def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep file") -> Sweep:
+    """Resolve the parsed YAML of a sweep file into cells (see the module docstring for the format)."""
+    if not isinstance(data, dict):
+        raise SymrlError(f"{source}: must be a mapping with at least `out`, `algorithms` and `envs`")
+    unknown = sorted(set(data) - set(TOP_LEVEL))
+    if unknown:
+        raise _fail(source, unknown[0], f"unknown field; the fields are {', '.join(TOP_LEVEL)}")
+    for required in ("out", "algorithms", "envs"):
+        if data.get(required) in (None, "", [], {}):
+            raise _fail(source, required, "is required (out: the output folder; algorithms and envs: the grid)")
+    base: dict[str, Any] = dict(_mapping(data.get("overrides"), source, "overrides"))
+    if data.get("steps") is not None:
+        base["total_steps"] = data["steps"]
+    algorithms = _algorithms(data["algorithms"], source)
+    envs = _envs(data["envs"], source)
+    noises = _noise(data.get("noise"), source)
+    seeds = _seeds(data.get("seeds"), source)
+    rules = _cell_rules(data.get("cells"), source)
+    preset = data.get("preset")
+
+    cells, keys = [], set()
+    for env, env_overrides in envs.items():
+        for noise, noise_overrides in noises.items():
+            for algorithm, algo_overrides in algorithms.items():
+                labels = {"algorithm": algorithm, "env": env, "noise": noise}
+                resolved: dict[str, Config] = {}
+                for seed in seeds:
+                    overrides = {**base, **env_overrides, **noise_overrides, **algo_overrides}
+                    for where, values in rules:
+                        if _matches(where, labels, seed):
+                            overrides.update(values)
+                    algo = overrides.pop("algo")
+                    overrides.pop("seed", None)
+                    cache_key = repr(sorted(overrides.items(), key=lambda kv: kv[0]))
+                    if cache_key not in resolved:  # resolving checks the env; once per distinct setting
+                        try:
+                            resolved[cache_key] = make_config(algo, env, preset, **overrides)
+                        except SymrlError as exc:
+                            raise SymrlError(f"{source}: cell {algorithm} / {env} / {noise}: {exc}") from None
+                    config = resolved[cache_key].replace(seed=seed, progress=False)
+                    key = "/".join(slug(part) for part in (env, noise, algorithm)) + f"/seed{seed}"
+                    if key in keys:
+                        raise _fail(source, "algorithms/noise", f"two labels map to the same folder {key}; rename one")
+                    keys.add(key)
+                    cells.append(Cell(key=key, labels=labels, config=config))
+    name = str(data.get("name") or default_name)
+    return Sweep(name=name, out=Path(str(data["out"])), cells=tuple(cells))

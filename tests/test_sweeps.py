@@ -1,0 +1,178 @@
+"""Sweeps: the file format and its errors, both backends, and skip / resume / re-run after a kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from symrl import runs
+from symrl.errors import SymrlError
+from symrl.results import final_evaluations, load_evaluations
+from symrl.sweeps import load_sweep, parse_sweep, run_sweep
+
+TINY = {"eval_freq": 256, "eval_episodes": 2, "tensorboard": False, "n_envs": 2, "n_steps": 64, "batch_size": 64,
+        "n_epochs": 2}
+
+
+def _spec(out: Path, **fields) -> dict:
+    spec = {"out": str(out), "steps": 256, "seeds": 2, "algorithms": ["ppo", "sppo"], "envs": ["CartPole-v1"],
+            "overrides": dict(TINY)}
+    spec.update(fields)
+    return spec
+
+
+def _write(tmp_path: Path, spec: dict) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "symrl.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, **kwargs)
+
+
+# -- the file ---------------------------------------------------------------------------------------------
+
+
+def test_grid_labels_folders_and_override_order(tmp_path):
+    sweep = parse_sweep(_spec(
+        tmp_path / "out",
+        algorithms={"PPO": "ppo", "scaled PPO": {"algo": "ppo", "policy_coef": 1.5}},
+        noise={"clean": None, "noisy": "gaussian:0.1"},
+        seeds=[3, 7],
+        envs={"CartPole-v1": {"gamma": 0.95}},
+        cells=[{"where": {"algorithm": "scaled PPO", "noise": "noisy"}, "set": {"gamma": 0.9}},
+               {"where": {"seed": 7}, "set": {"ent_coef": 0.01}}],
+    ))
+    assert len(sweep.cells) == 2 * 2 * 2
+    by_key = {cell.key: cell for cell in sweep.cells}
+    scaled = by_key["CartPole-v1/noisy/scaled_PPO/seed3"]
+    assert scaled.labels == {"algorithm": "scaled PPO", "env": "CartPole-v1", "noise": "noisy"}
+    assert (scaled.config.policy_coef, scaled.config.reward_noise, scaled.config.gamma) == (1.5, "gaussian:0.1", 0.9)
+    assert scaled.config.seed == 3 and scaled.config.total_steps == 256 and scaled.config.ent_coef == 0.0
+    plain = by_key["CartPole-v1/clean/PPO/seed7"]
+    assert (plain.config.gamma, plain.config.reward_noise, plain.config.ent_coef) == (0.95, None, 0.01)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"colour": "red"}, "field `colour`"),
+    ({"out": None}, "field `out`"),
+    ({"algorithms": {"X": {"algo": "dqn"}}}, "algorithms.X.algo"),
+    ({"seeds": "three"}, "field `seeds`"),
+    ({"overrides": {"gama": 0.9}}, "gama"),
+    ({"envs": ["NoSuchEnv-v0"]}, "NoSuchEnv-v0"),
+    ({"cells": [{"where": {"colour": 1}, "set": {}}]}, "cells[0].where"),
+])
+def test_malformed_sweep_files_name_the_field(tmp_path, change, message):
+    spec = {**_spec(tmp_path / "out"), **change}
+    spec = {k: v for k, v in spec.items() if v is not None}
+    with pytest.raises(SymrlError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_sweep(_write(tmp_path, spec))
+
+
+def test_cli_malformed_file_is_one_error_line_before_anything_starts(tmp_path):
+    path = _write(tmp_path, {**_spec(tmp_path / "out"), "overrides": {"learning_rat": 1e-3}})
+    result = _cli("sweep", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error:") and "learning_rat" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# -- running ----------------------------------------------------------------------------------------------
+
+
+def test_local_sweep_runs_skips_and_reports_a_failing_cell(tmp_path):
+    spec = _spec(tmp_path / "out", algorithms={
+        "PPO": "ppo", "SPPO": "sppo",
+        "broken": {"algo": "ppo", "env_kwargs": {"no_such_argument": 1}},  # fails when its env is made
+    })
+    sweep = parse_sweep(spec)
+    summary = run_sweep(sweep, workers=2, progress=False)
+    assert (summary.count("done"), summary.count("failed")) == (4, 2), summary.to_dict()
+    assert all("no_such_argument" in error for error in summary.errors.values())
+    assert runs.read_status(tmp_path / "out/CartPole-v1/clean/broken/seed0")["state"] == "failed"
+    assert (tmp_path / "out/sweep.json").is_file()
+
+    again = run_sweep(parse_sweep(spec), workers=2, progress=False)
+    assert (again.count("skipped"), again.count("failed"), again.count("done")) == (4, 2, 0)
+
+    table = load_evaluations([tmp_path / "out"])
+    assert set(table["algorithm"]) == {"PPO", "SPPO"} and set(table["seed"]) == {0, 1}
+    assert len(final_evaluations(table)) == 4
+
+
+def test_changed_config_in_an_existing_folder_is_refused(tmp_path):
+    spec = _spec(tmp_path / "out", seeds=1, algorithms=["ppo"])
+    run_sweep(parse_sweep(spec), workers=1, progress=False)
+    spec["overrides"] = {**TINY, "gamma": 0.5}
+    with pytest.raises(SymrlError, match="gamma"):
+        run_sweep(parse_sweep(spec), workers=1, progress=False)
+    spec["overrides"], spec["steps"] = dict(TINY), 512  # more steps: the finished run is extended
+    extended = run_sweep(parse_sweep(spec), workers=1, progress=False)
+    assert extended.count("resumed") == 1
+    assert runs.read_status(tmp_path / "out/CartPole-v1/clean/PPO/seed0")["step"] == 512
+
+
+def test_killed_sweep_loses_nothing_and_a_rerun_completes_it(tmp_path):
+    out = tmp_path / "out"
+    spec = _spec(out, steps=6144, seeds=1, algorithms={"PPO": "ppo", "SPPO": "sppo", "A2C": "a2c"},
+                 overrides={**TINY, "checkpoint_freq": 512, "eval_freq": 1024})
+    path = _write(tmp_path, spec)
+    process = subprocess.Popen([sys.executable, "-m", "symrl.cli", "sweep", str(path), "--workers", "1", "--no-progress"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    cells = [out / "CartPole-v1/clean" / name / "seed0" for name in ("PPO", "SPPO", "A2C")]
+    deadline = time.time() + 240
+    try:
+        # wait for one finished cell and one with a checkpoint but unfinished
+        while time.time() < deadline:
+            states = [runs.read_status(c).get("state") for c in cells]
+            if "finished" in states and any(s == "running" and (c / runs.CHECKPOINT).is_file()
+                                            for s, c in zip(states, cells)):
+                break
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.2)
+        else:
+            pytest.fail("the sweep did not reach a finished and a checkpointed cell in time")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    finished_before = {c for c in cells if runs.read_status(c).get("state") == "finished"}
+
+    result = _cli("sweep", str(path), "--workers", "1", "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = result.stdout.splitlines()[0]
+    assert f"skipped {len(finished_before)}" in line and "resumed 1" in line and "failed 0" in line, line
+    for cell in cells:
+        status = runs.read_status(cell)
+        assert status["state"] == "finished" and status["step"] == 6144
+        steps = [int(row.split(",")[0]) for row in (cell / runs.EVAL).read_text().splitlines()[1:]]
+        assert steps == sorted(set(steps)) and steps[-1] == 6144  # nothing logged twice after the resume
+
+
+def test_ray_backend_runs_cells_as_ray_tasks(tmp_path):
+    pytest.importorskip("ray")
+    spec = _spec(tmp_path / "out", seeds=1)
+    path = _write(tmp_path, spec)
+    result = _cli("sweep", str(path), "--backend", "ray", "--workers", "2", "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "done 2" in result.stdout and "failed 0" in result.stdout
+    for name in ("PPO", "SPPO"):
+        assert runs.read_status(tmp_path / "out/CartPole-v1/clean" / name / "seed0")["state"] == "finished"
+    again = _cli("sweep", str(path), "--backend", "ray", "--no-progress", cwd=tmp_path)
+    assert "skipped 2" in again.stdout
+
+
+def test_backend_errors(tmp_path):
+    sweep = parse_sweep(_spec(tmp_path / "out"))
+    with pytest.raises(SymrlError, match="--backend ray"):
+        run_sweep(sweep, address="auto", progress=False)
+    with pytest.raises(SymrlError, match="unknown backend"):
+        run_sweep(sweep, backend="slurm", progress=False)
