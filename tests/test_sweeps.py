@@ -176,3 +176,16 @@ def test_backend_errors(tmp_path):
         run_sweep(sweep, address="auto", progress=False)
     with pytest.raises(SymrlError, match="unknown backend"):
         run_sweep(sweep, backend="slurm", progress=False)
+
+
+@pytest.mark.parametrize("name,cells", [("paper_atari", 360), ("paper_atari_a2c", 240), ("paper_mujoco", 2400),
+                                        ("paper_mujoco_a2c", 1440), ("reduced_mujoco", 60), ("reduced_atari", 12)])
+def test_study_files_resolve(name, cells):
+    sweep = load_sweep(Path(__file__).parents[1] / "studies" / f"{name}.yaml")
+    assert len(sweep.cells) == cells
+    if name == "paper_mujoco":  # preset budgets survive: Walker2d 5M, the others 2M
+        steps = {c.labels["env"]: c.config.total_steps for c in sweep.cells}
+        assert steps["Walker2d-v4"] == 5_000_000 and steps["Hopper-v4"] == 2_000_000
+        scaled = next(c for c in sweep.cells if c.labels["algorithm"] == "scaled DPPO")
+        dsppo = next(c for c in sweep.cells if c.labels["algorithm"] == "DSPPO")
+        assert scaled.config.policy_coef == dsppo.config.alpha + dsppo.config.beta * abs(dsppo.config.z)
