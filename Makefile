@@ -6,10 +6,10 @@ PY := .venv/bin/python
 setup:
 	./scripts/setup.sh test
 
-# The main job on an embedded default: SPPO on CartPole-v1 with noisy rewards, then evaluate the saved agent.
+# The main job on an embedded default: PPO vs SPPO vs the scaled-PPO control on CartPole-v1, clean and with
+# noisy rewards, 3 seeds (a sweep: re-running skips what is done), then the table and the report.
 demo: setup
-	.venv/bin/symrl train --algo sppo --env CartPole-v1 --steps 60000 --reward-noise gaussian:0.1 --out runs/demo --overwrite
-	.venv/bin/symrl eval runs/demo --episodes 10
+	.venv/bin/symrl demo --out runs/demo
 
 # The default test suite (well under 10 minutes on 2 cores).
 test: setup

@@ -131,9 +131,12 @@ def _print_summary(summary) -> int:
 
 
 def _print_table(dirs) -> None:
-    from .report import summary_table  # noqa: PLC0415
+    """The report's per-environment table: final evaluation, mean over seeds [95% bootstrap CI]."""
+    from .report import format_ci, summary_table  # noqa: PLC0415
 
-    print(summary_table(dirs).to_string(index=False))
+    table = summary_table(dirs)
+    table["final return [95% CI]"] = [format_ci(r.mean, r.low, r.high, r.n) for r in table.itertuples()]
+    print(table[["env", "noise", "algorithm", "final return [95% CI]"]].to_string(index=False))
 
 
 def _report(args: argparse.Namespace) -> int:

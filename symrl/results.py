@@ -44,7 +44,8 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
             found.update(config.parent for config in path.rglob(runs.CONFIG))
     if not found:
         names = ", ".join(str(p) for p in paths)
-        raise SymrlError(f"no symrl runs (directories with {runs.CONFIG}) in {names}; pass a sweep's out folder or run directories")
+        raise SymrlError(f"no symrl runs (directories with {runs.CONFIG}) in {names}; "
+                         "pass a sweep's out folder or run directories")
     return sorted(found)
 
 
@@ -53,7 +54,7 @@ def default_labels(config: dict) -> dict:
     name = str(config.get("algo", "?")).upper()
     if int(config.get("bins") or 0) > 0:
         name = "D" + name
-    if float(config.get("policy_coef", 1.0)) != 1.0:
+    if float(config.get("policy_coef") or 1.0) != 1.0:
         name = f"scaled {name}"
     noise = config.get("reward_noise") or "clean"
     if config.get("adv_noise"):

@@ -181,6 +181,18 @@ def _threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(workers, 1))
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _thread_env(threads: int) -> dict[str, str]:
+    """Thread limits for the math libraries of a worker process (those the user set are kept).
+
+    They must be in the environment before NumPy loads its BLAS: with one BLAS thread pool per core in every
+    worker, concurrent runs spin on each other's cores and a sweep ran three times slower.
+    """
+    return {name: os.environ.get(name, str(threads)) for name in THREAD_VARIABLES}
+
+
 def _record(summary: SweepSummary, key: str, result: dict) -> None:
     summary.outcomes[key] = result["outcome"]
     if result.get("error"):
@@ -189,6 +201,20 @@ def _record(summary: SweepSummary, key: str, result: dict) -> None:
 
 def _run_local(sweep: Sweep, todo: list[Cell], workers: int, summary: SweepSummary, tick: Callable[[], None]) -> None:
     threads = _threads_per_worker(workers)
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update(_thread_env(threads))  # inherited by the workers the pool spawns
+    try:
+        _submit_local(sweep, todo, workers, threads, summary, tick)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _submit_local(sweep: Sweep, todo: list[Cell], workers: int, threads: int, summary: SweepSummary,
+                  tick: Callable[[], None]) -> None:
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures: dict[Future, Cell] = {
             pool.submit(run_cell, str(sweep.run_dir(c)), c.config.to_dict(), c.labels, threads): c for c in todo
@@ -201,7 +227,8 @@ def _run_local(sweep: Sweep, todo: list[Cell], workers: int, summary: SweepSumma
                 try:
                     _record(summary, cell.key, future.result())
                 except Exception as exc:  # noqa: BLE001 - a worker died (e.g. killed): report, go on
-                    _record(summary, cell.key, {"outcome": "failed", "error": f"worker died: {exc.__class__.__name__}: {exc}"})
+                    error = f"worker died: {exc.__class__.__name__}: {exc}"
+                    _record(summary, cell.key, {"outcome": "failed", "error": error})
             tick()
 
 
@@ -224,8 +251,8 @@ def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str
                                  "check the address, or drop --address to start a local Ray") from None
     try:
         # max_retries: Ray re-runs a cell whose worker process died; the cell then resumes from its checkpoint
-        remote = ray.remote(num_cpus=1, max_retries=3)(run_cell)
         threads = 1 if address else _threads_per_worker(workers)
+        remote = ray.remote(num_cpus=1, max_retries=3, runtime_env={"env_vars": _thread_env(threads)})(run_cell)
         refs = {remote.remote(str(sweep.run_dir(c).resolve()), c.config.to_dict(), c.labels, threads): c for c in todo}
         pending = list(refs)
         while pending:
@@ -235,7 +262,8 @@ def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str
                 try:
                     _record(summary, cell.key, ray.get(ref))
                 except Exception as exc:  # noqa: BLE001 - retries exhausted or the task was lost
-                    _record(summary, cell.key, {"outcome": "failed", "error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"})
+                    error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+                    _record(summary, cell.key, {"outcome": "failed", "error": error})
             tick()
     finally:
         if started:

@@ -1,0 +1,513 @@
+"""A study's report: run directories -> ``report.md`` and a self-contained ``report.html`` with figures.
+
+The report states what the comparison of robust-RL algorithms rests on, each number with its uncertainty:
+per-environment final returns with bootstrap CIs over seeds, rliable's aggregates across environments,
+learning curves, the advantage sign-change ratio, and SPPO next to the scaled-PPO control that isolates
+the rescaling SPPO's loss amounts to. The HTML page is rendered from the Markdown by a small renderer
+here, so both always hold the same numbers, and it embeds its figures, so it can be mailed as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # no pyplot: figures render with Agg, whatever backend the caller uses
+
+from . import results, runs, stats
+from .errors import SymrlError
+
+N_BOOT = 10_000
+AGGREGATE_REPS = 2000
+FIGURES = "figures"
+SUMMARY_COLUMNS = [*stats.GROUP_COLUMNS, "mean", "low", "high", "n", "unfinished"]
+UNFINISHED_MARK = "†"
+PathLike = str | Path
+
+
+# --------------------------------------------------------------------------------------------------
+# numbers
+# --------------------------------------------------------------------------------------------------
+def format_number(value: Optional[float]) -> str:
+    """4 significant digits (``0.1235``, ``123.5``), whole numbers from 10,000 up (``12346``, not ``1.235e+04``)."""
+    if value is None or not np.isfinite(value):
+        return "–"
+    text = f"{value:.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+    return "0" if text in ("-0", "-0.0") else text
+
+
+def format_interval(estimate: float, low: float, high: float) -> str:
+    """``estimate [low, high]``."""
+    return f"{format_number(estimate)} [{format_number(low)}, {format_number(high)}]"
+
+
+def format_ci(mean: float, low: float, high: float, n: int) -> str:
+    """A table cell of the report: ``mean [low, high] (n seeds)``."""
+    return f"{format_interval(mean, low, high)} ({int(n)} seed{'' if int(n) == 1 else 's'})"
+
+
+def _md(text: object) -> str:
+    """Plain text for a Markdown cell or line: the characters the renderer gives a meaning are escaped."""
+    return re.sub(r"([\\|*`])", r"\\\1", str(text))
+
+
+def _as_paths(paths: PathLike | Iterable[PathLike]) -> list[PathLike]:
+    return [paths] if isinstance(paths, (str, Path)) else list(paths)
+
+
+# --------------------------------------------------------------------------------------------------
+# the per-environment table (also printed by the CLI)
+# --------------------------------------------------------------------------------------------------
+def summary_table(
+    source: PathLike | Iterable[PathLike] | pd.DataFrame, confidence: float = stats.CONFIDENCE, n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Final evaluation per (env, noise, algorithm): mean over seeds with its bootstrap CI.
+
+    ``source`` is run directories / folders holding runs, or :func:`symrl.results.load_evaluations`' table.
+    Each run contributes its last evaluation (runs of unequal length each their own). Columns ``env, noise,
+    algorithm, mean, low, high, n`` (seeds) and ``unfinished`` (how many of them are not finished).
+    The report's tables are built from this function, so what the CLI prints and the report agree.
+    """
+    evaluations = source if isinstance(source, pd.DataFrame) else results.load_evaluations(_as_paths(source))
+    final = results.final_evaluations(evaluations)
+    rows = []
+    if not final.empty:
+        for (env, noise, algorithm), group in final.groupby(stats.GROUP_COLUMNS, sort=True):
+            mean, low, high = stats.bootstrap_ci(group["mean_return"], confidence=confidence, n_boot=n_boot, seed=seed)
+            state = group["state"] if "state" in group else pd.Series("finished", index=group.index)
+            rows.append({"env": env, "noise": noise, "algorithm": algorithm, "mean": mean, "low": low, "high": high,
+                         "n": int(group["mean_return"].notna().sum()), "unfinished": int((state != "finished").sum())})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------------
+# the report
+# --------------------------------------------------------------------------------------------------
+def write_report(
+    paths: PathLike | Iterable[PathLike], out_dir: PathLike, baseline: Optional[str] = None, seed: int = 0,
+    reps: int = AGGREGATE_REPS,
+) -> Path:
+    """Write ``report.md``, ``report.html`` and ``figures/*.png`` into ``out_dir``; return the Markdown's path.
+
+    ``paths`` are run directories or folders that hold them (a sweep's output). ``baseline`` is the algorithm
+    label the probability of improvement compares with (default: "PPO" if present, else the first label
+    alphabetically). ``seed`` seeds every bootstrap; ``reps`` is the number of rliable resamples.
+    A path without runs raises :class:`SymrlError`.
+    """
+    run_dirs = results.find_runs(_as_paths(paths))
+    evaluations = results.load_evaluations(run_dirs)
+    metrics = results.load_metrics(run_dirs)
+    final = results.final_evaluations(evaluations)
+    algorithms = sorted(final["algorithm"].unique()) if not final.empty else []
+    baseline = _choose_baseline(algorithms, baseline)
+    colors = {algorithm: f"C{index % 10}" for index, algorithm in enumerate(algorithms)}
+
+    out = Path(out_dir)
+    (out / FIGURES).mkdir(parents=True, exist_ok=True)
+    summary = summary_table(evaluations, seed=seed)
+    lines = _header(run_dirs, evaluations)
+    lines += _final_section(summary)
+    lines += _aggregate_section(final, baseline, seed, reps, out, colors)
+    lines += _learning_curve_section(evaluations, out, colors)
+    lines += _sign_change_section(metrics, out, colors)
+    lines += _control_section(final, seed)
+    markdown = "\n".join(lines).rstrip() + "\n"
+
+    markdown_path = out / "report.md"
+    markdown_path.write_text(markdown, encoding="utf-8")
+    (out / "report.html").write_text(markdown_to_html(markdown, out, title="symrl report"), encoding="utf-8")
+    return markdown_path
+
+
+def _range(low: int, high: int) -> str:
+    return str(low) if low == high else f"{low} to {high}"
+
+
+def _choose_baseline(algorithms: list[str], baseline: Optional[str]) -> Optional[str]:
+    if baseline is not None:
+        if algorithms and baseline not in algorithms:
+            raise SymrlError(f"baseline {baseline!r} is not an algorithm of these runs; choose one of: {', '.join(algorithms)}")
+        return baseline
+    if not algorithms:
+        return None
+    return "PPO" if "PPO" in algorithms else algorithms[0]
+
+
+def _run_table(run_dirs: list[Path], evaluations: pd.DataFrame) -> pd.DataFrame:
+    """One row per run, including runs without any evaluation yet."""
+    last_step = evaluations.groupby("run")["step"].max() if not evaluations.empty else pd.Series(dtype=float)
+    rows = []
+    for run_dir in run_dirs:
+        config = results.read_config(run_dir)
+        labels = results.run_labels(run_dir, config)
+        rows.append({"run": str(run_dir), **labels, "state": runs.read_status(run_dir).get("state", "unknown"),
+                     "total_steps": config.get("total_steps"), "last_step": last_step.get(str(run_dir), np.nan)})
+    return pd.DataFrame(rows)
+
+
+def _header(run_dirs: list[Path], evaluations: pd.DataFrame) -> list[str]:
+    table = _run_table(run_dirs, evaluations)
+    envs, algorithms = sorted(table["env"].unique()), sorted(table["algorithm"].unique())
+    noises, seeds = sorted(table["noise"].unique()), sorted(table["seed"].unique())
+    per_setting = table.groupby(stats.GROUP_COLUMNS).size()
+    lines = [
+        "# symrl report", "",
+        f"{_count(len(table), 'run')}: {_count(len(envs), 'environment')}, {_count(len(algorithms), 'algorithm')}, "
+        f"{_count(len(noises), 'noise setting')}, {_count(len(seeds), 'seed')} ({', '.join(str(s) for s in seeds)}); "
+        f"{_range(per_setting.min(), per_setting.max())} run{'' if per_setting.max() == 1 else 's'} per "
+        "(environment, noise, algorithm).", "",
+        f"- Algorithms: {', '.join(_md(a) for a in algorithms)}",
+        f"- Environments: {', '.join(_md(e) for e in envs)}",
+        f"- Noise settings: {', '.join(_md(n) for n in noises)}", "",
+        "| environment | budget (total_steps) | runs | last evaluated step |", "|---|---|---|---|",
+    ]
+    for env, rows in table.groupby("env", sort=True):
+        budgets = sorted({int(b) for b in rows["total_steps"].dropna()})
+        lines.append(f"| {_md(env)} | {', '.join(f'{b:,}' for b in budgets) or '–'} | {len(rows)} | "
+                     f"{format_number(rows['last_step'].max())} |")
+    lines.append("")
+    evaluated = np.isfinite(table["last_step"].astype(float))
+    flagged = table[(table["state"] != "finished") | ~evaluated]
+    if flagged.empty:
+        return lines + ["All runs finished.", ""]
+    lines += [f"Runs not finished are included with their last evaluation and marked {UNFINISHED_MARK} in the tables; "
+              "runs without any evaluation are left out:", ""]
+    for row in flagged.itertuples():
+        reached = f"last evaluation at step {format_number(row.last_step)}" if np.isfinite(row.last_step) else "no evaluation"
+        lines.append(f"- `{_md(row.run)}`: {_md(row.state)}, {reached}")
+    return lines + [""]
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _final_section(summary: pd.DataFrame) -> list[str]:
+    lines = ["## Final evaluation per environment", ""]
+    if summary.empty:
+        return lines + ["No run has an evaluation yet.", ""]
+    lines += [
+        "Mean return of each run's last evaluation, averaged over seeds, with a 95% percentile-bootstrap CI over seeds "
+        f"({N_BOOT:,} resamples). Bold: the highest mean, only where its CI is separated from every other algorithm's "
+        "CI in that setting.", "",
+    ]
+    for env, env_rows in summary.groupby("env", sort=True):
+        algorithms = sorted(env_rows["algorithm"].unique())
+        lines += [f"### {_md(env)}", "", "| noise | " + " | ".join(_md(a) for a in algorithms) + " |",
+                  "|---" * (len(algorithms) + 1) + "|"]
+        for noise, rows in env_rows.groupby("noise", sort=True):
+            by_algorithm = {row.algorithm: row for row in rows.itertuples()}
+            best = _separated_best(rows)
+            cells = []
+            for algorithm in algorithms:
+                row = by_algorithm.get(algorithm)
+                if row is None:
+                    cells.append("–")
+                    continue
+                cell = format_ci(row.mean, row.low, row.high, row.n)
+                cell = f"**{cell}**" if algorithm == best else cell
+                cells.append(cell + (f" {UNFINISHED_MARK}" if row.unfinished else ""))
+            lines.append(f"| {_md(noise)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _separated_best(rows: pd.DataFrame) -> Optional[str]:
+    """The algorithm with the highest mean if its CI is separated from every other one's, else None."""
+    rows = rows[np.isfinite(rows["mean"])]
+    if len(rows) < 2:
+        return None
+    best = rows.loc[rows["mean"].idxmax()]
+    others = rows.drop(index=best.name)
+    if all(stats.separated((best["low"], best["high"]), (other.low, other.high)) for other in others.itertuples()):
+        return str(best["algorithm"])
+    return None
+
+
+def _aggregate_section(
+    final: pd.DataFrame, baseline: Optional[str], seed: int, reps: int, out: Path, colors: dict[str, str]
+) -> list[str]:
+    lines = ["## Aggregate across environments", ""]
+    if final.empty:
+        return lines + ["No run has an evaluation yet.", ""]
+    if final["env"].nunique() < 2 and final["algorithm"].nunique() < 2:
+        return lines + ["Skipped: one environment and one algorithm leave nothing to aggregate.", ""]
+    normalized, normalizations = stats.normalize_scores(final)
+    try:
+        aggregates = stats.aggregate_metrics(normalized, reps=reps, seed=seed)
+        improvement = stats.probability_of_improvement(normalized, baseline, reps=reps, seed=seed) if baseline else None
+    except SymrlError as exc:
+        return lines + [f"Skipped: {_md(exc)}", ""]
+    lines += [
+        "Final scores are normalised per environment, then aggregated over all runs and environments of a noise "
+        "setting: the interquartile mean (IQM, the mean of the middle 50% of runs, robust to outlier runs) and the "
+        "optimality gap (how far scores fall short of 1; lower is better), with 95% stratified-bootstrap CIs from "
+        f"rliable ({reps:,} resamples, seed {seed}). Where an algorithm has different numbers of seeds on different "
+        "environments, each environment contributes its smallest number of runs (lowest seeds).", "",
+        "Normalisation:", "",
+    ]
+    lines += [f"- {_md(normalizations[env].describe(env))}" for env in sorted(normalizations)]
+    lines += ["", "| noise | algorithm | IQM | optimality gap | runs per env × envs |", "|---|---|---|---|---|"]
+    for (noise, algorithm), rows in aggregates.groupby(["noise", "algorithm"], sort=True):
+        by_metric = rows.set_index("metric")
+        iqm, gap = by_metric.loc["IQM"], by_metric.loc["optimality gap"]
+        lines.append(f"| {_md(noise)} | {_md(algorithm)} | {format_interval(iqm.estimate, iqm.low, iqm.high)} | "
+                     f"{format_interval(gap.estimate, gap.low, gap.high)} | {int(iqm.runs)} × {int(iqm.tasks)} |")
+    lines.append("")
+    if not aggregates.empty:
+        lines += [f"![IQM and optimality gap]({FIGURES}/aggregate.png)", ""]
+        _plot_aggregates(aggregates, out / FIGURES / "aggregate.png", colors)
+    if improvement is not None:
+        lines += [f"### Probability of improvement over {_md(baseline)}", "",
+                  f"P(X > {_md(baseline)}): the probability that a run of X scores higher than a run of {_md(baseline)} on an "
+                  "environment picked at random (0.5: no difference), with a 95% stratified-bootstrap CI.", ""]
+        if improvement.empty:
+            lines += [f"No noise setting has both {_md(baseline)} and another algorithm on the same environments.", ""]
+        else:
+            lines += [f"| noise | algorithm X | P(X > {_md(baseline)}) |", "|---|---|---|"]
+            lines += [f"| {_md(row.noise)} | {_md(row.algorithm)} | {format_interval(row.estimate, row.low, row.high)} |"
+                      for row in improvement.itertuples()]
+            lines.append("")
+    return lines
+
+
+def _learning_curve_section(evaluations: pd.DataFrame, out: Path, colors: dict[str, str]) -> list[str]:
+    lines = ["## Learning curves", ""]
+    curves = stats.learning_curve(evaluations)
+    if curves.empty:
+        return lines + ["No run has an evaluation yet.", ""]
+    lines += ["Evaluation return over training: mean over seeds, band = 95% t-interval. A step's statistics use the runs "
+              "that reached it, so the end of a curve may rest on fewer seeds.", ""]
+    for index, (env, rows) in enumerate(curves.groupby("env", sort=True)):
+        name = f"curves_{index}_{_slug(env)}.png"
+        _plot_panels(rows, out / FIGURES / name, colors, title=str(env), ylabel="evaluation return")
+        lines += [f"### {_md(env)}", "", f"![learning curves of {_md(env)}]({FIGURES}/{name})", ""]
+    return lines
+
+
+def _sign_change_section(metrics: pd.DataFrame, out: Path, colors: dict[str, str]) -> list[str]:
+    lines = ["## Sign-change ratio", ""]
+    column = "sign_change_ratio"
+    table = metrics.copy() if column in metrics else pd.DataFrame()
+    if not table.empty:
+        table[column] = pd.to_numeric(table[column], errors="coerce")
+        table = table.dropna(subset=[column])
+    if table.empty:
+        return lines + ["No run logged a sign-change ratio (A2C-family runs do not normalise advantages), so there is "
+                        "nothing to show.", ""]
+    lines += ["Share of samples whose advantage sign the per-minibatch normalisation flips, over training; mean over "
+              "seeds. The table gives its mean over training (per run, then over seeds).", "",
+              "| environment | noise | algorithm | mean sign-change ratio | seeds |", "|---|---|---|---|---|"]
+    per_run = table.groupby([*stats.GROUP_COLUMNS, "run"])[column].mean().reset_index()
+    for (env, noise, algorithm), rows in per_run.groupby(stats.GROUP_COLUMNS, sort=True):
+        lines.append(f"| {_md(env)} | {_md(noise)} | {_md(algorithm)} | {format_number(rows[column].mean())} | {len(rows)} |")
+    lines.append("")
+    curves = table.groupby([*stats.GROUP_COLUMNS, "step"])[column].mean().rename("mean").reset_index()
+    for index, (env, rows) in enumerate(curves.groupby("env", sort=True)):
+        name = f"sign_change_{index}_{_slug(env)}.png"
+        _plot_panels(rows, out / FIGURES / name, colors, title=str(env), ylabel="sign-change ratio")
+        lines += [f"![sign-change ratio of {_md(env)}]({FIGURES}/{name})", ""]
+    return lines
+
+
+def _control_section(final: pd.DataFrame, seed: int) -> list[str]:
+    """SPPO next to PPO with policy_coef = c, the control for SPPO's rescaling of PPO's gradient."""
+    if final.empty or "algo" not in final:
+        return []
+    table = final.copy()
+    defaults = {"alpha": 1.0, "beta": 0.0, "z": -1.0, "policy_coef": 1.0, "bins": 0}
+    for key, default in defaults.items():
+        table[key] = pd.to_numeric(table[key], errors="coerce").fillna(default) if key in table else default
+    table["c"] = table["alpha"] + table["beta"] * table["z"].abs()
+    symmetric = table[(table["algo"] == "sppo") & (table["beta"] > 0)]
+    control = table[(table["algo"] == "ppo") & (table["beta"] == 0) & (table["policy_coef"] != 1)]
+    if symmetric.empty:
+        return []
+    lines = [
+        "## SPPO vs the scaled-PPO control", "",
+        "With the authors' reverse mask, SPPO's policy gradient equals PPO's multiplied by c = α + β·abs(z), so PPO with "
+        "policy_coef = c is the control that isolates that rescaling: a difference between SPPO and the control points to "
+        "something other than the rescaling, and no difference means SPPO's effect is the rescaling alone. Pairs share "
+        "environment, noise setting and action discretisation (bins).", "",
+    ]
+    keys = ["env", "noise", "bins"]
+    rows_out = []
+    for key, sppo_rows in symmetric.groupby(keys, sort=True):
+        controls = control[(control[keys] == pd.Series(key, index=keys)).all(axis=1)]
+        for sppo_label, sppo_group in sppo_rows.groupby("algorithm", sort=True):
+            for control_label, control_group in controls.groupby("algorithm", sort=True):
+                rows_out.append(_control_row(key[0], key[1], sppo_label, sppo_group, control_label, control_group, seed))
+    if not rows_out:
+        return lines + ["No SPPO run has a scaled-PPO control (`ppo` with beta = 0 and policy_coef = c) on the same "
+                        "environment, noise setting and action discretisation; train one to tell SPPO from a rescaled PPO.", ""]
+    lines += ["| environment | noise | SPPO | scaled-PPO control | SPPO final | control final | difference | CIs separate | "
+              "c (SPPO) | policy_coef (control) | c matches |", "|---" * 11 + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows_out]
+    lines.append("")
+    reverse_mask = symmetric["reverse_mask"].fillna("ppo") if "reverse_mask" in symmetric else "ppo"
+    per_dim = symmetric["per_dim_reverse"].eq(True) if "per_dim_reverse" in symmetric else False
+    if ((reverse_mask != "ppo") | per_dim).any():
+        lines += ["Note: some SPPO runs do not use the authors' mask (reverse_mask other than ppo, or a per-dimension "
+                  "reverse term), so for them the gradient is not exactly PPO's times c.", ""]
+    return lines
+
+
+def _control_row(
+    env: str, noise: str, sppo_label: str, sppo: pd.DataFrame, control_label: str, control: pd.DataFrame, seed: int
+) -> list[str]:
+    sppo_ci = stats.bootstrap_ci(sppo["mean_return"], n_boot=N_BOOT, seed=seed)
+    control_ci = stats.bootstrap_ci(control["mean_return"], n_boot=N_BOOT, seed=seed)
+    coefficients = sorted({round(float(c), 6) for c in sppo["c"]})
+    policy_coefs = sorted({round(float(c), 6) for c in control["policy_coef"]})
+    matches = all(np.isclose(c, p) for c in coefficients for p in policy_coefs)
+    return [
+        _md(env), _md(noise), _md(sppo_label), _md(control_label),
+        format_ci(*sppo_ci, sppo["mean_return"].notna().sum()),
+        format_ci(*control_ci, control["mean_return"].notna().sum()),
+        format_number(sppo_ci[0] - control_ci[0]),
+        "yes" if stats.separated(sppo_ci, control_ci) else "no",
+        ", ".join(format_number(c) for c in coefficients), ", ".join(format_number(p) for p in policy_coefs),
+        "yes" if matches else "no",
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------------------
+def _slug(text: object) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-") or "env"
+
+
+def _plot_panels(rows: pd.DataFrame, path: Path, colors: dict[str, str], title: str, ylabel: str) -> None:
+    """One panel per noise setting, one line (and CI band, where the table has low/high) per algorithm."""
+    noises = sorted(rows["noise"].unique())
+    figure = Figure(figsize=(4.2 * len(noises), 3.3), layout="constrained")
+    axes = figure.subplots(1, len(noises), squeeze=False)[0]
+    for axis, noise in zip(axes, noises, strict=True):
+        for algorithm, curve in rows[rows["noise"] == noise].groupby("algorithm", sort=True):
+            curve = curve.sort_values("step")
+            color = colors.get(algorithm)
+            axis.plot(curve["step"], curve["mean"], label=str(algorithm), color=color)
+            if "low" in curve:
+                axis.fill_between(curve["step"], curve["low"], curve["high"], color=color, alpha=0.2, linewidth=0)
+        axis.set_title(f"{title} · {noise}", fontsize=9)
+        axis.set_xlabel("environment steps")
+        axis.set_ylabel(ylabel)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.savefig(path, dpi=100)
+
+
+def _plot_aggregates(aggregates: pd.DataFrame, path: Path, colors: dict[str, str]) -> None:
+    """IQM and optimality gap, one horizontal interval per (noise, algorithm)."""
+    labels = sorted({(row.noise, row.algorithm) for row in aggregates.itertuples()})
+    figure = Figure(figsize=(8.4, 0.45 * len(labels) + 1.2), layout="constrained")
+    axes = figure.subplots(1, 2, sharey=True)
+    for axis, metric in zip(axes, ("IQM", "optimality gap"), strict=True):
+        rows = aggregates[aggregates["metric"] == metric].set_index(["noise", "algorithm"])
+        for position, label in enumerate(labels):
+            row = rows.loc[label]
+            axis.errorbar(row["estimate"], position, xerr=[[row["estimate"] - row["low"]], [row["high"] - row["estimate"]]],
+                          fmt="o", color=colors.get(label[1]), capsize=3)
+        axis.set_title(metric + (" (lower is better)" if metric == "optimality gap" else ""), fontsize=9)
+        axis.set_xlabel("normalised score")
+        axis.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(labels)), [f"{algorithm} · {noise}" for noise, algorithm in labels], fontsize=8)
+    axes[0].invert_yaxis()
+    figure.savefig(path, dpi=100)
+
+
+# --------------------------------------------------------------------------------------------------
+# Markdown -> HTML, for the subset written above
+# --------------------------------------------------------------------------------------------------
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
+_TABLE_RULE = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?$")
+_CSS = ("body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;line-height:1.45;color:#222}"
+        "table{border-collapse:collapse;margin:0.5rem 0 1rem;font-size:0.9rem}th,td{border:1px solid #ccc;padding:0.25rem 0.5rem;"
+        "text-align:left}th{background:#f3f3f3}img{max-width:100%}code{background:#f3f3f3;padding:0 0.2rem}")
+
+
+def _inline(text: str) -> str:
+    """Escape HTML, then render `code`, **bold** and the backslash escapes of :func:`_md`."""
+    escaped = html.escape(text, quote=False)
+    escaped = re.sub(r"(?<!\\)`(.+?)(?<!\\)`", r"<code>\1</code>", escaped)
+    escaped = re.sub(r"(?<!\\)\*\*(.+?)(?<!\\)\*\*", r"<strong>\1</strong>", escaped)
+    return re.sub(r"\\([\\|*`])", r"\1", escaped)
+
+
+def _cells(line: str) -> list[str]:
+    inner = line.strip()
+    inner = inner[1:] if inner.startswith("|") else inner
+    inner = inner[:-1] if inner.endswith("|") and not inner.endswith("\\|") else inner
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", inner)]
+
+
+def _image(alt: str, source: str, base_dir: Path) -> str:
+    data = base64.b64encode((base_dir / source).read_bytes()).decode("ascii")
+    return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>'
+
+
+def markdown_to_html(markdown: str, base_dir: PathLike, title: str = "report") -> str:
+    """A self-contained HTML page from the Markdown this module writes: headings, paragraphs, pipe tables,
+    ``-`` lists, ``**bold**``, ``code`` and block images (PNG files under ``base_dir``, embedded as data URIs)."""
+    base_dir = Path(base_dir)
+    lines = markdown.splitlines()
+    body: list[str] = []
+    paragraph: list[str] = []
+
+    def flush_paragraph() -> None:
+        if paragraph:
+            body.append(f"<p>{_inline(' '.join(paragraph))}</p>")
+            paragraph.clear()
+
+    index = 0
+    while index < len(lines):
+        line = lines[index].strip()
+        heading = re.match(r"(#{1,6})\s+(.*)", line)
+        image = _IMAGE.fullmatch(line)
+        if not line:
+            flush_paragraph()
+        elif heading:
+            flush_paragraph()
+            level = len(heading.group(1))
+            body.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+        elif image:
+            flush_paragraph()
+            body.append(_image(image.group(1), image.group(2), base_dir))
+        elif line.startswith("|"):
+            flush_paragraph()
+            block = []
+            while index < len(lines) and lines[index].strip().startswith("|"):
+                block.append(lines[index].strip())
+                index += 1
+            body.append(_table(block))
+            continue
+        elif line.startswith("- "):
+            flush_paragraph()
+            items = []
+            while index < len(lines) and lines[index].strip().startswith("- "):
+                items.append(f"<li>{_inline(lines[index].strip()[2:])}</li>")
+                index += 1
+            body.append("<ul>" + "".join(items) + "</ul>")
+            continue
+        else:
+            paragraph.append(line)
+        index += 1
+    flush_paragraph()
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _table(block: list[str]) -> str:
+    header, rows = block[0], block[1:]
+    if rows and _TABLE_RULE.match(rows[0]):
+        rows = rows[1:]
+    head = "".join(f"<th>{_inline(cell)}</th>" for cell in _cells(header))
+    body = "".join("<tr>" + "".join(f"<td>{_inline(cell)}</td>" for cell in _cells(row)) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

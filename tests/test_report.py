@@ -1,0 +1,225 @@
+"""symrl.report on a synthetic study (run directories written by hand, no training): the files, the HTML,
+the figures, the numbers shared by summary_table, Markdown and HTML, the bold rule and the SPPO vs
+scaled-PPO section.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from symrl import report, results, stats
+from symrl.errors import SymrlError
+
+ENVS = ["CartPole-v1", "PongNoFrameskip-v4"]
+NOISES = ["clean", "gaussian:0.1"]
+SEEDS = [0, 1, 2]
+ALGORITHMS = {  # label: config of the run
+    "PPO": {"algo": "ppo", "alpha": 1.0, "beta": 0.0, "z": -1.0, "policy_coef": 1.0},
+    "SPPO": {"algo": "sppo", "alpha": 0.5, "beta": 1.0, "z": -1.0, "policy_coef": 1.0},
+    "scaled PPO": {"algo": "ppo", "alpha": 1.0, "beta": 0.0, "z": -1.0, "policy_coef": 1.5},
+}
+EVAL_STEPS = [1000, 2000, 3000, 4000, 5000]
+SHORT_RUN = ("PongNoFrameskip-v4", "gaussian:0.1", "PPO", 2)  # stopped after 3 evaluations, still "running"
+
+
+def final_return(env: str, noise: str, algorithm: str, seed: int) -> float:
+    """Known final returns. CartPole clean: SPPO clearly separated above the others. CartPole gaussian: all
+    three overlap. Pong: moderate differences."""
+    if env == "CartPole-v1" and noise == "clean":
+        return {"PPO": 100.0, "SPPO": 400.0, "scaled PPO": 200.0}[algorithm] + 3.0 * seed
+    if env == "CartPole-v1":
+        return {"PPO": 100.0, "SPPO": 110.0, "scaled PPO": 105.0}[algorithm] + 100.0 * seed
+    return {"PPO": -15.0, "SPPO": -5.0, "scaled PPO": -10.0}[algorithm] + 4.0 * seed + (3.0 if noise == "clean" else 0.0)
+
+
+def write_run(root: Path, env: str, noise: str, algorithm: str, seed: int) -> Path:
+    run_dir = root / f"{env}_{noise.replace(':', '')}_{algorithm.replace(' ', '_')}_s{seed}"
+    run_dir.mkdir(parents=True)
+    config = {"env": env, "seed": seed, "bins": 0, "total_steps": 5000, "reward_noise": None if noise == "clean" else noise,
+              **ALGORITHMS[algorithm]}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    (run_dir / "labels.json").write_text(json.dumps({"algorithm": algorithm, "noise": noise}))
+    short = (env, noise, algorithm, seed) == SHORT_RUN
+    steps = EVAL_STEPS[:3] if short else EVAL_STEPS
+    final = final_return(env, noise, algorithm, seed)
+    lines = ["step,mean_return,std_return,episodes"]
+    lines += [f"{step},{final * (i + 1) / len(steps)},1.0,5" for i, step in enumerate(steps)]
+    (run_dir / "eval.csv").write_text("\n".join(lines) + "\n")
+    ratio = "" if algorithm == "PPO" else "0.1"  # PPO logs no sign-change ratio here
+    metric_lines = ["step,sign_change_ratio"] + [f"{step},{ratio}" for step in range(500, steps[-1] + 1, 500)]
+    (run_dir / "metrics.csv").write_text("\n".join(metric_lines) + "\n")
+    (run_dir / "status.json").write_text(json.dumps({"state": "running" if short else "finished"}))
+    return run_dir
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"] or "")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("study")
+    runs_dir = root / "runs"
+    for env in ENVS:
+        for noise in NOISES:
+            for algorithm in ALGORITHMS:
+                for seed in SEEDS:
+                    write_run(runs_dir, env, noise, algorithm, seed)
+    out = root / "report"
+    markdown_path = report.write_report([runs_dir], out, seed=0, reps=200)
+    return {"runs": runs_dir, "out": out, "md_path": markdown_path, "md": markdown_path.read_text(encoding="utf-8"),
+            "html": (out / "report.html").read_text(encoding="utf-8")}
+
+
+def test_files_exist(study: dict) -> None:
+    assert study["md_path"] == study["out"] / "report.md"
+    assert (study["out"] / "report.html").is_file()
+    assert list((study["out"] / "figures").glob("*.png"))
+
+
+def test_sections_in_order(study: dict) -> None:
+    headings = ["# symrl report", "## Final evaluation per environment", "## Aggregate across environments",
+                "## Learning curves", "## Sign-change ratio", "## SPPO vs the scaled-PPO control"]
+    positions = [study["md"].index(heading + "\n") for heading in headings]
+    assert positions == sorted(positions)
+
+
+def test_header_counts_and_unfinished_run(study: dict) -> None:
+    assert "36 runs: 2 environments, 3 algorithms, 2 noise settings, 3 seeds (0, 1, 2)" in study["md"]
+    assert "| CartPole-v1 | 5,000 | 18 | 5000 |" in study["md"]
+    unfinished = [line for line in study["md"].splitlines() if line.startswith("- `")]
+    assert len(unfinished) == 1 and "PPO_s2" in unfinished[0] and "running, last evaluation at step 3000" in unfinished[0]
+
+
+def test_html_images_are_embedded_pngs(study: dict) -> None:
+    parser = _Images()
+    parser.feed(study["html"])
+    assert len(parser.sources) == study["md"].count("![")
+    for source in parser.sources:
+        assert source.startswith("data:image/png;base64,")
+        data = base64.b64decode(source.split(",", 1)[1], validate=True)
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert matplotlib.image.imread(io.BytesIO(data), format="png").ndim == 3
+    assert "http://" not in study["html"] and "https://" not in study["html"]
+
+
+def test_referenced_figures_exist(study: dict) -> None:
+    referenced = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", study["md"])
+    assert len(referenced) == 5  # aggregate, 2 learning-curve figures, 2 sign-change figures
+    for path in referenced:
+        assert path.startswith("figures/") and (study["out"] / path).is_file()
+
+
+def test_summary_numbers_in_markdown_and_html(study: dict) -> None:
+    summary = report.summary_table([study["runs"]])
+    assert len(summary) == len(ENVS) * len(NOISES) * len(ALGORITHMS)
+    for row in summary.itertuples():
+        cell = report.format_ci(row.mean, row.low, row.high, row.n)
+        assert cell in study["md"], cell
+        assert cell in study["html"], cell
+    short = summary[(summary.env == SHORT_RUN[0]) & (summary.noise == SHORT_RUN[1]) & (summary.algorithm == SHORT_RUN[2])]
+    assert short["unfinished"].item() == 1 and short["n"].item() == 3
+    # the short run contributes its own last evaluation (step 3000), which is its final_return
+    expected = np.mean([final_return(*SHORT_RUN[:3], seed) for seed in SEEDS])
+    assert short["mean"].item() == pytest.approx(expected)
+    pd.testing.assert_frame_equal(summary, report.summary_table(results.load_evaluations([study["runs"]])))
+
+
+def _table_rows(markdown: str, env: str) -> dict[str, str]:
+    section = markdown.split(f"### {env}\n\n", 1)[1].split("\n\n", 1)[0]
+    return {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| ") and "---" not in line}
+
+
+def test_bold_only_where_intervals_separate(study: dict) -> None:
+    summary = report.summary_table([study["runs"]])
+    cartpole = _table_rows(study["md"], "CartPole-v1")
+    separated_row, overlapping_row = cartpole["clean"], cartpole["gaussian:0.1"]
+    sppo = summary[(summary.env == "CartPole-v1") & (summary.noise == "clean") & (summary.algorithm == "SPPO")].iloc[0]
+    assert separated_row.count("**") == 2
+    assert f"**{report.format_ci(sppo['mean'], sppo['low'], sppo['high'], sppo['n'])}**" in separated_row
+    assert "**" not in overlapping_row
+    assert study["html"].count("<strong>") == study["md"].count("**") // 2
+    # the rule, on every row: bold exactly where the highest mean's CI is separated from all others
+    for (env, noise), rows in summary.groupby(["env", "noise"]):
+        best = rows.loc[rows["mean"].idxmax()]
+        expect_bold = all(stats.separated((best["low"], best["high"]), (o.low, o.high))
+                          for o in rows.itertuples() if o.algorithm != best["algorithm"])
+        assert ("**" in _table_rows(study["md"], env)[noise]) == expect_bold
+
+
+def test_sppo_vs_scaled_ppo_section(study: dict) -> None:
+    section = study["md"].split("## SPPO vs the scaled-PPO control\n", 1)[1]
+    assert "gradient equals PPO's multiplied by c" in section
+    rows = [line for line in section.splitlines() if line.startswith("| CartPole-v1") or line.startswith("| PongNoFrameskip")]
+    assert len(rows) == len(ENVS) * len(NOISES)
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[2:4] == ["SPPO", "scaled PPO"]
+        assert cells[8:] == ["1.5", "1.5", "yes"]
+    clean = next(row for row in rows if row.startswith("| CartPole-v1 | clean"))
+    assert "| 200 | yes |" in clean  # SPPO 403 vs control 203 (means over seeds), CIs separate
+
+
+def test_aggregates_and_normalisation_stated(study: dict) -> None:
+    md = study["md"]
+    assert "human-normalised" in md and "Pong" in md and "min-max" in md
+    assert "### Probability of improvement over PPO" in md
+    improvement = [line for line in md.splitlines() if line.startswith("| clean | SPPO |") and line.count("|") == 4]
+    assert improvement and float(improvement[0].split("|")[3].split("[")[0]) > 0.8
+
+
+def test_sign_change_skipped_without_data(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "runs", "CartPole-v1", "clean", "PPO", 0)
+    (run_dir / "metrics.csv").write_text("step,sign_change_ratio\n500,\n")
+    markdown = report.write_report(run_dir, tmp_path / "out", reps=50).read_text(encoding="utf-8")
+    assert "No run logged a sign-change ratio" in markdown
+    assert "Skipped: one environment and one algorithm" in markdown
+    assert "## SPPO vs the scaled-PPO control" not in markdown
+
+
+def test_unknown_baseline_is_refused(study: dict, tmp_path: Path) -> None:
+    with pytest.raises(SymrlError, match="baseline 'A2C'"):
+        report.write_report(study["runs"], tmp_path / "out", baseline="A2C")
+
+
+def test_folder_without_runs_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SymrlError) as error:
+        report.write_report([tmp_path / "empty"], tmp_path / "out")
+    assert "\n" not in str(error.value)
+    with pytest.raises(SymrlError):
+        report.summary_table([tmp_path / "empty"])
+
+
+def test_markdown_to_html_escapes_and_renders(tmp_path: Path) -> None:
+    page = report.markdown_to_html("# a <b>\n\ntext **bold** `x<y`\n\n| h1 | h2 |\n|---|---|\n| a\\|b | **c** |\n\n- item\n",
+                                   tmp_path)
+    assert "<h1>a &lt;b&gt;</h1>" in page
+    assert "<p>text <strong>bold</strong> <code>x&lt;y</code></p>" in page
+    assert "<td>a|b</td><td><strong>c</strong></td>" in page
+    assert "<ul><li>item</li></ul>" in page
+
+
+def test_format_number() -> None:
+    assert report.format_number(123.456) == "123.5"
+    assert report.format_number(0.0123456) == "0.01235"
+    assert report.format_number(123456.7) == "123457"
+    assert report.format_number(float("nan")) == "–"
+    assert report.format_ci(1.0, 0.5, 1.5, 3) == "1 [0.5, 1.5] (3 seeds)"

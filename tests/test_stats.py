@@ -1,0 +1,196 @@
+"""symrl.stats and symrl.atari_scores on small known samples: bootstrap CIs, IQM, normalisation, learning
+curves over runs of unequal length and rliable's aggregates. Plain tables, no run directories, no training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+from symrl import atari_scores, stats
+
+
+# --------------------------------------------------------------------------------------------------
+# bootstrap CI
+# --------------------------------------------------------------------------------------------------
+def test_bootstrap_constant_sample_has_zero_width() -> None:
+    assert stats.bootstrap_ci([2.5, 2.5, 2.5, 2.5]) == (2.5, 2.5, 2.5)
+
+
+def test_bootstrap_single_value_and_nans() -> None:
+    assert stats.bootstrap_ci([7.0]) == (7.0, 7.0, 7.0)
+    assert stats.bootstrap_ci([1.0, float("nan"), 3.0, 8.0]) == stats.bootstrap_ci([1.0, 3.0, 8.0])
+    assert all(np.isnan(stats.bootstrap_ci([float("nan")])))
+
+
+def test_bootstrap_contains_mean_within_range() -> None:
+    sample = [1.0, 2.0, 3.0, 4.0, 10.0]
+    mean, low, high = stats.bootstrap_ci(sample, n_boot=5000, seed=3)
+    assert mean == pytest.approx(4.0)
+    assert min(sample) <= low < mean < high <= max(sample)
+
+
+def test_bootstrap_matches_direct_numpy_implementation() -> None:
+    sample = np.array([3.0, 7.0, 1.0, 9.0, 4.0, 6.0])
+    rng = np.random.default_rng(11)
+    means = np.array([sample[rng.integers(0, sample.size, sample.size)].mean() for _ in range(2000)])
+    expected = (sample.mean(), np.percentile(means, 5.0), np.percentile(means, 95.0))
+    assert stats.bootstrap_ci(sample, confidence=0.9, n_boot=2000, seed=11) == pytest.approx(expected)
+    assert stats.bootstrap_ci(sample, seed=1) == stats.bootstrap_ci(sample, seed=1)  # seeded
+    assert stats.bootstrap_ci(sample, seed=1) != stats.bootstrap_ci(sample, seed=2)
+
+
+def test_separated() -> None:
+    assert stats.separated((0.0, 1.0), (1.5, 2.0))
+    assert stats.separated((5.0, 4.0, 6.0), (1.0, 0.0, 2.0))  # (mean, low, high) works too
+    assert not stats.separated((0.0, 1.0), (0.5, 2.0))
+    assert not stats.separated((0.0, float("nan")), (2.0, 3.0))
+
+
+# --------------------------------------------------------------------------------------------------
+# IQM
+# --------------------------------------------------------------------------------------------------
+def test_iqm_of_one_to_eight_is_mean_of_middle_four() -> None:
+    assert stats.iqm(np.arange(1, 9)) == pytest.approx((3 + 4 + 5 + 6) / 4)  # 4.5
+
+
+def test_iqm_when_n_is_not_divisible_by_four() -> None:
+    values = [100.0, 9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 6.0, 4.0, 5.0]  # n = 10: int(2.5) = 2 cut at each end
+    by_hand = np.mean(sorted(values)[2:8])  # 3..8
+    assert by_hand == pytest.approx(5.5)
+    assert stats.iqm(values) == pytest.approx(by_hand)
+    assert stats.iqm(values) == pytest.approx(scipy.stats.trim_mean(values, 0.25))
+    seven = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 70.0]  # n = 7: int(1.75) = 1 cut at each end
+    assert stats.iqm(seven) == pytest.approx(np.mean([2.0, 3.0, 4.0, 5.0, 6.0]))
+
+
+def test_iqm_flattens_like_rliable() -> None:
+    from rliable import metrics  # rliable.metrics needs only numpy and scipy
+
+    scores = np.random.default_rng(0).normal(size=(5, 3))
+    assert stats.iqm(scores) == pytest.approx(metrics.aggregate_iqm(scores))
+
+
+# --------------------------------------------------------------------------------------------------
+# normalisation and Atari scores
+# --------------------------------------------------------------------------------------------------
+def test_game_from_env_id() -> None:
+    assert atari_scores.game_from_env_id("PongNoFrameskip-v4") == "Pong"
+    assert atari_scores.game_from_env_id("ALE/Pong-v5") == "Pong"
+    assert atari_scores.game_from_env_id("ALE/MsPacman-v5") == "MsPacman"
+    assert atari_scores.game_from_env_id("BreakoutDeterministic-v4") == "Breakout"
+    assert atari_scores.game_from_env_id("CartPole-v1") is None
+    assert atari_scores.game_from_env_id("HalfCheetah-v4") is None
+
+
+def test_human_normalisation_of_known_scores() -> None:
+    final = pd.DataFrame({"env": ["BreakoutNoFrameskip-v4"] * 3 + ["ALE/Pong-v5"] * 2,
+                          "mean_return": [1.7, 16.1, 30.5, -20.7, 14.6]})
+    normalized, used = stats.normalize_scores(final)
+    # Breakout: random 1.7, human 30.5; Pong: random -20.7, human 14.6
+    assert normalized["normalized"].tolist() == pytest.approx([0.0, 0.5, 1.0, 0.0, 1.0])
+    assert used["BreakoutNoFrameskip-v4"].method == "human" and used["ALE/Pong-v5"].game == "Pong"
+    assert "human-normalised" in used["ALE/Pong-v5"].describe("ALE/Pong-v5")
+    assert atari_scores.human_normalized("AlienNoFrameskip-v4", 7127.7) == pytest.approx(1.0)
+
+
+def test_min_max_normalisation_spans_all_algorithms_and_noise() -> None:
+    final = pd.DataFrame({"env": ["CartPole-v1"] * 4 + ["Hopper-v4"] * 2,
+                          "algorithm": ["PPO", "SPPO", "PPO", "SPPO", "PPO", "SPPO"],
+                          "noise": ["clean", "clean", "flip:0.1", "flip:0.1", "clean", "clean"],
+                          "mean_return": [10.0, 30.0, 20.0, 50.0, 5.0, 5.0]})
+    normalized, used = stats.normalize_scores(final)
+    assert normalized["normalized"].tolist() == pytest.approx([0.0, 0.5, 0.25, 1.0, 0.0, 0.0])
+    assert (used["CartPole-v1"].method, used["CartPole-v1"].low, used["CartPole-v1"].high) == ("min-max", 10.0, 50.0)
+    assert "min-max" in used["CartPole-v1"].describe("CartPole-v1")
+    assert "equals" in used["Hopper-v4"].describe("Hopper-v4")  # all equal: stated, every run scores 0
+    assert "normalized" not in final  # the input is not modified
+
+
+# --------------------------------------------------------------------------------------------------
+# learning curves
+# --------------------------------------------------------------------------------------------------
+def _evaluations(returns_per_run: dict[str, list[float]], algorithm: str = "PPO") -> pd.DataFrame:
+    rows = [{"run": run, "env": "CartPole-v1", "noise": "clean", "algorithm": algorithm, "seed": index,
+             "step": 100 * (step + 1), "mean_return": value}
+            for index, (run, returns) in enumerate(returns_per_run.items()) for step, value in enumerate(returns)]
+    return pd.DataFrame(rows)
+
+
+def test_learning_curve_over_runs_of_unequal_length() -> None:
+    curve = stats.learning_curve(_evaluations({"a": [1.0, 2.0, 3.0, 4.0], "b": [3.0, 4.0, 5.0], "c": [5.0, 9.0]}))
+    by_step = curve.set_index("step")
+    assert by_step["n"].tolist() == [3, 3, 2, 1]
+    assert by_step.loc[100, "mean"] == pytest.approx(3.0)
+    assert by_step.loc[300, "mean"] == pytest.approx(4.0)  # runs a and b only
+    assert by_step.loc[400, "mean"] == pytest.approx(4.0)  # run a only, no interval from one seed
+    assert np.isnan(by_step.loc[400, "low"]) and np.isnan(by_step.loc[400, "high"])
+    half_width = scipy.stats.t.ppf(0.975, 2) * np.std([1.0, 3.0, 5.0], ddof=1) / np.sqrt(3)
+    assert (by_step.loc[100, "low"], by_step.loc[100, "high"]) == pytest.approx((3.0 - half_width, 3.0 + half_width))
+
+
+def test_learning_curve_of_nothing_is_empty() -> None:
+    assert stats.learning_curve(pd.DataFrame()).empty
+
+
+# --------------------------------------------------------------------------------------------------
+# rliable aggregates
+# --------------------------------------------------------------------------------------------------
+def _final(shift: float, seeds_per_env: dict[str, int], algorithm: str) -> pd.DataFrame:
+    rng = np.random.default_rng(sum(map(ord, algorithm)))
+    rows = [{"env": env, "noise": "clean", "algorithm": algorithm, "seed": seed, "normalized": shift + 0.05 * rng.normal()}
+            for env, count in seeds_per_env.items() for seed in range(count)]
+    return pd.DataFrame(rows)
+
+
+def test_probability_of_improvement_of_a_clearly_better_algorithm() -> None:
+    table = pd.concat([_final(0.2, {"A": 5, "B": 5, "C": 5}, "PPO"), _final(0.9, {"A": 5, "B": 5, "C": 5}, "SPPO")])
+    improvement = stats.probability_of_improvement(table, "PPO", reps=300, seed=0)
+    row = improvement.set_index("algorithm").loc["SPPO"]
+    assert row["estimate"] > 0.95 and row["low"] > 0.9 and row["high"] <= 1.0
+
+
+def test_aggregates_seeded_and_min_seed_count_per_algorithm() -> None:
+    table = pd.concat([_final(0.2, {"A": 5, "B": 3}, "PPO"), _final(0.6, {"A": 4, "B": 4}, "SPPO")])
+    first = stats.aggregate_metrics(table, reps=300, seed=7)
+    assert first.equals(stats.aggregate_metrics(table, reps=300, seed=7))
+    state = np.random.get_state()[1].copy()
+    stats.aggregate_metrics(table, reps=50, seed=1)
+    assert np.array_equal(np.random.get_state()[1], state)  # the global RNG is put back
+    by_key = first.set_index(["algorithm", "metric"])
+    assert by_key.loc[("PPO", "IQM"), "runs"] == 3 and by_key.loc[("SPPO", "IQM"), "runs"] == 4
+    assert by_key.loc[("PPO", "IQM"), "tasks"] == 2
+    matrices = stats.score_matrices(table)["clean"]
+    assert matrices["PPO"].shape == (3, 2)
+    assert by_key.loc[("PPO", "IQM"), "estimate"] == pytest.approx(stats.iqm(matrices["PPO"]))
+    assert by_key.loc[("SPPO", "optimality gap"), "estimate"] == pytest.approx(1 - np.minimum(matrices["SPPO"], 1).mean())
+    for row in first.itertuples():
+        assert row.low <= row.estimate <= row.high
+    assert by_key.loc[("SPPO", "IQM"), "low"] > by_key.loc[("PPO", "IQM"), "high"]
+
+
+def test_improvement_probability_equals_rliables() -> None:
+    from rliable import metrics
+
+    rng = np.random.default_rng(5)
+    rounded = rng.integers(0, 4, size=(5, 3)).astype(float), rng.integers(0, 4, size=(3, 3)).astype(float)  # ties
+    continuous = rng.normal(size=(4, 2)), rng.normal(size=(6, 2))
+    same = rng.normal(size=(3, 2))
+    for scores_x, scores_y in (rounded, continuous, (same, same.copy())):
+        assert stats.improvement_probability(scores_x, scores_y) == pytest.approx(
+            metrics.probability_of_improvement(scores_x, scores_y), abs=1e-12)
+
+
+def test_probability_of_improvement_interval_is_rliables() -> None:
+    from rliable import metrics
+
+    table = pd.concat([_final(0.2, {"A": 4, "B": 4}, "PPO"), _final(0.25, {"A": 3, "B": 3}, "SPPO")])
+    ours = stats.probability_of_improvement(table, "PPO", reps=100, seed=3).iloc[0]
+    library, _ = stats._rliable()
+    matrices = stats.score_matrices(table)["clean"]
+    np.random.seed(3)
+    point, interval = library.get_interval_estimates({"pair": [matrices["SPPO"], matrices["PPO"]]},
+                                                     metrics.probability_of_improvement, reps=100)
+    assert (ours["estimate"], ours["low"], ours["high"]) == pytest.approx((point["pair"], *np.ravel(interval["pair"])))
