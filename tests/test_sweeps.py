@@ -135,7 +135,7 @@ def test_killed_sweep_loses_nothing_and_a_rerun_completes_it(tmp_path):
         while time.time() < deadline:
             states = [runs.read_status(c).get("state") for c in cells]
             if "finished" in states and any(s == "running" and (c / runs.CHECKPOINT).is_file()
-                                            for s, c in zip(states, cells)):
+                                            for s, c in zip(states, cells, strict=True)):
                 break
             assert process.poll() is None, process.communicate()
             time.sleep(0.2)
