@@ -312,8 +312,8 @@ def _has_box_actions(env_id: str, env_kwargs: dict) -> bool:
         env.close()
 
 
-def load_config_file(path: str | Path) -> Config:
-    """Read a ``config.yaml`` written by a run back into a :class:`Config`."""
+def read_config_mapping(path: str | Path) -> dict:
+    """The mapping stored in a run's ``config.yaml``, unvalidated (results tables read it as it is)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -321,4 +321,9 @@ def load_config_file(path: str | Path) -> Config:
         raise SymrlError(f"cannot read {path} ({exc.__class__.__name__}); is this a symrl run directory?") from None
     if not isinstance(data, dict):
         raise SymrlError(f"{path} is not a symrl config; is this a symrl run directory?")
-    return Config(**_coerce_all(data)).validate()
+    return data
+
+
+def load_config_file(path: str | Path) -> Config:
+    """Read a ``config.yaml`` written by a run back into a :class:`Config`."""
+    return Config(**_coerce_all(read_config_mapping(path))).validate()

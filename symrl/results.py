@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 import pandas as pd
-import yaml
 
 from . import runs
+from .config import read_config_mapping
 from .errors import SymrlError
 
 LABELS = "labels.json"
@@ -77,14 +77,7 @@ def run_labels(run_dir: Path, config: Optional[dict] = None) -> dict:
 
 
 def read_config(run_dir: Path) -> dict:
-    path = Path(run_dir) / runs.CONFIG
-    try:
-        config = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise SymrlError(f"{path} cannot be read ({exc.__class__.__name__}); is this a symrl run directory?") from None
-    if not isinstance(config, dict):
-        raise SymrlError(f"{path} is not a symrl config (a mapping); is this a symrl run directory?")
-    return config
+    return read_config_mapping(Path(run_dir) / runs.CONFIG)
 
 
 def _run_columns(run_dir: Path) -> dict:
