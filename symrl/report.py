@@ -120,8 +120,8 @@ def write_report(
     markdown = "\n".join(lines).rstrip() + "\n"
 
     markdown_path = out / "report.md"
-    markdown_path.write_text(markdown, encoding="utf-8")
-    (out / "report.html").write_text(markdown_to_html(markdown, out, title="symrl report"), encoding="utf-8")
+    runs.atomic_write_text(markdown_path, markdown)
+    runs.atomic_write_text(out / "report.html", markdown_to_html(markdown, out, title="symrl report"))
     return markdown_path
 
 
