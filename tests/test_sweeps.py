@@ -189,3 +189,27 @@ def test_study_files_resolve(name, cells):
         scaled = next(c for c in sweep.cells if c.labels["algorithm"] == "scaled DPPO")
         dsppo = next(c for c in sweep.cells if c.labels["algorithm"] == "DSPPO")
         assert scaled.config.policy_coef == dsppo.config.alpha + dsppo.config.beta * abs(dsppo.config.z)
+
+
+def test_killed_ray_worker_is_retried_and_the_cell_resumes(tmp_path):
+    """Ray's task retry re-runs a cell whose worker process died; the cell continues from its checkpoint."""
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    spec = _spec(out, steps=8192, seeds=1, algorithms=["ppo"], overrides={**TINY, "checkpoint_freq": 512, "eval_freq": 2048})
+    path = _write(tmp_path, spec)
+    process = subprocess.Popen([sys.executable, "-m", "symrl.cli", "sweep", str(path), "--backend", "ray", "--workers", "1",
+                                "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cell = out / "CartPole-v1/clean/PPO/seed0"
+    deadline = time.time() + 180
+    while not (cell / runs.CHECKPOINT).is_file():
+        assert time.time() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    workers = subprocess.run(["pgrep", "-f", "ray::run_cell"], capture_output=True, text=True).stdout.split()
+    assert workers, "no Ray worker running the cell"
+    for pid in workers:
+        os.kill(int(pid), signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
+    assert "failed 0" in stdout
+    status = runs.read_status(cell)
+    assert status["state"] == "finished" and status["step"] == 8192
