@@ -1,0 +1,120 @@
+"""Sampling responses and scoring them again, with one definition of the policy's distribution.
+
+The distribution PPO trains is :func:`policy_logits`: the model's logits divided by the temperature, with
+the end-of-sequence token forbidden before ``min_new_tokens``. Generation records the log-probability of each
+sampled token under exactly that distribution, and :func:`score` recomputes it the same way, so the PPO
+ratio starts at 1 and the KL to the reference is computed on like terms (SPEC 5: a constraint applied when
+sampling but not when scoring makes the KL estimate strongly negative). ``top_k`` only narrows which tokens
+may be sampled; log-probabilities are those of the full constrained distribution.
+
+Prompts are left-padded; position ids follow the attention mask, so padding never shifts a token's position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_new_tokens: int = 48
+    min_new_tokens: int = 0
+    temperature: float = 1.0
+    top_k: int = 0  # 0: sample from the whole vocabulary
+    eos_token_id: Optional[int] = None
+    pad_token_id: int = 0
+
+
+@dataclass
+class Generated:
+    """A batch of prompts with sampled responses. Shapes: ``[B, P + T]`` for the sequence, ``[B, T]`` else."""
+
+    sequences: torch.Tensor
+    attention_mask: torch.Tensor
+    prompt_length: int
+    response_mask: torch.Tensor  # 1 for tokens the policy produced (up to and including EOS)
+    logprobs: torch.Tensor  # log-probability of each produced token when it was sampled; 0 on padding
+
+    @property
+    def responses(self) -> torch.Tensor:
+        return self.sequences[:, self.prompt_length:]
+
+
+def policy_logits(logits: torch.Tensor, steps: torch.Tensor | int, sampling: Sampling) -> torch.Tensor:
+    """The trained distribution's logits at response positions ``steps`` (0 = first response token)."""
+    logits = logits.float() / sampling.temperature
+    if sampling.min_new_tokens > 0 and sampling.eos_token_id is not None:
+        steps = torch.as_tensor(steps, device=logits.device)
+        forbid = (steps < sampling.min_new_tokens).expand(logits.shape[:-1])
+        eos = logits[..., sampling.eos_token_id]
+        logits = logits.clone()
+        logits[..., sampling.eos_token_id] = torch.where(forbid, torch.full_like(eos, float("-inf")), eos)
+    return logits
+
+
+def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+@torch.no_grad()
+def generate(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, sampling: Sampling,
+             generator: torch.Generator) -> Generated:
+    """Sample up to ``max_new_tokens`` per prompt with a KV cache; rows stop at EOS (then padding)."""
+    batch, prompt_length = prompt_ids.shape
+    attention = prompt_mask.long()
+    out = model(input_ids=prompt_ids, attention_mask=attention, position_ids=_positions(attention), use_cache=True)
+    past, logits = out.past_key_values, out.logits[:, -1]
+    next_position = _positions(attention)[:, -1] + 1
+    finished = torch.zeros(batch, dtype=torch.bool, device=prompt_ids.device)
+    tokens, logprobs, valid = [], [], []
+    for step in range(sampling.max_new_tokens):
+        constrained = policy_logits(logits, step, sampling)
+        log_probs = F.log_softmax(constrained, dim=-1)
+        candidates = constrained
+        if 0 < sampling.top_k < constrained.shape[-1]:
+            kth = constrained.topk(sampling.top_k, dim=-1).values[..., -1:]
+            candidates = constrained.masked_fill(constrained < kth, float("-inf"))
+        token = torch.multinomial(F.softmax(candidates, dim=-1), 1, generator=generator).squeeze(-1)
+        token = torch.where(finished, torch.full_like(token, sampling.pad_token_id), token)
+        produced = ~finished
+        tokens.append(token)
+        logprobs.append(torch.where(produced, log_probs.gather(-1, token[:, None]).squeeze(-1), torch.zeros(())))
+        valid.append(produced)
+        if sampling.eos_token_id is not None:
+            finished = finished | (token == sampling.eos_token_id)
+        if bool(finished.all()) or step == sampling.max_new_tokens - 1:
+            break
+        attention = torch.cat([attention, produced.long()[:, None]], dim=1)
+        out = model(input_ids=token[:, None], attention_mask=attention, position_ids=next_position[:, None],
+                    past_key_values=past, use_cache=True)
+        past, logits = out.past_key_values, out.logits[:, -1]
+        next_position = next_position + 1
+    response_mask = torch.stack(valid, dim=1).long()
+    return Generated(
+        sequences=torch.cat([prompt_ids, torch.stack(tokens, dim=1)], dim=1),
+        attention_mask=torch.cat([prompt_mask.long(), response_mask], dim=1),
+        prompt_length=prompt_length, response_mask=response_mask, logprobs=torch.stack(logprobs, dim=1),
+    )
+
+
+def response_logits(model: torch.nn.Module, batch: Generated) -> torch.Tensor:
+    """Raw logits that predict each response token, ``[B, T, V]`` (one forward over prompt + response)."""
+    out = model(input_ids=batch.sequences, attention_mask=batch.attention_mask,
+                position_ids=_positions(batch.attention_mask))
+    p, t = batch.prompt_length, batch.response_mask.shape[1]
+    return out.logits[:, p - 1: p - 1 + t]
+
+
+def score(model: torch.nn.Module, batch: Generated, sampling: Sampling) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logprobs, entropy)`` of the response tokens under :func:`policy_logits`, ``[B, T]``, 0 on padding."""
+    steps = torch.arange(batch.response_mask.shape[1], device=batch.sequences.device)[None, :]
+    log_probs = F.log_softmax(policy_logits(response_logits(model, batch), steps, sampling), dim=-1)
+    taken = log_probs.gather(-1, batch.responses[..., None]).squeeze(-1)
+    probs = log_probs.exp()
+    entropy = -(probs * torch.where(probs > 0, log_probs, torch.zeros_like(log_probs))).sum(-1)
+    mask = batch.response_mask.bool()
+    return torch.where(mask, taken, torch.zeros_like(taken)), torch.where(mask, entropy, torch.zeros_like(entropy))

@@ -1,0 +1,43 @@
+"""The value model: a transformer body with a scalar head, separate from the policy by default.
+
+The authors' setup trains a separate critic (a copy of the policy's network with a value head); sharing the
+policy's body is the cheaper option (one body, both losses through it).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class ValueModel(nn.Module):
+    """``V(prefix)`` at every position of a sequence: ``body(...).last_hidden_state @ head``."""
+
+    def __init__(self, body: nn.Module, hidden_size: int):
+        super().__init__()
+        self.body = body
+        self.head = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        return self.head(hidden.float()).squeeze(-1)
+
+
+def value_model_for(policy: nn.Module, share_body: bool = False) -> ValueModel:
+    """A critic for a Hugging Face causal LM: a copy of its body (default) or the body itself (``share_body``)."""
+    body = policy.base_model
+    hidden = policy.config.hidden_size if hasattr(policy.config, "hidden_size") else policy.config.n_embd
+    return ValueModel(body if share_body else copy.deepcopy(body), hidden)
+
+
+def response_values(value_model: ValueModel, batch) -> torch.Tensor:
+    """Value of the state before each response token, ``[B, T]``, 0 on padding."""
+    positions = (batch.attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+    values = value_model(batch.sequences, batch.attention_mask, positions)
+    p, t = batch.prompt_length, batch.response_mask.shape[1]
+    values = values[:, p - 1: p - 1 + t]
+    return values * batch.response_mask.to(values.dtype)

@@ -1,0 +1,182 @@
+"""symrl.rlhf on a real tiny transformer: token GAE and loss with padding, log-probability consistency, KL,
+the symmetric gradient's closed form, learning a programmatic reward, and resume."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast  # noqa: E402
+
+from symrl.errors import SymrlError  # noqa: E402
+from symrl.losses import symmetric_ppo_loss  # noqa: E402
+from symrl.rlhf import RLHFConfig, RLHFTrainer, Sampling, generate, score  # noqa: E402
+from symrl.rlhf.advantages import token_gae  # noqa: E402
+
+WORDS = ["<pad>", "<eos>", "good", "bad", "the", "movie", "was", "a", "plot", "film", "very", "not", "it", "is", "and", "i"]
+PROMPTS = ["the movie was", "it is", "the plot", "i", "a film and the movie was very"]
+
+
+def _tokenizer() -> PreTrainedTokenizerFast:
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<pad>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>")
+
+
+def _model(seed: int = 0) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    config = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=len(WORDS), n_positions=64,
+                        bos_token_id=1, eos_token_id=1, pad_token_id=0)
+    return GPT2LMHeadModel(config).eval()
+
+
+def _prompts(tokenizer, texts=PROMPTS):
+    tokenizer.padding_side = "left"
+    encoded = tokenizer(list(texts), return_tensors="pt", padding=True)
+    return encoded["input_ids"], encoded["attention_mask"]
+
+
+# -- advantages and loss on padded token matrices ------------------------------------------------------------
+
+
+def test_token_gae_with_padding_on_both_sides_matches_hand_computation():
+    gamma, lam = 0.9, 0.8
+    mask = torch.tensor([[0, 1, 1, 1, 0], [1, 1, 0, 0, 0]], dtype=torch.float32)
+    rewards = torch.tensor([[9.0, 0.1, -0.2, 1.0, 9.0], [0.5, 2.0, 9.0, 9.0, 9.0]])
+    values = torch.tensor([[9.0, 0.3, 0.4, 0.5, 9.0], [1.0, 1.5, 9.0, 9.0, 9.0]])
+    advantages, returns = token_gae(rewards, values, mask, gamma, lam)
+    # row 0, valid t = 1, 2, 3 (terminal at 3)
+    d3 = 1.0 - 0.5
+    d2 = -0.2 + gamma * 0.5 - 0.4
+    d1 = 0.1 + gamma * 0.4 - 0.3
+    a3, a2 = d3, d2 + gamma * lam * d3
+    a1 = d1 + gamma * lam * a2
+    # row 1, valid t = 0, 1 (terminal at 1)
+    b1 = 2.0 - 1.5
+    b0 = 0.5 + gamma * 1.5 - 1.0 + gamma * lam * b1
+    expected = torch.tensor([[0.0, a1, a2, a3, 0.0], [b0, b1, 0.0, 0.0, 0.0]])
+    torch.testing.assert_close(advantages, expected)
+    torch.testing.assert_close(returns, (expected + values) * mask)
+
+
+def test_token_level_symmetric_loss_uses_valid_tokens_only():
+    mask = torch.tensor([[0, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.float32)
+    log_p = torch.tensor([[-1e4, -0.5, -1.2, float("-inf")], [-0.1, -2.0, -0.7, -0.3]], requires_grad=True)
+    old = torch.tensor([[-1e4, -0.6, -0.9, -3.0], [-0.2, -1.5, -0.7, -0.9]])
+    adv = torch.tensor([[5.0, 1.0, -0.5, 7.0], [0.3, -1.0, 2.0, -0.4]])
+    out = symmetric_ppo_loss(log_p, old, adv, clip_range=0.2, alpha=0.5, beta=0.4, z=-1.0, mask=mask)
+    valid = mask.bool()
+    lp, lo, a = log_p[valid], old[valid], adv[valid]
+    r = (lp - lo).exp()
+    clipped = r.clamp(0.8, 1.2)
+    l_ppo = -torch.min(r * a, clipped * a).mean()
+    m = ((r >= 0.8) & (r <= 1.2)) | (r * a <= clipped * a)
+    l_rev = torch.mean(m * a * (1 - lp.exp()) / lo.exp())  # -Z = 1
+    torch.testing.assert_close(out.loss, 0.5 * l_ppo + 0.4 * l_rev)
+    out.loss.backward()
+    assert torch.isfinite(log_p.grad).all() and (log_p.grad[~valid] == 0).all()
+
+
+# -- generation and scoring ---------------------------------------------------------------------------------
+
+
+def test_recomputed_logprobs_equal_generation_within_1e5():
+    tokenizer, model = _tokenizer(), _model()
+    ids, mask = _prompts(tokenizer)
+    sampling = Sampling(max_new_tokens=12, min_new_tokens=3, temperature=0.8, top_k=5, eos_token_id=1, pad_token_id=0)
+    generated = generate(model, ids, mask, sampling, torch.Generator().manual_seed(0))
+    assert generated.response_mask[:, :3].all()  # EOS forbidden before min_new_tokens
+    assert (generated.logprobs[generated.response_mask == 0] == 0).all()
+    recomputed, entropy = score(model, generated, sampling)
+    torch.testing.assert_close(recomputed, generated.logprobs, atol=1e-5, rtol=0)
+    assert (entropy[generated.response_mask.bool()] > 0).all()
+
+
+def test_kl_estimate_is_zero_for_the_reference_itself_and_positive_in_expectation():
+    tokenizer, reference = _tokenizer(), _model(0)
+    policy = copy.deepcopy(reference)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    ids, mask = _prompts(tokenizer, PROMPTS * 40)
+    sampling = Sampling(max_new_tokens=6, min_new_tokens=2, eos_token_id=1, pad_token_id=0)
+    # samples from the reference: E[log p_ref - log p_policy] = KL(ref || policy) >= 0
+    generated = generate(reference, ids, mask, sampling, torch.Generator().manual_seed(1))
+    ref_lp, _ = score(reference, generated, sampling)
+    pol_lp, _ = score(policy, generated, sampling)
+    assert (ref_lp - pol_lp).sum(1).mean() > 0
+    # the same constraints on both sides: the reference scored against itself has KL exactly 0
+    torch.testing.assert_close(score(copy.deepcopy(reference), generated, sampling)[0], ref_lp)
+    # scoring without the min-length constraint (the pitfall of SPEC 5) would bias the estimate
+    unconstrained = Sampling(max_new_tokens=6, min_new_tokens=0, eos_token_id=1, pad_token_id=0)
+    assert (score(reference, generated, unconstrained)[0] - ref_lp).sum(1).mean() < -1e-3
+
+
+def test_symmetric_gradient_through_a_transformer_is_scaled_ppo_gradient():
+    """SPEC 1.1 at token level: with the authors' mask, grad L_rPPO = |z| grad L_PPO."""
+    tokenizer, model = _tokenizer(), _model()
+    ids, mask = _prompts(tokenizer)
+    sampling = Sampling(max_new_tokens=6, eos_token_id=1, pad_token_id=0)
+    generated = generate(model, ids, mask, sampling, torch.Generator().manual_seed(2))
+    old = generated.logprobs + 0.3 * torch.randn(generated.logprobs.shape, generator=torch.Generator().manual_seed(3))
+    adv = torch.randn(old.shape, generator=torch.Generator().manual_seed(4))
+    z = -1.7
+
+    def grads(which: str) -> list[torch.Tensor]:
+        log_p, _ = score(model, generated, sampling)
+        out = symmetric_ppo_loss(log_p, old, adv, clip_range=0.2, beta=1.0, z=z, mask=generated.response_mask)
+        assert 0 < out.active_fraction < 1  # both masked and active tokens occur
+        return torch.autograd.grad(getattr(out, which), [p for p in model.parameters()], allow_unused=True)
+
+    for reverse, rl in zip(grads("reverse_loss"), grads("rl_loss"), strict=True):
+        if rl is not None:
+            torch.testing.assert_close(reverse, abs(z) * rl, rtol=1e-4, atol=1e-7)
+
+
+# -- training --------------------------------------------------------------------------------------------------
+
+CFG = dict(algo="sppo", alpha=0.5, beta=0.4, batch_size=32, minibatch_size=8, epochs=4, learning_rate=3e-4,
+           max_new_tokens=8, top_k=0, kl_coef=0.01)
+
+
+def _good_fraction(prompts, responses):
+    return [response.split().count("good") / 8 for response in responses]
+
+
+def test_short_run_raises_a_programmatic_reward():
+    trainer = RLHFTrainer(RLHFConfig(iterations=12, **CFG), _model(), _tokenizer(), _good_fraction, PROMPTS)
+    history = trainer.run()
+    first, last = history[0]["score"], sum(r["score"] for r in history[-3:]) / 3
+    assert last > first + 0.15, [round(r["score"], 3) for r in history]
+    assert all(r["kl"] >= -1e-6 for r in history[:2])
+
+
+def test_save_then_resume_continues_like_an_uninterrupted_run(tmp_path):
+    cfg = RLHFConfig(iterations=4, checkpoint_every=2, **CFG)
+    straight = RLHFTrainer(RLHFConfig(iterations=4, **CFG), _model(), _tokenizer(), _good_fraction, PROMPTS).run()
+    first = RLHFTrainer(RLHFConfig(iterations=2, checkpoint_every=2, **CFG), _model(), _tokenizer(), _good_fraction,
+                        PROMPTS, out=tmp_path)
+    first.run()
+    resumed = RLHFTrainer(cfg, _model(), _tokenizer(), _good_fraction, PROMPTS, out=tmp_path, resume=True)
+    assert resumed.iteration == 2
+    rest = resumed.run()
+    for a, b in zip(straight[2:], rest[-2:], strict=True):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-6) and a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3, 4]
+
+
+def test_bad_input_is_a_clear_error():
+    tokenizer = _tokenizer()
+    with pytest.raises(SymrlError, match="max_prompt_tokens"):
+        RLHFTrainer(RLHFConfig(max_prompt_tokens=2, **CFG), _model(), tokenizer, _good_fraction, PROMPTS)
+    tokenizer.pad_token = None
+    with pytest.raises(SymrlError, match="pad token"):
+        RLHFTrainer(RLHFConfig(**CFG), _model(), tokenizer, _good_fraction, PROMPTS)
+    with pytest.raises(SymrlError, match="multiple"):
+        RLHFConfig(batch_size=10, minibatch_size=4).validate()
