@@ -180,3 +180,47 @@ def test_bad_input_is_a_clear_error():
         RLHFTrainer(RLHFConfig(**CFG), _model(), tokenizer, _good_fraction, PROMPTS)
     with pytest.raises(SymrlError, match="multiple"):
         RLHFConfig(batch_size=10, minibatch_size=4).validate()
+
+
+# -- rewards -------------------------------------------------------------------------------------------------
+
+
+def test_classifier_reward_uses_its_own_tokenizer_and_returns_the_label_probability(tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    from symrl.rlhf.rewards import ClassifierReward
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie", "the"]))
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=9, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                                     intermediate_size=32, num_labels=2, id2label={0: "NEG", 1: "POS"},
+                                                     label2id={"NEG": 0, "POS": 1}))
+    model.save_pretrained(tmp_path / "rm")
+    tokenizer.save_pretrained(tmp_path / "rm")
+    reward = ClassifierReward.from_pretrained(str(tmp_path / "rm"), label="POS", batch_size=2)
+    scores = reward(["the movie ", "the ", "bad "], ["good", "bad movie", "good good"])
+    with torch.no_grad():
+        encoded = tokenizer(["the movie good"], return_tensors="pt")
+        expected = reward.model(**encoded).logits.softmax(-1)[0, 1].item()
+    assert scores[0] == pytest.approx(expected, abs=1e-6) and all(0 < s < 1 for s in scores)
+    with pytest.raises(SymrlError, match="cannot load the reward model"):
+        ClassifierReward.from_pretrained(str(tmp_path / "missing"))
+    with pytest.raises(SymrlError, match="no label"):
+        ClassifierReward(model, tokenizer, label="HAPPY")
+
+
+def test_reward_noise_flips_centred_scores_and_is_seeded():
+    from symrl.rlhf.rewards import NoisyReward
+
+    clean = lambda prompts, responses: [0.9, 0.1, 0.7, 0.3] * 250  # noqa: E731
+    noisy = NoisyReward(clean, flip=0.25, center=0.5, seed=0)
+    raw = noisy([""] * 1000, [""] * 1000)
+    scores = torch.tensor(raw, dtype=torch.float64)
+    flipped = (scores - torch.tensor(clean(None, None), dtype=torch.float64)).abs() > 1e-9
+    assert 0.2 < flipped.float().mean() < 0.3
+    torch.testing.assert_close(scores[flipped], 1.0 - torch.tensor(clean(None, None), dtype=scores.dtype)[flipped])
+    assert NoisyReward(clean, flip=0.25, center=0.5, seed=0)([""] * 1000, [""] * 1000) == raw
+    with pytest.raises(SymrlError):
+        NoisyReward(clean, flip=1.5)
