@@ -224,3 +224,13 @@ def test_reward_noise_flips_centred_scores_and_is_seeded():
     assert NoisyReward(clean, flip=0.25, center=0.5, seed=0)([""] * 1000, [""] * 1000) == raw
     with pytest.raises(SymrlError):
         NoisyReward(clean, flip=1.5)
+
+
+def test_auxiliary_nll_on_reference_texts_lowers_their_loss():
+    texts = ["the movie was very good and the plot was good"] * 4
+    cfg = RLHFConfig(iterations=3, nll_coef=1.0, **{**CFG, "beta": 0.0, "algo": "ppo", "alpha": 1.0})
+    trainer = RLHFTrainer(cfg, _model(), _tokenizer(), lambda p, r: [0.0] * len(r), PROMPTS, reference_texts=texts)
+    history = trainer.run()
+    assert history[-1]["nll"] < history[0]["nll"]
+    with pytest.raises(SymrlError, match="reference_texts"):
+        RLHFTrainer(cfg, _model(), _tokenizer(), _good_fraction, PROMPTS)

@@ -32,7 +32,7 @@ from .models import ValueModel, response_values, value_model_for
 RewardFn = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 METRICS = ["iteration", "episodes", "tokens", "time", "tokens_per_s", "reward", "score", "kl", "kl_coef", "entropy",
            "response_length", "loss", "policy_loss", "rl_loss", "reverse_loss", "value_loss", "clip_fraction",
-           "approx_kl", "sign_change_ratio"]
+           "approx_kl", "sign_change_ratio", "nll"]
 
 
 @dataclass
@@ -65,6 +65,8 @@ class RLHFConfig:
     temperature: float = 1.0
     top_k: int = 50
     max_prompt_tokens: int = 64
+    nll_coef: float = 0.0  # auxiliary NLL on reference texts (the authors use 0.1 with reference texts)
+    nll_batch_size: int = 8
     seed: int = 0
     checkpoint_every: int = 10
 
@@ -100,14 +102,16 @@ class RLHFTrainer:
 
     def __init__(self, cfg: RLHFConfig, policy: torch.nn.Module, tokenizer, reward_fn: RewardFn, prompts: Sequence[str],
                  value_model: Optional[ValueModel] = None, reference: Optional[torch.nn.Module] = None,
-                 out: Optional[str | Path] = None, resume: bool = False):
+                 reference_texts: Sequence[str] = (), out: Optional[str | Path] = None, resume: bool = False):
         self.cfg = cfg.validate()
         if tokenizer.pad_token_id is None:
             raise SymrlError("the tokenizer has no pad token; set one, e.g. tokenizer.pad_token = tokenizer.eos_token")
         self.tokenizer, self.reward_fn = tokenizer, reward_fn
-        self.prompts = list(prompts)
+        self.prompts, self.reference_texts = list(prompts), list(reference_texts)
         if not self.prompts:
             raise SymrlError("no prompts; give at least one prompt")
+        if cfg.nll_coef > 0 and not self.reference_texts:
+            raise SymrlError("nll_coef > 0 needs reference_texts (the texts of the auxiliary NLL loss)")
         longest = max(len(tokenizer(p)["input_ids"]) for p in self.prompts)
         if longest > cfg.max_prompt_tokens:
             raise SymrlError(f"a prompt has {longest} tokens, over max_prompt_tokens={cfg.max_prompt_tokens}; "
@@ -174,6 +178,10 @@ class RLHFTrainer:
                 value_loss = 0.5 * masked_mean(torch.maximum((values - mb.returns) ** 2, (clipped - mb.returns) ** 2), mask)
                 entropy_mean = masked_mean(entropy, mask)
                 loss = cfg.policy_coef * pg.loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy_mean
+                if cfg.nll_coef > 0:
+                    nll = self._reference_nll()
+                    loss = loss + cfg.nll_coef * nll
+                    logs.setdefault("nll", []).append(float(nll.detach()))
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"non-finite loss at iteration {self.iteration}; the last checkpoint is kept")
                 self.optimizer.zero_grad(set_to_none=True)
@@ -186,6 +194,15 @@ class RLHFTrainer:
                                    ("sign_change_ratio", changed)):
                     logs.setdefault(key, []).append(float(value.detach()))
         return {key: float(np.mean(values)) for key, values in logs.items()}
+
+    def _reference_nll(self) -> torch.Tensor:
+        """Mean token NLL of the policy on a random batch of reference texts (keeps it close to real text)."""
+        texts = [self.reference_texts[i] for i in self.rng.integers(len(self.reference_texts), size=self.cfg.nll_batch_size)]
+        self.tokenizer.padding_side = "right"
+        encoded = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
+                                 max_length=self.cfg.max_prompt_tokens + self.cfg.max_new_tokens).to(self.device)
+        labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
+        return self.policy(**encoded, labels=labels).loss
 
     def step(self) -> dict:
         """One iteration; returns its metrics row."""
