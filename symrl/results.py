@@ -59,7 +59,7 @@ def default_labels(config: dict) -> dict:
     noise = config.get("reward_noise") or "clean"
     if config.get("adv_noise"):
         noise = f"{noise} + adv {config['adv_noise']}" if noise != "clean" else f"adv {config['adv_noise']}"
-    return {"algorithm": name, "env": config.get("env", "?"), "noise": noise}
+    return {"algorithm": name, "env": config.get("env") or config.get("task", "?"), "noise": noise}
 
 
 def run_labels(run_dir: Path, config: Optional[dict] = None) -> dict:

@@ -169,6 +169,13 @@ def test_save_then_resume_continues_like_an_uninterrupted_run(tmp_path):
         assert a["score"] == pytest.approx(b["score"], abs=1e-6) and a["loss"] == pytest.approx(b["loss"], rel=1e-5)
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3, 4]
+    # an ordinary run directory: the results loader and the report read it
+    from symrl.report import summary_table
+    from symrl.results import load_evaluations
+
+    evaluations = load_evaluations([tmp_path])
+    assert list(evaluations["step"]) == [32, 64, 96, 128] and set(evaluations["algorithm"]) == {"SPPO"}
+    assert summary_table([tmp_path])["n"].tolist() == [1]
 
 
 def test_bad_input_is_a_clear_error():

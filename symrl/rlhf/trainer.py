@@ -39,6 +39,7 @@ METRICS = ["iteration", "episodes", "tokens", "time", "tokens_per_s", "reward", 
 class RLHFConfig:
     """Settings of a token-level (symmetric) PPO run; defaults follow SPEC 5's IMDB setup."""
 
+    task: str = "custom"  # the run's name for reports (the env column of symrl.results)
     algo: str = "ppo"  # ppo or sppo (symmetric PPO)
     alpha: float = 1.0
     beta: float = 0.0
@@ -156,7 +157,8 @@ class RLHFTrainer:
         rollout = Rollout(**{f.name: getattr(generated, f.name) for f in dataclasses.fields(Generated)},
                           old_logprobs=old_logprobs, ref_logprobs=ref_logprobs, old_values=values,
                           advantages=advantages, returns=returns)
-        stats = {"score": scores.mean().item(), "reward": (rewards.sum(1)).mean().item(), "kl": kl.sum(1).mean().item(),
+        stats = {"score": scores.mean().item(), "score_std": scores.std().item() if len(scores) > 1 else 0.0,
+                 "reward": (rewards.sum(1)).mean().item(), "kl": kl.sum(1).mean().item(),
                  "response_length": mask.sum(1).mean().item(), "tokens": int(mask.sum().item())}
         return rollout, stats
 
@@ -222,18 +224,33 @@ class RLHFTrainer:
         return row
 
     def run(self) -> list[dict]:
-        """Train to ``cfg.iterations``; with an ``out`` directory, log ``metrics.csv`` and checkpoint."""
-        log = runs.CsvLog(self.run_dir / runs.METRICS, METRICS) if self.run_dir is not None else None
+        """Train to ``cfg.iterations``. With an ``out`` directory this is an ordinary run directory:
+        ``config.yaml``, ``metrics.csv`` per iteration, ``eval.csv`` (step = trajectories so far, the batch's
+        mean score as ``mean_return``, what ``symrl report`` reads), ``status.json`` and checkpoints."""
+        if self.run_dir is None:
+            while self.iteration < self.cfg.iterations:
+                self.step()
+            return self.history
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        runs.write_config(self.run_dir, dataclasses.asdict(self.cfg))
+        runs.write_status(self.run_dir, "running", step=self.iteration)
+        log = runs.CsvLog(self.run_dir / runs.METRICS, METRICS)
+        evaluations = runs.CsvLog(self.run_dir / runs.EVAL, runs.EVAL_COLUMNS)
         try:
             while self.iteration < self.cfg.iterations:
                 row = self.step()
-                if log is not None:
-                    log.write(row)
-                    if self.iteration % self.cfg.checkpoint_every == 0 or self.iteration == self.cfg.iterations:
-                        self._save()
+                log.write(row)
+                evaluations.write({"step": row["episodes"], "mean_return": row["score"], "std_return": row["score_std"],
+                                   "episodes": self.cfg.batch_size})
+                if self.iteration % self.cfg.checkpoint_every == 0 or self.iteration == self.cfg.iterations:
+                    self._save()
+            runs.write_status(self.run_dir, "finished", step=self.iteration)
+        except Exception as exc:
+            runs.write_status(self.run_dir, "failed", step=self.iteration, error=str(exc).splitlines()[0] if str(exc) else "")
+            raise
         finally:
-            if log is not None:
-                log.close()
+            log.close()
+            evaluations.close()
         return self.history
 
     # -- checkpoints ----------------------------------------------------------------------------------------
@@ -256,17 +273,18 @@ class RLHFTrainer:
         self.iteration, self.kl.value = int(state["iteration"]), float(state["kl_coef"])
         self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = state["rng"]
-        _truncate(self.run_dir, self.iteration)
+        _truncate(self.run_dir, self.iteration, self.cfg.batch_size)
 
 
-def _truncate(run_dir: Path, iteration: int) -> None:
-    """Drop metric rows logged after the checkpoint (a killed run's tail)."""
-    path = run_dir / runs.METRICS
-    if not path.is_file():
-        return
-    lines = path.read_text().splitlines()
-    keep = [lines[0]] + [line for line in lines[1:] if line and int(line.split(",")[0]) <= iteration]
-    runs.atomic_write_text(path, "\n".join(keep) + "\n")
+def _truncate(run_dir: Path, iteration: int, batch_size: int) -> None:
+    """Drop rows logged after the checkpoint (a killed run's tail): metrics by iteration, evaluations by step."""
+    for name, limit in ((runs.METRICS, iteration), (runs.EVAL, iteration * batch_size)):
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        lines = path.read_text().splitlines()
+        keep = [lines[0]] + [line for line in lines[1:] if line and float(line.split(",")[0]) <= limit]
+        runs.atomic_write_text(path, "\n".join(keep) + "\n")
 
 
 def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
