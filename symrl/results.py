@@ -23,7 +23,6 @@ from . import runs
 from .config import read_config_mapping
 from .errors import SymrlError
 
-LABELS = "labels.json"
 LABEL_COLUMNS = ["algorithm", "env", "noise", "seed"]
 # config fields copied next to the labels (a report states them; filters use them)
 CONFIG_COLUMNS = [
@@ -66,7 +65,7 @@ def run_labels(run_dir: Path, config: Optional[dict] = None) -> dict:
     """``labels.json`` over the config-derived labels, plus the seed."""
     config = config if config is not None else read_config(run_dir)
     labels = default_labels(config)
-    path = Path(run_dir) / LABELS
+    path = Path(run_dir) / runs.LABELS
     if path.is_file():
         try:
             labels.update({k: v for k, v in json.loads(path.read_text()).items() if v is not None})

@@ -6,6 +6,7 @@ A run directory holds::
     metrics.csv         one row per update (losses, entropy, clip fraction, approx KL, sign-change ratio...)
     eval.csv            step,mean_return,std_return,episodes
     status.json         {"state": "running" | "finished" | "failed", "step": ..., "error": ...}
+    labels.json         (sweeps only) the cell's labels: algorithm, env, noise
     checkpoints/last.pt the latest checkpoint (model, optimiser, normalisers, RNG states, counters)
     model.pt            the final model (policy, observation normaliser, config)
     tb/                 TensorBoard events
@@ -33,6 +34,7 @@ CONFIG = "config.yaml"
 METRICS = "metrics.csv"
 EVAL = "eval.csv"
 STATUS = "status.json"
+LABELS = "labels.json"  # written by sweeps: what a report calls the run (algorithm, env, noise)
 CHECKPOINT = "checkpoints/last.pt"
 MODEL = "model.pt"
 TENSORBOARD = "tb"

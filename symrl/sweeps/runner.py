@@ -113,7 +113,7 @@ def run_cell(run_dir: str, config: dict, labels: dict, threads: int) -> dict:
         return {"outcome": outcome, "seconds": 0.0}
     try:
         path.mkdir(parents=True, exist_ok=True)
-        runs.atomic_write_text(path / "labels.json", json.dumps(labels, indent=1))
+        runs.atomic_write_text(path / runs.LABELS, json.dumps(labels, indent=1))
         if action == "resume":
             result = train(out=path, resume=True, total_steps=cfg.total_steps, progress=False)
         else:
