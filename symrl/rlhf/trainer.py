@@ -147,7 +147,8 @@ class RLHFTrainer:
         ref_logprobs, _ = score(self.reference, generated, self.sampling)
         values = response_values(self.value_model, generated)
         mask = generated.response_mask.float()
-        responses = self.tokenizer.batch_decode(generated.responses * generated.response_mask, skip_special_tokens=True)
+        # after EOS the sampler writes the pad token, which decoding skips like every special token
+        responses = self.tokenizer.batch_decode(generated.responses, skip_special_tokens=True)
         scores = torch.as_tensor([float(s) for s in self.reward_fn(prompts, responses)], device=self.device)
         kl = (old_logprobs - ref_logprobs) * mask
         rewards = -self.kl.value * kl
