@@ -56,8 +56,14 @@ def policy_logits(logits: torch.Tensor, steps: torch.Tensor | int, sampling: Sam
     return logits
 
 
-def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding (the first real token is at 0)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def response_slice(batch: Generated) -> slice:
+    """The sequence positions whose outputs predict the response tokens (the state before each one)."""
+    return slice(batch.prompt_length - 1, batch.prompt_length - 1 + batch.response_mask.shape[1])
 
 
 @torch.no_grad()
@@ -66,9 +72,9 @@ def generate(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torc
     """Sample up to ``max_new_tokens`` per prompt with a KV cache; rows stop at EOS (then padding)."""
     batch, prompt_length = prompt_ids.shape
     attention = prompt_mask.long()
-    out = model(input_ids=prompt_ids, attention_mask=attention, position_ids=_positions(attention), use_cache=True)
+    out = model(input_ids=prompt_ids, attention_mask=attention, position_ids=position_ids(attention), use_cache=True)
     past, logits = out.past_key_values, out.logits[:, -1]
-    next_position = _positions(attention)[:, -1] + 1
+    next_position = position_ids(attention)[:, -1] + 1
     finished = torch.zeros(batch, dtype=torch.bool, device=prompt_ids.device)
     tokens, logprobs, valid = [], [], []
     for step in range(sampling.max_new_tokens):
@@ -104,9 +110,8 @@ def generate(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torc
 def response_logits(model: torch.nn.Module, batch: Generated) -> torch.Tensor:
     """Raw logits that predict each response token, ``[B, T, V]`` (one forward over prompt + response)."""
     out = model(input_ids=batch.sequences, attention_mask=batch.attention_mask,
-                position_ids=_positions(batch.attention_mask))
-    p, t = batch.prompt_length, batch.response_mask.shape[1]
-    return out.logits[:, p - 1: p - 1 + t]
+                position_ids=position_ids(batch.attention_mask))
+    return out.logits[:, response_slice(batch)]
 
 
 def score(model: torch.nn.Module, batch: Generated, sampling: Sampling) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,6 +11,8 @@ import copy
 import torch
 from torch import nn
 
+from .generation import position_ids, response_slice
+
 
 class ValueModel(nn.Module):
     """``V(prefix)`` at every position of a sequence: ``body(...).last_hidden_state @ head``."""
@@ -36,8 +38,6 @@ def value_model_for(policy: nn.Module, share_body: bool = False) -> ValueModel:
 
 def response_values(value_model: ValueModel, batch) -> torch.Tensor:
     """Value of the state before each response token, ``[B, T]``, 0 on padding."""
-    positions = (batch.attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-    values = value_model(batch.sequences, batch.attention_mask, positions)
-    p, t = batch.prompt_length, batch.response_mask.shape[1]
-    values = values[:, p - 1: p - 1 + t]
+    values = value_model(batch.sequences, batch.attention_mask, position_ids(batch.attention_mask))
+    values = values[:, response_slice(batch)]
     return values * batch.response_mask.to(values.dtype)

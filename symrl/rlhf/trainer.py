@@ -10,6 +10,7 @@ Dropout stays off (``eval()``), so the first PPO ratio of an update is exactly 1
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -121,8 +122,9 @@ class RLHFTrainer:
         self.policy = policy.eval()
         self.reference = (reference if reference is not None else _frozen_copy(policy)).eval()
         self.value_model = (value_model if value_model is not None else value_model_for(policy)).eval()
-        params = {id(p): p for p in [*self.policy.parameters(), *self.value_model.parameters()]}
-        self.optimizer = torch.optim.AdamW(list(params.values()), lr=cfg.learning_rate)
+        # a shared body appears in both modules: each parameter once
+        self.trained_parameters = list({id(p): p for p in [*self.policy.parameters(), *self.value_model.parameters()]}.values())
+        self.optimizer = torch.optim.AdamW(self.trained_parameters, lr=cfg.learning_rate)
         self.sampling = Sampling(cfg.max_new_tokens, cfg.min_new_tokens, cfg.temperature, cfg.top_k,
                                  tokenizer.eos_token_id, tokenizer.pad_token_id)
         self.device = next(policy.parameters()).device
@@ -189,7 +191,7 @@ class RLHFTrainer:
                     raise TrainingDiverged(f"non-finite loss at iteration {self.iteration}; the last checkpoint is kept")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.trained_parameters, cfg.max_grad_norm)
                 self.optimizer.step()
                 for key, value in (("loss", loss), ("policy_loss", pg.loss), ("rl_loss", pg.rl_loss),
                                    ("reverse_loss", pg.reverse_loss), ("value_loss", value_loss), ("entropy", entropy_mean),
@@ -274,23 +276,12 @@ class RLHFTrainer:
         self.iteration, self.kl.value = int(state["iteration"]), float(state["kl_coef"])
         self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = state["rng"]
-        _truncate(self.run_dir, self.iteration, self.cfg.batch_size)
-
-
-def _truncate(run_dir: Path, iteration: int, batch_size: int) -> None:
-    """Drop rows logged after the checkpoint (a killed run's tail): metrics by iteration, evaluations by step."""
-    for name, limit in ((runs.METRICS, iteration), (runs.EVAL, iteration * batch_size)):
-        path = run_dir / name
-        if not path.is_file():
-            continue
-        lines = path.read_text().splitlines()
-        keep = [lines[0]] + [line for line in lines[1:] if line and float(line.split(",")[0]) <= limit]
-        runs.atomic_write_text(path, "\n".join(keep) + "\n")
+        # drop rows a killed run logged after its checkpoint: metrics by iteration, evaluations by step
+        runs.truncate_csv(self.run_dir / runs.METRICS, METRICS, self.iteration, key="iteration")
+        runs.truncate_csv(self.run_dir / runs.EVAL, runs.EVAL_COLUMNS, self.iteration * self.cfg.batch_size)
 
 
 def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
-    import copy  # noqa: PLC0415
-
     reference = copy.deepcopy(model)
     for p in reference.parameters():
         p.requires_grad_(False)
