@@ -142,13 +142,9 @@ def _choose_baseline(algorithms: list[str], baseline: Optional[str]) -> Optional
 def _run_table(run_dirs: list[Path], evaluations: pd.DataFrame) -> pd.DataFrame:
     """One row per run, including runs without any evaluation yet."""
     last_step = evaluations.groupby("run")["step"].max() if not evaluations.empty else pd.Series(dtype=float)
-    rows = []
-    for run_dir in run_dirs:
-        config = results.read_config(run_dir)
-        labels = results.run_labels(run_dir, config)
-        rows.append({"run": str(run_dir), **labels, "state": runs.read_status(run_dir).get("state", "unknown"),
-                     "total_steps": config.get("total_steps"), "last_step": last_step.get(str(run_dir), np.nan)})
-    return pd.DataFrame(rows)
+    table = results.load_runs(run_dirs)
+    table["last_step"] = table["run"].map(last_step).astype(float)
+    return table
 
 
 def _header(run_dirs: list[Path], evaluations: pd.DataFrame) -> list[str]:

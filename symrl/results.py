@@ -88,6 +88,11 @@ def _run_columns(run_dir: Path) -> dict:
     return row
 
 
+def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per run, with or without evaluations: ``run``, labels, ``state`` and the config columns."""
+    return pd.DataFrame([_run_columns(run_dir) for run_dir in find_runs(paths)])
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file() or path.stat().st_size == 0:
         return pd.DataFrame()
