@@ -1,0 +1,120 @@
+"""Loading policies, reward models and data sets by hub name or local folder, with one-line errors.
+
+Everything here calls the ordinary Hugging Face loaders (``AutoModelForCausalLM``, ``datasets.load_dataset``),
+so a hub name and a local folder take the same path; what fails (no network, a typo, a missing package)
+becomes a :class:`~symrl.errors.SymrlError` that says how to fix it. LoRA (``peft``) and 4-bit loading
+(``bitsandbytes``, CUDA only) are options of :func:`load_policy`.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import torch
+
+from ..errors import SymrlError
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else exc.__class__.__name__
+
+
+@contextmanager
+def _loading(what: str, name: str, flag: str) -> Iterator[None]:
+    """Turn a loader's failure into a one-line error naming the model or data set and the fix."""
+    try:
+        yield
+    except SymrlError:
+        raise
+    except ImportError as exc:
+        raise SymrlError(f"loading the {what} {name!r} needs a missing package ({_first_line(exc)}); "
+                         "pip install 'symrl[rlhf]'") from None
+    except Exception as exc:  # noqa: BLE001 - hub, file and format errors all surface as one message
+        local = Path(name).exists()
+        fix = (f"check that {name} holds a saved {what}" if local else
+               f"check the name, or download it where the Hugging Face hub is reachable (`hf download {name}`, then "
+               f"HF_HUB_OFFLINE=1) or give a local folder with {flag}")
+        raise SymrlError(f"cannot load the {what} {name!r} ({_first_line(exc)}); {fix}") from None
+
+
+def device_for(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_tokenizer(name: str, flag: str = "--set policy_model=PATH", pad_with_eos: bool = False):
+    from transformers import AutoTokenizer  # noqa: PLC0415
+
+    with _loading("tokenizer", name, flag):
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    if tokenizer.pad_token is None and pad_with_eos:
+        tokenizer.pad_token = tokenizer.eos_token  # GPT-2 has no pad token; padding is masked everywhere
+    return tokenizer
+
+
+def load_policy(name: str, device: torch.device, lora_r: int = 0, lora_alpha: float = 16.0, lora_dropout: float = 0.0,
+                load_in_4bit: bool = False, flag: str = "--set policy_model=PATH") -> torch.nn.Module:
+    """A causal LM in float32 (bfloat16 compute under 4-bit), optionally wrapped with LoRA adapters."""
+    from transformers import AutoModelForCausalLM  # noqa: PLC0415
+
+    kwargs: dict = {"dtype": torch.float32}
+    if load_in_4bit:
+        if device.type != "cuda":
+            raise SymrlError("load_in_4bit needs a CUDA GPU (bitsandbytes); drop --set load_in_4bit=true on a CPU")
+        from transformers import BitsAndBytesConfig  # noqa: PLC0415
+
+        kwargs = {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                            bnb_4bit_compute_dtype=torch.bfloat16),
+                  "device_map": {"": device.index or 0}}
+    with _loading("policy", name, flag):
+        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+    if not load_in_4bit:
+        model.to(device)
+    if lora_r > 0:
+        model = add_lora(model, lora_r, lora_alpha, lora_dropout, quantized=load_in_4bit)
+    return model.eval()
+
+
+def add_lora(model: torch.nn.Module, r: int, alpha: float, dropout: float, quantized: bool = False) -> torch.nn.Module:
+    """Wrap ``model`` with LoRA adapters on all its linear layers (the base weights are frozen)."""
+    try:
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training  # noqa: PLC0415
+    except ImportError:
+        raise SymrlError("LoRA needs peft; pip install 'symrl[rlhf]' or set lora_r=0") from None
+    if quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def load_classifier(name: str, device: torch.device, flag: str = "--set reward_model=PATH"):
+    """A sequence classifier and its tokenizer; a folder with a LoRA adapter is loaded onto its base model."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: PLC0415
+
+    with _loading("reward model", name, flag):
+        if (Path(name) / "adapter_config.json").exists():
+            from peft import AutoPeftModelForSequenceClassification  # noqa: PLC0415
+
+            model = AutoPeftModelForSequenceClassification.from_pretrained(name).merge_and_unload()
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device).eval(), tokenizer
+
+
+def load_split(name: str, split: str, flag: str = "--set dataset=PATH", limit: Optional[int] = None):
+    """One split of a data set (``datasets.load_dataset``: a hub name or a local folder of data files)."""
+    try:
+        import datasets  # noqa: PLC0415
+    except ImportError:
+        raise SymrlError("this task reads its prompts with the datasets package; pip install 'symrl[rlhf]'") from None
+    with _loading("data set", name, flag):
+        data = datasets.load_dataset(name, split=split)
+    return data.select(range(min(limit, len(data)))) if limit else data
