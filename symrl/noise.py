@@ -31,7 +31,7 @@ class NoiseSpec:
         return f"{self.kind}:{self.value:g}"
 
 
-def _parse(spec: Optional[str], option: str, kinds: tuple) -> Optional[NoiseSpec]:
+def parse(spec: Optional[str], option: str, kinds: tuple) -> Optional[NoiseSpec]:
     if spec is None or str(spec).strip().lower() in ("", "none", "null"):
         return None
     kind, sep, raw = str(spec).partition(":")
@@ -51,12 +51,12 @@ def _parse(spec: Optional[str], option: str, kinds: tuple) -> Optional[NoiseSpec
 
 def parse_reward_noise(spec: Optional[str]) -> Optional[NoiseSpec]:
     """``gaussian:SIGMA | uniform:V | flip:P`` (or None) -> :class:`NoiseSpec`."""
-    return _parse(spec, "--reward-noise", REWARD_KINDS)
+    return parse(spec, "--reward-noise", REWARD_KINDS)
 
 
 def parse_adv_noise(spec: Optional[str]) -> Optional[NoiseSpec]:
     """``flip:P`` (or None) -> :class:`NoiseSpec`."""
-    return _parse(spec, "--adv-noise", ("flip",))
+    return parse(spec, "--adv-noise", ("flip",))
 
 
 class RewardNoise:

@@ -4,35 +4,22 @@ the symmetric gradient's closed form, learning a programmatic reward, and resume
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
 
-from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast  # noqa: E402
+from tiny_lm import WORDS, tiny_gpt2, tiny_tokenizer  # noqa: E402
 
 from symrl.errors import SymrlError  # noqa: E402
 from symrl.losses import symmetric_ppo_loss  # noqa: E402
 from symrl.rlhf import RLHFConfig, RLHFTrainer, Sampling, generate, score  # noqa: E402
 from symrl.rlhf.advantages import token_gae  # noqa: E402
 
-WORDS = ["<pad>", "<eos>", "good", "bad", "the", "movie", "was", "a", "plot", "film", "very", "not", "it", "is", "and", "i"]
 PROMPTS = ["the movie was", "it is", "the plot", "i", "a film and the movie was very"]
-
-
-def _tokenizer() -> PreTrainedTokenizerFast:
-    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<pad>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>")
-
-
-def _model(seed: int = 0) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=len(WORDS), n_positions=64,
-                        bos_token_id=1, eos_token_id=1, pad_token_id=0)
-    return GPT2LMHeadModel(config).eval()
+_tokenizer, _model = tiny_tokenizer, tiny_gpt2
 
 
 def _prompts(tokenizer, texts=PROMPTS):
@@ -157,25 +144,79 @@ def test_short_run_raises_a_programmatic_reward():
 
 
 def test_save_then_resume_continues_like_an_uninterrupted_run(tmp_path):
-    cfg = RLHFConfig(iterations=4, checkpoint_every=2, **CFG)
+    evaluation = dict(eval_prompts=PROMPTS[:3], eval_references=["good", "bad movie", "was good"])
+    cfg = RLHFConfig(iterations=4, checkpoint_every=2, eval_every=2, **CFG)
     straight = RLHFTrainer(RLHFConfig(iterations=4, **CFG), _model(), _tokenizer(), _good_fraction, PROMPTS).run()
-    first = RLHFTrainer(RLHFConfig(iterations=2, checkpoint_every=2, **CFG), _model(), _tokenizer(), _good_fraction,
-                        PROMPTS, out=tmp_path)
+    first = RLHFTrainer(RLHFConfig(iterations=2, checkpoint_every=2, eval_every=2, **CFG), _model(), _tokenizer(),
+                        _good_fraction, PROMPTS, out=tmp_path, **evaluation)
     first.run()
-    resumed = RLHFTrainer(cfg, _model(), _tokenizer(), _good_fraction, PROMPTS, out=tmp_path, resume=True)
+    resumed = RLHFTrainer(cfg, _model(), _tokenizer(), _good_fraction, PROMPTS, out=tmp_path, resume=True, **evaluation)
     assert resumed.iteration == 2
     rest = resumed.run()
     for a, b in zip(straight[2:], rest[-2:], strict=True):
         assert a["score"] == pytest.approx(b["score"], abs=1e-6) and a["loss"] == pytest.approx(b["loss"], rel=1e-5)
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3, 4]
+    # evaluations before training and every 2 iterations, each with its samples
+    samples = sorted(path.name for path in (tmp_path / "samples").iterdir())
+    assert samples == ["iter_0000.jsonl", "iter_0002.jsonl", "iter_0004.jsonl"]
+    lines = [json.loads(line) for line in (tmp_path / "samples" / "iter_0004.jsonl").read_text().splitlines()]
+    assert [line["prompt"] for line in lines] == PROMPTS[:3] and lines[1]["reference"] == "bad movie"
+    assert resumed.history_eval[-1]["mean_return"] == pytest.approx(sum(line["score"] for line in lines) / 3)
     # an ordinary run directory: the results loader and the report read it
     from symrl.report import summary_table
     from symrl.results import load_evaluations
 
     evaluations = load_evaluations([tmp_path])
-    assert list(evaluations["step"]) == [32, 64, 96, 128] and set(evaluations["algorithm"]) == {"SPPO"}
+    assert list(evaluations["step"]) == [0, 64, 128] and set(evaluations["algorithm"]) == {"SPPO"}
     assert summary_table([tmp_path])["n"].tolist() == [1]
+
+
+def test_evaluation_is_clean_seeded_and_measures_kl_win_rate_and_perplexity():
+    references = ["good good good", "bad", "the movie"]
+    cfg = RLHFConfig(iterations=1, reward_noise="flip:1.0", **CFG)
+    trainer = RLHFTrainer(cfg, _model(), _tokenizer(), _good_fraction, PROMPTS, eval_prompts=PROMPTS[:3],
+                          eval_references=references)
+    row, samples = trainer.evaluate()
+    again, _ = trainer.evaluate()
+    assert row == again  # a fixed evaluation seed: the same draws while the policy is unchanged
+    assert row["kl"] == pytest.approx(0.0, abs=1e-5)  # the policy is still its reference
+    assert row["mean_return"] == pytest.approx(sum(_good_fraction(None, [s["response"] for s in samples])) / 3)
+    scores = [s["score"] for s in samples]
+    expected_wins = [(a > b) + 0.5 * (a == b) for a, b in zip(scores, [3 / 8, 0.0, 0.0], strict=True)]
+    assert row["win_rate"] == pytest.approx(sum(expected_wins) / 3)
+    assert 1.0 < row["perplexity"] < 2 * len(WORDS)  # an untrained model: about uniform over the vocabulary
+    # noise is for training only: every score is flipped around the batch mean in training, never in evaluation
+    trainer.step()
+    last = trainer.history[-1]
+    assert last["train_score"] == pytest.approx(last["score"], abs=1e-6)  # flipping all around the mean keeps it
+    trainer.noise = None
+    with pytest.raises(SymrlError, match="reward_noise"):
+        RLHFConfig(reward_noise="flip:2").validate()
+
+
+def test_lora_policy_trains_adapters_only_with_the_adapters_off_as_reference(tmp_path):
+    from symrl.rlhf.hub import add_lora
+
+    policy = add_lora(_model(), r=4, alpha=8, dropout=0.0)
+    frozen = {name: p.detach().clone() for name, p in policy.named_parameters() if not p.requires_grad}
+    cfg = RLHFConfig(iterations=2, checkpoint_every=2, **CFG)
+    trainer = RLHFTrainer(cfg, policy, _tokenizer(), _good_fraction, PROMPTS, out=tmp_path)
+    assert trainer.reference is None
+    assert all("lora_" in name or name.startswith("head") or "value" in name
+               for name, p in [*policy.named_parameters(), *trainer.value_model.named_parameters()] if p.requires_grad)
+    history = trainer.run()
+    assert abs(history[0]["kl"]) < 1e-5 < abs(history[1]["kl"])  # adapters start at zero, then move away
+    for name, p in policy.named_parameters():
+        if name in frozen:
+            torch.testing.assert_close(p, frozen[name])
+    # the checkpoint holds the adapters, not the frozen base; a resume loads them back
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert state["policy"] and all("lora_" in name for name in state["policy"])
+    resumed = RLHFTrainer(RLHFConfig(iterations=3, **CFG), add_lora(_model(), r=4, alpha=8, dropout=0.0), _tokenizer(),
+                          _good_fraction, PROMPTS, out=tmp_path, resume=True)
+    for (name, a), b in zip(policy.named_parameters(), resumed.policy.parameters(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
 
 
 def test_bad_input_is_a_clear_error():
@@ -199,7 +240,7 @@ def test_classifier_reward_uses_its_own_tokenizer_and_returns_the_label_probabil
 
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie", "the"]))
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
+    tokenizer = BertTokenizerFast(vocab=str(vocab))
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(vocab_size=9, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                                      intermediate_size=32, num_labels=2, id2label={0: "NEG", 1: "POS"},

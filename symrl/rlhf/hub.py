@@ -116,5 +116,11 @@ def load_split(name: str, split: str, flag: str = "--set dataset=PATH", limit: O
     except ImportError:
         raise SymrlError("this task reads its prompts with the datasets package; pip install 'symrl[rlhf]'") from None
     with _loading("data set", name, flag):
-        data = datasets.load_dataset(name, split=split)
+        splits = datasets.load_dataset(name)
+    aliases = {"valid": "validation", "validation": "valid"}  # hub sets and local files name it either way
+    found = split if split in splits else aliases.get(split) if aliases.get(split) in splits else None
+    if found is None:
+        raise SymrlError(f"the data set {name!r} has no {split!r} split (it has {', '.join(splits)}); "
+                         f"give a data set with one, e.g. a folder with {split}.jsonl")
+    data = splits[found]
     return data.select(range(min(limit, len(data)))) if limit else data

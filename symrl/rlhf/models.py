@@ -30,9 +30,11 @@ class ValueModel(nn.Module):
 
 
 def value_model_for(policy: nn.Module, share_body: bool = False) -> ValueModel:
-    """A critic for a Hugging Face causal LM: a copy of its body (default) or the body itself (``share_body``)."""
-    body = policy.base_model
-    hidden = policy.config.hidden_size if hasattr(policy.config, "hidden_size") else policy.config.n_embd
+    """A critic for a Hugging Face causal LM: a copy of its body (default) or the body itself (``share_body``).
+    Under LoRA (``peft``) the body carries the adapters, so a copied critic trains its own adapters."""
+    model = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+    body = model.base_model
+    hidden = model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.n_embd
     return ValueModel(body if share_body else copy.deepcopy(body), hidden)
 
 

@@ -13,13 +13,14 @@ import numpy as np
 import torch
 
 from ..errors import SymrlError
+from ..noise import parse as parse_noise
 
 RewardFn = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 
 
 class ClassifierReward:
     """The probability a sequence classifier gives ``label`` for ``prompt + response`` (SPEC 5: the positive
-    class of ``lvwerra/distilbert-imdb``)."""
+    class of ``lvwerra/distilbert-imdb``); a one-output model (a preference reward model) gives its logit."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, label: int | str = 1, batch_size: int = 32, max_length: int = 512):
         self.model, self.tokenizer = model.eval(), tokenizer
@@ -28,22 +29,19 @@ class ClassifierReward:
             if label not in labels:
                 raise SymrlError(f"the reward model has no label {label!r}; its labels are {sorted(labels)}")
             label = int(labels[label])
+        if model.config.num_labels == 1:
+            label = 0
         if not 0 <= label < model.config.num_labels:
             raise SymrlError(f"label {label} is out of range for a reward model with {model.config.num_labels} labels")
         self.label, self.batch_size, self.max_length = label, batch_size, max_length
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, label: int | str = 1, **kwargs) -> "ClassifierReward":
-        """Load a classifier and its tokenizer (a hub name or a local folder); a clear error if it cannot be loaded."""
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: PLC0415
+    def from_pretrained(cls, name_or_path: str, label: int | str = 1, device: str = "cpu", **kwargs) -> "ClassifierReward":
+        """Load a classifier and its tokenizer (a hub name, a local folder or a LoRA adapter folder); a one-line
+        error if it cannot be loaded."""
+        from .hub import load_classifier  # noqa: PLC0415
 
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-            model = AutoModelForSequenceClassification.from_pretrained(name_or_path)
-        except (OSError, ValueError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            raise SymrlError(f"cannot load the reward model {name_or_path!r} ({first}); give a local folder or a hub "
-                             "name that is reachable (offline: download it first, then set HF_HUB_OFFLINE=1)") from None
+        model, tokenizer = load_classifier(name_or_path, torch.device(device))
         return cls(model, tokenizer, label, **kwargs)
 
     @torch.no_grad()
@@ -54,9 +52,14 @@ class ClassifierReward:
         for start in range(0, len(texts), self.batch_size):
             encoded = self.tokenizer(texts[start: start + self.batch_size], return_tensors="pt", padding=True,
                                      truncation=True, max_length=self.max_length).to(device)
-            probs = self.model(**encoded).logits.float().softmax(-1)[:, self.label]
-            scores.extend(probs.tolist())
+            logits = self.model(**encoded).logits.float()
+            scores.extend((logits[:, 0] if logits.shape[-1] == 1 else logits.softmax(-1)[:, self.label]).tolist())
         return scores
+
+
+def parse_reward_noise(spec: Optional[str]):
+    """``flip:P`` or ``gaussian:SIGMA`` (or None) -> :class:`symrl.noise.NoiseSpec`."""
+    return parse_noise(spec, "reward_noise", ("flip", "gaussian"))
 
 
 class NoisyReward:
@@ -70,11 +73,23 @@ class NoisyReward:
         self.reward_fn, self.flip, self.sigma, self.center = reward_fn, flip, sigma, center
         self.rng = np.random.default_rng(seed)
 
-    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
-        scores = np.asarray(self.reward_fn(prompts, responses), dtype=np.float64)
+    @classmethod
+    def from_spec(cls, reward_fn: RewardFn, spec: Optional[str], seed: int = 0) -> Optional["NoisyReward"]:
+        """The noise of a ``flip:P`` / ``gaussian:SIGMA`` string, or None for no noise."""
+        parsed = parse_reward_noise(spec)
+        if parsed is None:
+            return None
+        return cls(reward_fn, **({"flip": parsed.value} if parsed.kind == "flip" else {"sigma": parsed.value}), seed=seed)
+
+    def perturb(self, scores: Sequence[float]) -> np.ndarray:
+        """The noisy version of clean ``scores``."""
+        scores = np.asarray(scores, dtype=np.float64)
         center = scores.mean() if self.center is None else self.center
         flipped = self.rng.random(len(scores)) < self.flip
         scores = np.where(flipped, 2 * center - scores, scores)
         if self.sigma > 0:
             scores = scores + self.rng.normal(0.0, self.sigma, len(scores))
-        return scores.tolist()
+        return scores
+
+    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        return self.perturb(self.reward_fn(prompts, responses)).tolist()

