@@ -114,12 +114,15 @@ def response_logits(model: torch.nn.Module, batch: Generated) -> torch.Tensor:
     return out.logits[:, response_slice(batch)]
 
 
-def score(model: torch.nn.Module, batch: Generated, sampling: Sampling) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(logprobs, entropy)`` of the response tokens under :func:`policy_logits`, ``[B, T]``, 0 on padding."""
+def score(model: torch.nn.Module, batch: Generated, sampling: Sampling,
+          entropy_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logprobs, entropy)`` of the response tokens under :func:`policy_logits`, ``[B, T]``, 0 on padding.
+    ``entropy_grad=False`` computes the entropy outside autograd (a statistic only: less memory and time)."""
     steps = torch.arange(batch.response_mask.shape[1], device=batch.sequences.device)[None, :]
     log_probs = F.log_softmax(policy_logits(response_logits(model, batch), steps, sampling), dim=-1)
     taken = log_probs.gather(-1, batch.responses[..., None]).squeeze(-1)
-    probs = log_probs.exp()
-    entropy = -(probs * torch.where(probs > 0, log_probs, torch.zeros_like(log_probs))).sum(-1)
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        probs = log_probs.exp()
+        entropy = -(probs * torch.where(probs > 0, log_probs, torch.zeros_like(log_probs))).sum(-1)
     mask = batch.response_mask.bool()
     return torch.where(mask, taken, torch.zeros_like(taken)), torch.where(mask, entropy, torch.zeros_like(entropy))
