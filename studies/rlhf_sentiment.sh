@@ -7,7 +7,7 @@
 set -euo pipefail
 OUT=${OUT:-runs/studies/rlhf_sentiment}
 SEEDS=${SEEDS:-"0 1 2"}
-SYMRL=${SYMRL:-symrl}
+SYMRL=${SYMRL:-symrl}  # a command, e.g. "python -m symrl.cli"
 for seed in $SEEDS; do
   for noise in clean flip:0.3; do
     for algo in PPO SPPO scaled_PPO; do
@@ -21,7 +21,7 @@ for seed in $SEEDS; do
       if grep -qs '"finished"' "$dir/status.json"; then echo "skip $dir"; continue; fi
       if [[ -f $dir/checkpoints/last.pt ]]; then mode=(--resume); else mode=(--overwrite); fi
       echo "run $dir"
-      "$SYMRL" rlhf --task sentiment "${args[@]}" --seed "$seed" --out "$dir" "${mode[@]}" --no-progress
+      $SYMRL rlhf --task sentiment "${args[@]}" --seed "$seed" --out "$dir" "${mode[@]}" --no-progress
     done
   done
 done

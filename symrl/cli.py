@@ -255,6 +255,8 @@ def _rlhf(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if not trainer.is_main:
+        return 0
     final = trainer.history_eval[-1] if trainer.history_eval else {"mean_return": float("nan"), "kl": float("nan")}
     print(f"done: {trainer.iteration} iterations, evaluation reward {final['mean_return']:.3f}, KL {final['kl']:.3f}; "
           f"results in {trainer.run_dir}")

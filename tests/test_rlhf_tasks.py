@@ -215,3 +215,23 @@ def test_real_sentiment_assets_load_and_score_sensibly():
     assert setup.info["reward_model_heldout_accuracy"] > 0.7
     scores = setup.reward_fn(["", ""], ["A wonderful, moving film with great acting.", "A dull, boring, awful mess."])
     assert scores[0] > 0.8 and scores[1] < 0.2
+
+
+def test_two_processes_share_gradients_through_accelerate(stand_ins, tmp_path):
+    """torchrun with 2 CPU processes (gloo): each samples its own batch, metrics count both, one run directory."""
+    pytest.importorskip("accelerate")
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "symrl.cli",
+               "rlhf", "--task", "imdb", "--iterations", "2", "--out", str(out),
+               "--set", f"policy_model={stand_ins['policy']}", "--set", f"reward_model={stand_ins['classifier']}",
+               "--set", f"dataset={stand_ins['imdb']}", *SMALL]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("done: 2 iterations") == 1  # only the main process reports
+    metrics = (out / "metrics.csv").read_text().splitlines()
+    header = metrics[0].split(",")
+    assert [int(row.split(",")[header.index("episodes")]) for row in metrics[1:]] == [8, 16]  # 2 processes x 4
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    first, second = state["processes"]
+    assert not torch.equal(first["generator"], second["generator"])  # each process drew its own samples

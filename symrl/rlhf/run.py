@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -11,6 +12,17 @@ from ..config import _coerce_all, read_config_mapping
 from ..errors import SymrlError
 from .tasks import describe, load_task, make_rlhf_config
 from .trainer import RLHFConfig, RLHFTrainer
+
+
+def _accelerator():
+    """An ``accelerate.Accelerator`` when launched as several processes (``accelerate launch``, ``torchrun``)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    try:
+        from accelerate import Accelerator  # noqa: PLC0415
+    except ImportError:
+        raise SymrlError("a multi-process launch needs accelerate; pip install 'symrl[rlhf]'") from None
+    return Accelerator()
 
 
 def default_out(cfg: RLHFConfig) -> Path:
@@ -43,11 +55,17 @@ def train_rlhf(cfg: Optional[RLHFConfig] = None, out: Optional[str | Path] = Non
     if not resume and runs.holds_run(out) and not overwrite:  # before minutes of loading
         raise SymrlError(f"{out} already holds a run; pass --resume to continue it, --overwrite to replace it, "
                          "or choose another --out")
+    accelerator = _accelerator()
+    if accelerator is not None:  # one device per process; only the main process talks
+        cfg = dataclasses.replace(cfg, device=str(accelerator.device))
+        log = log if accelerator.is_main_process else (lambda _: None)
+        if not accelerator.is_main_process:
+            on_iteration = None
     setup = load_task(cfg, log=log)
     log(f"{cfg.task}: {describe(setup)}")
     trainer = RLHFTrainer(cfg, setup.policy, setup.tokenizer, setup.reward_fn, setup.prompts,
                           reference_texts=setup.reference_texts, eval_prompts=setup.eval_prompts,
                           eval_references=setup.eval_references, info=setup.info, out=out, resume=resume,
-                          overwrite=overwrite)
+                          overwrite=overwrite, accelerator=accelerator)
     trainer.run(on_iteration)
     return trainer

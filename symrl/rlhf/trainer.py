@@ -39,6 +39,7 @@ METRICS = ["iteration", "episodes", "tokens", "time", "tokens_per_s", "reward", 
            "approx_kl", "sign_change_ratio", "nll"]
 EVAL_COLUMNS = [*runs.EVAL_COLUMNS, "kl", "win_rate", "perplexity", "response_length"]
 SAMPLES = "samples"
+PROCESS_SEED_STRIDE = 100_003  # process r of a multi-process run samples with seed + r * stride
 
 
 @dataclass
@@ -131,14 +132,23 @@ class RLHFTrainer:
     clean reward; with ``eval_references`` (a human continuation or summary per eval prompt) the evaluation
     also gives the win rate against them and the policy's perplexity on them. A LoRA policy (``peft``) is its
     own reference with the adapters disabled.
+
+    With an ``accelerate.Accelerator`` of several processes (``accelerate launch`` / ``torchrun``), every
+    process samples ``batch_size`` trajectories with its own seed, gradients are averaged across processes,
+    metrics are means over processes, and only the main process evaluates and writes files.
     """
 
     def __init__(self, cfg: RLHFConfig, policy: torch.nn.Module, tokenizer, reward_fn: RewardFn, prompts: Sequence[str],
                  value_model: Optional[ValueModel] = None, reference: Optional[torch.nn.Module] = None,
                  reference_texts: Sequence[str] = (), out: Optional[str | Path] = None, resume: bool = False,
                  eval_prompts: Sequence[str] = (), eval_references: Sequence[str] = (), info: Optional[dict] = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, accelerator=None):
         self.cfg = cfg.validate()
+        self.accelerator = accelerator
+        self.rank = accelerator.process_index if accelerator is not None else 0
+        self.is_main = accelerator is None or accelerator.is_main_process
+        if accelerator is not None and accelerator.num_processes > 1 and cfg.share_body:
+            raise SymrlError("share_body cannot be used with several processes; use the separate critic (share_body=false)")
         self.run_dir = Path(out) if out is not None else None
         if self.run_dir is not None and not resume and runs.holds_run(self.run_dir) and not overwrite:
             raise SymrlError(f"{self.run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it, "
@@ -172,9 +182,19 @@ class RLHFTrainer:
         self.sampling = Sampling(cfg.max_new_tokens, cfg.min_new_tokens, cfg.temperature, cfg.top_k,
                                  tokenizer.eos_token_id, tokenizer.pad_token_id)
         self.device = next(policy.parameters()).device
-        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        self.rng = np.random.default_rng(cfg.seed)
-        self.noise = NoisyReward.from_spec(reward_fn, cfg.reward_noise, seed=cfg.seed + 1)
+        # the modules gradients flow through: the same as policy/value_model, or their distributed wrappers
+        self.train_policy, self.train_value = self.policy, self.value_model
+        if accelerator is not None:
+            self.device = accelerator.device
+            for module in (self.policy, self.value_model, self.reference):
+                if module is not None:
+                    module.to(self.device)
+            self.train_policy, self.train_value, self.optimizer = accelerator.prepare(self.policy, self.value_model,
+                                                                                      self.optimizer)
+        seed = cfg.seed + PROCESS_SEED_STRIDE * self.rank  # each process samples its own prompts and tokens
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.noise = NoisyReward.from_spec(reward_fn, cfg.reward_noise, seed=seed + 1)
         self._reference_scores: Optional[np.ndarray] = None
         self.kl = kl_controller(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
         self.iteration = 0
@@ -182,7 +202,7 @@ class RLHFTrainer:
         self.history_eval: list[dict] = []
         if resume:
             self._restore()
-        elif self.run_dir is not None and runs.holds_run(self.run_dir):
+        elif self.run_dir is not None and self.is_main and runs.holds_run(self.run_dir):
             shutil.rmtree(self.run_dir)  # --overwrite
 
     # -- one iteration -----------------------------------------------------------------------------------
@@ -234,8 +254,8 @@ class RLHFTrainer:
             for start in range(0, cfg.batch_size, cfg.minibatch_size):
                 mb = batch.select(order[start: start + cfg.minibatch_size])
                 mask = mb.response_mask.float()
-                logprobs, entropy = score(self.policy, mb, self.sampling, entropy_grad=cfg.ent_coef > 0)
-                values = response_values(self.value_model, mb)
+                logprobs, entropy = score(self.train_policy, mb, self.sampling, entropy_grad=cfg.ent_coef > 0)
+                values = response_values(self.train_value, mb)
                 advantages = normalize_advantages(mb.advantages, mask)
                 changed = sign_change_ratio(mb.advantages, advantages, mask)
                 pg = symmetric_ppo_loss(logprobs, mb.old_logprobs, advantages, clip_range=cfg.clip_range,
@@ -251,8 +271,12 @@ class RLHFTrainer:
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"non-finite loss at iteration {self.iteration}; the last checkpoint is kept")
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.trained_parameters, cfg.max_grad_norm)
+                if self.accelerator is not None:
+                    self.accelerator.backward(loss)
+                    self.accelerator.clip_grad_norm_(self.trained_parameters, cfg.max_grad_norm)
+                else:
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(self.trained_parameters, cfg.max_grad_norm)
                 self.optimizer.step()
                 for key, value in (("loss", loss), ("policy_loss", pg.loss), ("rl_loss", pg.rl_loss),
                                    ("reverse_loss", pg.reverse_loss), ("value_loss", value_loss), ("entropy", entropy_mean),
@@ -261,18 +285,18 @@ class RLHFTrainer:
                     logs.setdefault(key, []).append(float(value.detach()))
         return {key: float(np.mean(values)) for key, values in logs.items()}
 
-    def _text_nll(self, texts: Sequence[str]) -> tuple[torch.Tensor, int]:
+    def _text_nll(self, texts: Sequence[str], model: Optional[torch.nn.Module] = None) -> tuple[torch.Tensor, int]:
         """Mean token NLL of the policy on ``texts`` and the number of predicted tokens."""
         self.tokenizer.padding_side = "right"
         encoded = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True,
                                  max_length=self.cfg.max_prompt_tokens + self.cfg.max_new_tokens).to(self.device)
         labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
-        return self.policy(**encoded, labels=labels).loss, int((labels[:, 1:] != -100).sum())
+        return (model or self.policy)(**encoded, labels=labels).loss, int((labels[:, 1:] != -100).sum())
 
     def _reference_nll(self) -> torch.Tensor:
         """Mean token NLL of the policy on a random batch of reference texts (keeps it close to real text)."""
         texts = [self.reference_texts[i] for i in self.rng.integers(len(self.reference_texts), size=self.cfg.nll_batch_size)]
-        return self._text_nll(texts)[0]
+        return self._text_nll(texts, self.train_policy)[0]
 
     @torch.no_grad()
     def evaluate(self) -> tuple[dict, list[dict]]:
@@ -314,18 +338,33 @@ class RLHFTrainer:
         """One iteration; returns its metrics row."""
         start = time.time()
         batch, stats = self.rollout()
+        stats["kl"] = self._mean_over_processes({"kl": stats["kl"]})["kl"]  # every process stops together
         if not math.isfinite(stats["kl"]) or stats["kl"] > self.cfg.kl_stop:
             raise TrainingDiverged(f"KL to the reference is {stats['kl']:.3g} at iteration {self.iteration} (limit "
                                    f"kl_stop={self.cfg.kl_stop}); lower the learning rate or raise kl_coef. "
                                    "The last checkpoint is kept")
-        logs = self.update(batch)
-        self.kl.update(stats["kl"], self.cfg.batch_size)
+        logs = self._mean_over_processes(self.update(batch))
+        stats = self._mean_over_processes(stats)
+        self.kl.update(stats["kl"], self.cfg.batch_size * self.processes)
         self.iteration += 1
         seconds = time.time() - start
-        row = {"iteration": self.iteration, "episodes": self.iteration * self.cfg.batch_size, "time": seconds,
-               "tokens_per_s": stats["tokens"] / max(seconds, 1e-9), "kl_coef": self.kl.value, **stats, **logs}
+        row = {"iteration": self.iteration, "episodes": self.iteration * self.cfg.batch_size * self.processes,
+               "time": seconds, "kl_coef": self.kl.value, **stats, **logs}
+        row["tokens"] = int(round(stats["tokens"] * self.processes))
+        row["tokens_per_s"] = row["tokens"] / max(seconds, 1e-9)
         self.history.append(row)
         return row
+
+    @property
+    def processes(self) -> int:
+        return self.accelerator.num_processes if self.accelerator is not None else 1
+
+    def _mean_over_processes(self, values: dict) -> dict:
+        if self.processes == 1:
+            return values
+        keys = sorted(values)
+        means = self.accelerator.reduce(torch.tensor([float(values[k]) for k in keys], device=self.device), "mean")
+        return dict(zip(keys, means.tolist(), strict=True))
 
     def run(self, on_iteration: Optional[Callable[[dict], None]] = None) -> list[dict]:
         """Train to ``cfg.iterations``, calling ``on_iteration(row)`` after each. With an ``out`` directory this
@@ -333,38 +372,46 @@ class RLHFTrainer:
         ``metrics.csv`` per iteration, ``eval.csv`` (step = trajectories so far, the clean evaluation reward as
         ``mean_return``: what ``symrl report`` reads), ``samples/iter_N.jsonl`` per evaluation, ``status.json``
         and checkpoints."""
-        if self.run_dir is None:
-            while self.iteration < self.cfg.iterations:
-                row = self.step()
-                if on_iteration is not None:
-                    on_iteration(row)
-            return self.history
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._write_config()
-        runs.write_status(self.run_dir, "running", step=self.iteration)
-        log = runs.CsvLog(self.run_dir / runs.METRICS, METRICS)
-        evaluations = runs.CsvLog(self.run_dir / runs.EVAL, EVAL_COLUMNS)
+        writes = self.run_dir is not None and self.is_main
+        if writes:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._write_config()
+            runs.write_status(self.run_dir, "running", step=self.iteration)
+            log = runs.CsvLog(self.run_dir / runs.METRICS, METRICS)
+            evaluations = runs.CsvLog(self.run_dir / runs.EVAL, EVAL_COLUMNS)
         try:
-            if self.iteration == 0 and self.eval_prompts:
-                self._evaluate_to(evaluations)
+            if self.iteration == 0:
+                self._maybe_evaluate(evaluations if writes else None)
             while self.iteration < self.cfg.iterations:
                 row = self.step()
-                log.write(row)
                 last = self.iteration == self.cfg.iterations
-                if self.eval_prompts and (self.iteration % self.cfg.eval_every == 0 or last):
-                    self._evaluate_to(evaluations)
-                if on_iteration is not None:
+                if writes:
+                    log.write(row)
+                if self.iteration % self.cfg.eval_every == 0 or last:
+                    self._maybe_evaluate(evaluations if writes else None)
+                if on_iteration is not None and self.is_main:
                     on_iteration(row)
-                if self.iteration % self.cfg.checkpoint_every == 0 or last:
+                if self.run_dir is not None and (self.iteration % self.cfg.checkpoint_every == 0 or last):
                     self._save()
-            runs.write_status(self.run_dir, "finished", step=self.iteration)
+            if writes:
+                runs.write_status(self.run_dir, "finished", step=self.iteration)
         except Exception as exc:
-            runs.write_status(self.run_dir, "failed", step=self.iteration, error=str(exc).splitlines()[0] if str(exc) else "")
+            if writes:
+                runs.write_status(self.run_dir, "failed", step=self.iteration,
+                                  error=str(exc).splitlines()[0] if str(exc) else "")
             raise
         finally:
-            log.close()
-            evaluations.close()
+            if writes:
+                log.close()
+                evaluations.close()
         return self.history
+
+    def _maybe_evaluate(self, evaluations: Optional[runs.CsvLog]) -> None:
+        """Evaluate on the main process of a run with a directory; the others wait."""
+        if evaluations is not None and self.eval_prompts:
+            self._evaluate_to(evaluations)
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
 
     def _evaluate_to(self, evaluations: runs.CsvLog) -> None:
         row, samples = self.evaluate()
@@ -379,15 +426,25 @@ class RLHFTrainer:
     def _write_config(self) -> None:
         runs.write_config(self.run_dir, {**dataclasses.asdict(self.cfg), "info": self.info})
 
-    def _state(self) -> dict:
-        return {"policy": _trained_state(self.policy), "value_model": _trained_state(self.value_model),
-                "optimizer": self.optimizer.state_dict(), "iteration": self.iteration, "kl_coef": self.kl.value,
-                "generator": self.generator.get_state(), "rng": self.rng.bit_generator.state,
+    def _random_state(self) -> dict:
+        return {"generator": self.generator.get_state(), "rng": self.rng.bit_generator.state,
                 "noise_rng": self.noise.rng.bit_generator.state if self.noise is not None else None}
 
     def _save(self) -> None:
-        self._write_config()
-        runs.atomic_torch_save(self._state(), self.run_dir / runs.CHECKPOINT)
+        """Every process's random state (a collective call), saved by the main process."""
+        random_states = [self._random_state()]
+        if self.processes > 1:
+            from accelerate.utils import gather_object  # noqa: PLC0415
+
+            random_states = gather_object(random_states)
+        if self.is_main:
+            self._write_config()
+            state = {"policy": _trained_state(self.policy), "value_model": _trained_state(self.value_model),
+                     "optimizer": self.optimizer.state_dict(), "iteration": self.iteration, "kl_coef": self.kl.value,
+                     "processes": random_states}
+            runs.atomic_torch_save(state, self.run_dir / runs.CHECKPOINT)
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
 
     def _restore(self) -> None:
         if self.run_dir is None:
@@ -397,10 +454,14 @@ class RLHFTrainer:
         _load_trained_state(self.value_model, state["value_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration, self.kl.value = int(state["iteration"]), float(state["kl_coef"])
-        self.generator.set_state(state["generator"])
-        self.rng.bit_generator.state = state["rng"]
-        if self.noise is not None and state.get("noise_rng") is not None:
-            self.noise.rng.bit_generator.state = state["noise_rng"]
+        if self.rank < len(state["processes"]):  # more processes than saved: the new ones start from their seeds
+            saved = state["processes"][self.rank]
+            self.generator.set_state(saved["generator"])
+            self.rng.bit_generator.state = saved["rng"]
+            if self.noise is not None and saved["noise_rng"] is not None:
+                self.noise.rng.bit_generator.state = saved["noise_rng"]
+        if not self.is_main:
+            return
         # drop rows a killed run logged after its checkpoint: metrics by iteration, evaluations by step
         runs.truncate_csv(self.run_dir / runs.METRICS, METRICS, self.iteration, key="iteration")
         runs.truncate_csv(self.run_dir / runs.EVAL, EVAL_COLUMNS, self.iteration * self.cfg.batch_size)
