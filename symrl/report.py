@@ -116,6 +116,7 @@ def write_report(
     lines += _aggregate_section(final, baseline, seed, reps, out, colors)
     lines += _learning_curve_section(evaluations, out, colors)
     lines += _sign_change_section(metrics, out, colors)
+    lines += _language_model_section(evaluations, out, colors, seed)
     lines += _control_section(final, seed)
     markdown = "\n".join(lines).rstrip() + "\n"
 
@@ -312,6 +313,46 @@ def _sign_change_section(metrics: pd.DataFrame, out: Path, colors: dict[str, str
     return lines
 
 
+LM_COLUMNS = {"kl": "KL to the reference", "win_rate": "win rate vs reference", "perplexity": "perplexity on references"}
+
+
+def _language_model_section(evaluations: pd.DataFrame, out: Path, colors: dict[str, str], seed: int) -> list[str]:
+    """For `symrl rlhf` runs: KL to the reference, win rate and perplexity at the final evaluation with
+    bootstrap CIs over seeds, and KL over training (nothing for Gymnasium runs)."""
+    present = [c for c in LM_COLUMNS if c in evaluations and pd.to_numeric(evaluations[c], errors="coerce").notna().any()]
+    if "kl" not in present:
+        return []
+    table = evaluations.copy()
+    for column in present:
+        table[column] = pd.to_numeric(table[column], errors="coerce")
+    final = results.final_evaluations(table)
+    lines = ["## Language-model runs: KL, win rate, perplexity", "",
+             "At each run's last evaluation (fixed held-out prompts, clean reward): the KL of the policy to the frozen "
+             "reference on its own samples, the win rate against the human reference (ties count half) and the "
+             "policy's perplexity on prompt + reference; mean over seeds with a 95% bootstrap CI.", "",
+             "| task | noise | algorithm | " + " | ".join(LM_COLUMNS[c] for c in present) + " |",
+             "|---|---|---|" + "---|" * len(present)]
+    for (env, noise, algorithm), rows in final.groupby(stats.GROUP_COLUMNS, sort=True):
+        cells = []
+        for column in present:
+            values = rows[column].dropna()
+            if values.empty:
+                cells.append("–")
+                continue
+            mean, low, high = stats.bootstrap_ci(values, n_boot=N_BOOT, seed=seed)
+            cells.append(format_ci(mean, low, high, len(values)))
+        lines.append(f"| {_md(env)} | {_md(noise)} | {_md(algorithm)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    curves = stats.learning_curve(table, value="kl")
+    for index, (env, rows) in enumerate(curves.groupby("env", sort=True)):
+        name = f"kl_{index}_{_slug(env)}.png"
+        _plot_panels(rows, out / FIGURES / name, colors, title=str(env), ylabel="KL to the reference",
+                     xlabel="trajectories sampled")
+        lines += ["KL over training (mean over seeds, band = 95% t-interval):", "",
+                  f"![KL to the reference over training, {_md(env)}]({FIGURES}/{name})", ""]
+    return lines
+
+
 def _control_section(final: pd.DataFrame, seed: int) -> list[str]:
     """SPPO next to PPO with policy_coef = c, the control for SPPO's rescaling of PPO's gradient."""
     if final.empty or "algo" not in final:
@@ -380,7 +421,8 @@ def _slug(text: object) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-") or "env"
 
 
-def _plot_panels(rows: pd.DataFrame, path: Path, colors: dict[str, str], title: str, ylabel: str) -> None:
+def _plot_panels(rows: pd.DataFrame, path: Path, colors: dict[str, str], title: str, ylabel: str,
+                 xlabel: str = "environment steps") -> None:
     """One panel per noise setting, one line (and CI band, where the table has low/high) per algorithm."""
     noises = sorted(rows["noise"].unique())
     figure = Figure(figsize=(4.2 * len(noises), 3.3), layout="constrained")
@@ -393,7 +435,7 @@ def _plot_panels(rows: pd.DataFrame, path: Path, colors: dict[str, str], title: 
             if "low" in curve:
                 axis.fill_between(curve["step"], curve["low"], curve["high"], color=color, alpha=0.2, linewidth=0)
         axis.set_title(f"{title} · {noise}", fontsize=9)
-        axis.set_xlabel("environment steps")
+        axis.set_xlabel(xlabel)
         axis.set_ylabel(ylabel)
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8)

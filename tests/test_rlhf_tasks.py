@@ -235,3 +235,35 @@ def test_two_processes_share_gradients_through_accelerate(stand_ins, tmp_path):
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     first, second = state["processes"]
     assert not torch.equal(first["generator"], second["generator"])  # each process drew its own samples
+
+
+def test_rlhf_sweep_runs_cells_skips_finished_ones_and_reports(stand_ins, tmp_path):
+    from symrl.results import load_evaluations
+    from symrl.sweeps import run_sweep
+    from symrl.sweeps.spec import parse_sweep
+
+    spec = {"kind": "rlhf", "out": str(tmp_path / "sweep"), "steps": 1, "seeds": 1, "envs": ["imdb"],
+            "algorithms": {"PPO": "ppo", "scaled PPO": {"algo": "ppo", "policy_coef": 0.9}},
+            "noise": {"clean": None, "flip:0.3": "flip:0.3"},
+            "overrides": {"policy_model": str(stand_ins["policy"]), "reward_model": str(stand_ins["classifier"]),
+                          "dataset": str(stand_ins["imdb"]), "batch_size": 4, "minibatch_size": 2, "epochs": 1,
+                          "max_new_tokens": 4, "eval_prompts": 2}}
+    sweep = parse_sweep(spec)
+    assert [cell.key for cell in sweep.cells] == ["imdb/clean/PPO/seed0", "imdb/clean/scaled_PPO/seed0",
+                                                  "imdb/flip_0.3/PPO/seed0", "imdb/flip_0.3/scaled_PPO/seed0"]
+    assert sweep.cells[3].config.reward_noise == "flip:0.3" and sweep.cells[3].config.policy_coef == 0.9
+    summary = run_sweep(sweep, workers=1, progress=False)
+    assert summary.count("done") == 4, summary.errors
+    assert run_sweep(parse_sweep(spec), workers=1, progress=False).count("skipped") == 4
+    evaluations = load_evaluations([tmp_path / "sweep"])
+    assert sorted(set(evaluations["algorithm"])) == ["PPO", "scaled PPO"] and set(evaluations["step"]) == {0, 4}
+    from symrl.report import write_report
+
+    report = write_report([tmp_path / "sweep"], tmp_path / "report", reps=50).read_text()
+    section = report[report.index("## Language-model runs"):]
+    assert "| imdb | flip:0.3 | scaled PPO |" in section and "KL to the reference" in section
+    assert (tmp_path / "report" / "figures" / "kl_0_imdb.png").is_file()
+    with pytest.raises(SymrlError, match="algo`: must be one of ppo, sppo"):
+        parse_sweep({**spec, "algorithms": ["a2c"]})
+    with pytest.raises(SymrlError, match="unknown config key 'learning_rat'"):
+        parse_sweep({**spec, "overrides": {"learning_rat": 1e-5}})

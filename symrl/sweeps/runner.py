@@ -16,6 +16,7 @@ error and does not stop the others. ``sweep.json`` in the out folder summarises 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -30,12 +31,12 @@ from typing import Callable, Optional
 from tqdm import tqdm
 
 from .. import runs
-from ..config import load_config_file
+from ..config import load_config_file, read_config_mapping
 from ..errors import SymrlError
-from .spec import Cell, Sweep
+from .spec import Cell, Sweep, budget, is_rlhf
 
 OUTCOMES = ("done", "skipped", "resumed", "failed")
-IGNORED_FIELDS = {"total_steps", "progress"}  # may differ between a saved run and its cell
+IGNORED_FIELDS = {"total_steps", "iterations", "progress", "info"}  # may differ between a saved run and its cell
 
 
 @dataclass
@@ -61,6 +62,17 @@ class SweepSummary:
 # -- what a cell's directory asks for -------------------------------------------------------------------
 
 
+def _saved_config(run_dir: Path, cell: Cell) -> dict:
+    """The config a run directory holds, as a dict (validated for Gymnasium runs)."""
+    if is_rlhf(cell.config):
+        return read_config_mapping(run_dir / runs.CONFIG)
+    return load_config_file(run_dir / runs.CONFIG).to_dict()
+
+
+def _as_dict(config) -> dict:
+    return dataclasses.asdict(config) if is_rlhf(config) else config.to_dict()
+
+
 def plan(run_dir: Path, cell: Cell) -> str:
     """'skip', 'resume', 'restart' or 'new' for this cell, from what ``run_dir`` holds."""
     if not runs.holds_run(run_dir):
@@ -68,8 +80,8 @@ def plan(run_dir: Path, cell: Cell) -> str:
     state = runs.read_status(run_dir).get("state")
     checkpoint = (run_dir / runs.CHECKPOINT).is_file()
     if state == "finished" and (run_dir / runs.CONFIG).is_file():
-        saved = load_config_file(run_dir / runs.CONFIG)
-        if saved.total_steps >= cell.config.total_steps:
+        saved = _saved_config(run_dir, cell)
+        if saved.get("iterations" if is_rlhf(cell.config) else "total_steps", 0) >= budget(cell.config):
             return "skip"
         return "resume" if checkpoint else "restart"
     if state != "failed" and checkpoint:
@@ -83,8 +95,8 @@ def check_compatible(sweep: Sweep) -> None:
         run_dir = sweep.run_dir(cell)
         if not (run_dir / runs.CONFIG).is_file():
             continue
-        saved = load_config_file(run_dir / runs.CONFIG).to_dict()
-        wanted = cell.config.to_dict()
+        saved = _saved_config(run_dir, cell)
+        wanted = _as_dict(cell.config)
         different = sorted(k for k in wanted if k not in IGNORED_FIELDS and saved.get(k) != wanted[k])
         if different:
             k = different[0]
@@ -96,16 +108,21 @@ def check_compatible(sweep: Sweep) -> None:
 
 
 def run_cell(run_dir: str, config: dict, labels: dict, threads: int) -> dict:
-    """Train one cell; never raises for a failing run (the error is returned). Top-level for pickling."""
+    """Train one cell (a Gymnasium or a language-model run); never raises for a failing run (the error is
+    returned). Top-level for pickling."""
     import torch  # noqa: PLC0415
-
-    from ..config import Config  # noqa: PLC0415
-    from ..trainer import train  # noqa: PLC0415
 
     if threads > 0:
         torch.set_num_threads(threads)
     path = Path(run_dir)
-    cfg = Config(**config)
+    if is_rlhf(config):
+        from ..rlhf.trainer import RLHFConfig  # noqa: PLC0415
+
+        cfg = RLHFConfig(**config)
+    else:
+        from ..config import Config  # noqa: PLC0415
+
+        cfg = Config(**config)
     action = plan(path, Cell(key="", labels=labels, config=cfg))
     outcome = {"skip": "skipped", "resume": "resumed"}.get(action, "done")
     start = time.time()
@@ -114,12 +131,8 @@ def run_cell(run_dir: str, config: dict, labels: dict, threads: int) -> dict:
     try:
         path.mkdir(parents=True, exist_ok=True)
         runs.atomic_write_text(path / runs.LABELS, json.dumps(labels, indent=1))
-        if action == "resume":
-            result = train(out=path, resume=True, total_steps=cfg.total_steps, progress=False)
-        else:
-            result = train(cfg, out=path, overwrite=True)
-        return {"outcome": outcome, "final_return": result.final_return, "steps": result.steps,
-                "seconds": time.time() - start}
+        steps, final_return = (_train_rlhf if is_rlhf(config) else _train)(path, cfg, resume=action == "resume")
+        return {"outcome": outcome, "final_return": final_return, "steps": steps, "seconds": time.time() - start}
     except BaseException as exc:  # noqa: BLE001 - a failing cell must not stop the sweep
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -127,6 +140,27 @@ def run_cell(run_dir: str, config: dict, labels: dict, threads: int) -> dict:
         if runs.read_status(path).get("state") != "failed":
             runs.write_status(path, "failed", error=message, traceback=traceback.format_exc(limit=8))
         return {"outcome": "failed", "error": message, "seconds": time.time() - start}
+
+
+def _train(path: Path, cfg, resume: bool) -> tuple[int, float]:
+    from ..trainer import train  # noqa: PLC0415
+
+    if resume:
+        result = train(out=path, resume=True, total_steps=cfg.total_steps, progress=False)
+    else:
+        result = train(cfg, out=path, overwrite=True)
+    return result.steps, result.final_return
+
+
+def _train_rlhf(path: Path, cfg, resume: bool) -> tuple[int, float]:
+    from ..rlhf.run import train_rlhf  # noqa: PLC0415
+
+    quiet = lambda _: None  # noqa: E731
+    if resume:
+        trainer = train_rlhf(out=path, resume=True, iterations=cfg.iterations, log=quiet)
+    else:
+        trainer = train_rlhf(cfg, out=path, overwrite=True, log=quiet)
+    return trainer.iteration, trainer.history_eval[-1]["mean_return"] if trainer.history_eval else float("nan")
 
 
 # -- progress across the sweep ---------------------------------------------------------------------------
@@ -157,12 +191,12 @@ class Progress:
 
     def __init__(self, sweep: Sweep, enabled: bool = True):
         self.sweep = sweep
-        total = sum(cell.config.total_steps for cell in sweep.cells)
+        total = sum(budget(cell.config) for cell in sweep.cells)
         self.bar = tqdm(total=total, initial=self.steps(), unit="step", disable=not enabled,
                         dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
 
     def steps(self) -> int:
-        return sum(min(_last_step(self.sweep.run_dir(cell)), cell.config.total_steps) for cell in self.sweep.cells)
+        return sum(min(_last_step(self.sweep.run_dir(cell)), budget(cell.config)) for cell in self.sweep.cells)
 
     def update(self, summary: SweepSummary) -> None:
         if self.bar.disable:
@@ -217,7 +251,7 @@ def _submit_local(sweep: Sweep, todo: list[Cell], workers: int, threads: int, su
                   tick: Callable[[], None]) -> None:
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures: dict[Future, Cell] = {
-            pool.submit(run_cell, str(sweep.run_dir(c)), c.config.to_dict(), c.labels, threads): c for c in todo
+            pool.submit(run_cell, str(sweep.run_dir(c)), _as_dict(c.config), c.labels, threads): c for c in todo
         }
         pending = set(futures)
         while pending:
@@ -253,7 +287,7 @@ def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str
         # max_retries: Ray re-runs a cell whose worker process died; the cell then resumes from its checkpoint
         threads = 1 if address else _threads_per_worker(workers)
         remote = ray.remote(num_cpus=1, max_retries=3, runtime_env={"env_vars": _thread_env(threads)})(run_cell)
-        refs = {remote.remote(str(sweep.run_dir(c).resolve()), c.config.to_dict(), c.labels, threads): c for c in todo}
+        refs = {remote.remote(str(sweep.run_dir(c).resolve()), _as_dict(c.config), c.labels, threads): c for c in todo}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)

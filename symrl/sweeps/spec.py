@@ -21,12 +21,19 @@ A sweep file is YAML (read with ``yaml.safe_load``)::
         set: {beta: 2.0}
 
 Later wins: the preset, ``steps``, ``overrides``, the env's, the noise setting's, the algorithm's, then
-every matching ``cells`` entry. Every cell is resolved (and so validated) before anything runs; a mistake
-is one :class:`SymrlError` naming the field and the fix.
+every matching ``cells`` entry.
+
+``kind: rlhf`` makes a sweep of language-model runs (``symrl rlhf``): ``envs`` lists tasks (sentiment, imdb,
+tldr), ``algorithms`` are ppo/sppo with :class:`~symrl.rlhf.trainer.RLHFConfig` overrides, ``steps`` is the
+number of iterations, and a noise spec is ``flip:P`` or ``gaussian:S``.
+
+Every cell is resolved (and so validated) before anything runs; a mistake is one :class:`SymrlError`
+naming the field and the fix.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +41,12 @@ from typing import Any
 
 import yaml
 
-from ..config import ALGOS, Config, make_config
+from ..config import ALGOS, make_config
 from ..errors import SymrlError
 
-TOP_LEVEL = ("name", "out", "steps", "seeds", "preset", "algorithms", "envs", "noise", "overrides", "cells")
+TOP_LEVEL = ("name", "out", "kind", "steps", "seeds", "preset", "algorithms", "envs", "noise", "overrides", "cells")
+KINDS = ("rl", "rlhf")  # Gymnasium runs (symrl train) or language-model runs (symrl rlhf)
+RLHF_ALGOS = ("ppo", "sppo")
 WHERE_KEYS = ("algorithm", "env", "noise", "seed")
 
 
@@ -47,7 +56,7 @@ class Cell:
 
     key: str  # the run directory below the sweep's out folder: ENV/NOISE/ALGORITHM/seedS
     labels: dict
-    config: Config
+    config: Any  # Config, or RLHFConfig in a `kind: rlhf` sweep
 
 
 @dataclass(frozen=True)
@@ -89,19 +98,29 @@ def _mapping(value: Any, source: str, field: str) -> dict:
     return value
 
 
-def _algorithms(value: Any, source: str) -> dict[str, dict]:
+def budget(config: Any) -> int:
+    """What a run trains for: environment steps (``total_steps``) or language-model ``iterations``."""
+    return config.iterations if is_rlhf(config) else config.total_steps
+
+
+def is_rlhf(config: Any) -> bool:
+    """A language-model run's config (an RLHFConfig or its dict: only those have a task)."""
+    return "task" in config if isinstance(config, dict) else hasattr(config, "task")
+
+
+def _algorithms(value: Any, source: str, algos: tuple = ALGOS) -> dict[str, dict]:
     """label -> overrides including ``algo``."""
     if isinstance(value, list):
         value = {str(name).upper(): str(name) for name in value}
     if not isinstance(value, dict) or not value:
-        raise _fail(source, "algorithms", "must be a non-empty list of names (ppo, sppo, a2c, sa2c) or a mapping "
+        raise _fail(source, "algorithms", f"must be a non-empty list of names ({', '.join(algos)}) or a mapping "
                     "label -> {algo: ..., overrides}")
     out = {}
     for label, spec in value.items():
         field = f"algorithms.{label}"
         spec = {"algo": spec} if isinstance(spec, str) else _mapping(spec, source, field)
-        if spec.get("algo") not in ALGOS:
-            raise _fail(source, f"{field}.algo", f"must be one of {', '.join(ALGOS)}, got {spec.get('algo')!r}")
+        if spec.get("algo") not in algos:
+            raise _fail(source, f"{field}.algo", f"must be one of {', '.join(algos)}, got {spec.get('algo')!r}")
         out[str(label)] = dict(spec)
     return out
 
@@ -169,6 +188,16 @@ def _matches(where: dict, labels: dict, seed: int) -> bool:
     return all(seed == value if key == "seed" else str(labels[key]) == str(value) for key, value in where.items())
 
 
+def _resolve(kind: str, algo: str, env: str, preset: Any, overrides: dict) -> Any:
+    if kind == "rlhf":
+        from ..config import _coerce_all  # noqa: PLC0415
+        from ..rlhf.tasks import make_rlhf_config  # noqa: PLC0415
+        from ..rlhf.trainer import RLHFConfig  # noqa: PLC0415
+
+        return make_rlhf_config(env, algo, **_coerce_all(overrides, RLHFConfig))
+    return make_config(algo, env, preset, **overrides)
+
+
 def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep file") -> Sweep:
     """Resolve the parsed YAML of a sweep file into cells (see the module docstring for the format)."""
     if not isinstance(data, dict):
@@ -179,10 +208,15 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
     for required in ("out", "algorithms", "envs"):
         if data.get(required) in (None, "", [], {}):
             raise _fail(source, required, "is required (out: the output folder; algorithms and envs: the grid)")
+    kind = data.get("kind") or "rl"
+    if kind not in KINDS:
+        raise _fail(source, "kind", f"must be rl (Gymnasium runs) or rlhf (language-model runs), got {kind!r}")
+    if kind == "rlhf" and data.get("preset") is not None:
+        raise _fail(source, "preset", "does not apply to rlhf sweeps; each task has its preset (use overrides)")
     base: dict[str, Any] = dict(_mapping(data.get("overrides"), source, "overrides"))
     if data.get("steps") is not None:
-        base["total_steps"] = data["steps"]
-    algorithms = _algorithms(data["algorithms"], source)
+        base["iterations" if kind == "rlhf" else "total_steps"] = data["steps"]
+    algorithms = _algorithms(data["algorithms"], source, RLHF_ALGOS if kind == "rlhf" else ALGOS)
     envs = _envs(data["envs"], source)
     noises = _noise(data.get("noise"), source)
     seeds = _seeds(data.get("seeds"), source)
@@ -194,7 +228,7 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
         for noise, noise_overrides in noises.items():
             for algorithm, algo_overrides in algorithms.items():
                 labels = {"algorithm": algorithm, "env": env, "noise": noise}
-                resolved: dict[str, Config] = {}
+                resolved: dict[str, Any] = {}
                 for seed in seeds:
                     overrides = {**base, **env_overrides, **noise_overrides, **algo_overrides}
                     for where, values in rules:
@@ -205,10 +239,11 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
                     cache_key = repr(sorted(overrides.items(), key=lambda kv: kv[0]))
                     if cache_key not in resolved:  # resolving checks the env; once per distinct setting
                         try:
-                            resolved[cache_key] = make_config(algo, env, preset, **overrides)
+                            resolved[cache_key] = _resolve(kind, algo, env, preset, overrides)
                         except SymrlError as exc:
                             raise SymrlError(f"{source}: cell {algorithm} / {env} / {noise}: {exc}") from None
-                    config = resolved[cache_key].replace(seed=seed, progress=False)
+                    config = (dataclasses.replace(resolved[cache_key], seed=seed) if kind == "rlhf"
+                              else resolved[cache_key].replace(seed=seed, progress=False))
                     key = "/".join(slug(part) for part in (env, noise, algorithm)) + f"/seed{seed}"
                     if key in keys:
                         raise _fail(source, "algorithms/noise", f"two labels map to the same folder {key}; rename one")
