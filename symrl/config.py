@@ -116,7 +116,7 @@ class Config:
     def replace(self, **overrides: Any) -> "Config":
         """A copy with ``overrides`` applied (validated like ``--set``)."""
         data = self.to_dict()
-        data.update(_coerce_all(overrides))
+        data.update(coerce_values(overrides))
         return Config(**data)
 
     def validate(self) -> "Config":
@@ -212,7 +212,8 @@ def _coerce(name: str, value: Any, schema: type = Config) -> Any:
     raise SymrlError(f"{name} must be {kind.get(base, base)}, got {value!r}")
 
 
-def _coerce_all(values: dict, schema: type = Config) -> dict:
+def coerce_values(values: dict, schema: type = Config) -> dict:
+    """Check and convert ``values`` for the ``schema`` dataclass (see :func:`_coerce`)."""
     return {k: _coerce(k, v, schema) for k, v in values.items()}
 
 
@@ -229,7 +230,7 @@ def parse_set(items: list[str], schema: type = Config) -> dict:
         except yaml.YAMLError:
             value = raw
         out[key.strip()] = value
-    return _coerce_all(out, schema)
+    return coerce_values(out, schema)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -300,7 +301,7 @@ def make_config(algo: str = "ppo", env: str = "CartPole-v1", preset: Optional[st
         values["bins"] = 0  # a preset's discretisation applies to continuous action spaces only
     values.update(overrides)
     values.update(algo=algo, env=env, preset=preset_name)
-    return Config(**_coerce_all(values)).validate()
+    return Config(**coerce_values(values)).validate()
 
 
 def _has_box_actions(env_id: str, env_kwargs: dict) -> bool:
@@ -329,4 +330,4 @@ def read_config_mapping(path: str | Path) -> dict:
 
 def load_config_file(path: str | Path) -> Config:
     """Read a ``config.yaml`` written by a run back into a :class:`Config`."""
-    return Config(**_coerce_all(read_config_mapping(path))).validate()
+    return Config(**coerce_values(read_config_mapping(path))).validate()

@@ -32,6 +32,8 @@ class NoiseSpec:
 
 
 def parse(spec: Optional[str], option: str, kinds: tuple) -> Optional[NoiseSpec]:
+    """``kind:value`` with ``kind`` in ``kinds`` (or None / "none") -> :class:`NoiseSpec`; ``option`` names the
+    setting in errors."""
     if spec is None or str(spec).strip().lower() in ("", "none", "null"):
         return None
     kind, sep, raw = str(spec).partition(":")

@@ -190,7 +190,6 @@ def test_evaluation_is_clean_seeded_and_measures_kl_win_rate_and_perplexity():
     trainer.step()
     last = trainer.history[-1]
     assert last["train_score"] == pytest.approx(last["score"], abs=1e-6)  # flipping all around the mean keeps it
-    trainer.noise = None
     with pytest.raises(SymrlError, match="reward_noise"):
         RLHFConfig(reward_noise="flip:2").validate()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .. import runs
-from ..config import _coerce_all, read_config_mapping
+from ..config import coerce_values, read_config_mapping
 from ..errors import SymrlError
 from .tasks import describe, load_task, make_rlhf_config
 from .trainer import RLHFConfig, RLHFTrainer
@@ -35,7 +35,7 @@ def resume_config(out: Path, **overrides: Any) -> RLHFConfig:
         raise SymrlError(f"{out} has no checkpoint to resume; start the run without --resume")
     saved = read_config_mapping(out / runs.CONFIG)
     saved.pop("info", None)
-    return RLHFConfig(**_coerce_all({**saved, **overrides}, RLHFConfig)).validate()
+    return RLHFConfig(**coerce_values({**saved, **overrides}, RLHFConfig)).validate()
 
 
 def train_rlhf(cfg: Optional[RLHFConfig] = None, out: Optional[str | Path] = None, resume: bool = False,

@@ -316,8 +316,9 @@ class RLHFTrainer:
             prompts += chunk
             responses += texts
         scores = np.asarray(self.reward_fn(prompts, responses), dtype=np.float64)
-        row = {"step": self.iteration * cfg.batch_size, "mean_return": float(scores.mean()), "std_return": float(scores.std()),
-               "episodes": len(scores), "kl": float(np.mean(kls)), "response_length": float(np.mean(lengths))}
+        row = {"step": self.iteration * cfg.batch_size * self.processes, "mean_return": float(scores.mean()),
+               "std_return": float(scores.std()), "episodes": len(scores), "kl": float(np.mean(kls)),
+               "response_length": float(np.mean(lengths))}
         samples = [{"prompt": p, "response": r, "score": float(s)} for p, r, s in zip(prompts, responses, scores, strict=True)]
         if self.eval_references:
             if self._reference_scores is None:  # the references do not change: score them once
@@ -464,7 +465,7 @@ class RLHFTrainer:
             return
         # drop rows a killed run logged after its checkpoint: metrics by iteration, evaluations by step
         runs.truncate_csv(self.run_dir / runs.METRICS, METRICS, self.iteration, key="iteration")
-        runs.truncate_csv(self.run_dir / runs.EVAL, EVAL_COLUMNS, self.iteration * self.cfg.batch_size)
+        runs.truncate_csv(self.run_dir / runs.EVAL, EVAL_COLUMNS, self.iteration * self.cfg.batch_size * self.processes)
 
 
 def _adamw(parameters: list, lr: float) -> torch.optim.Optimizer:
