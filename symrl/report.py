@@ -162,11 +162,15 @@ def _header(run_dirs: list[Path], evaluations: pd.DataFrame) -> list[str]:
         f"- Algorithms: {', '.join(_md(a) for a in algorithms)}",
         f"- Environments: {', '.join(_md(e) for e in envs)}",
         f"- Noise settings: {', '.join(_md(n) for n in noises)}", "",
-        "| environment | budget (total_steps) | runs | last evaluated step |", "|---|---|---|---|",
+        "| environment | budget (total_steps, or iterations x batch for language models) | runs | last evaluated step |",
+        "|---|---|---|---|",
     ]
     for env, rows in table.groupby("env", sort=True):
-        budgets = sorted({int(b) for b in rows["total_steps"].dropna()})
-        lines.append(f"| {_md(env)} | {', '.join(f'{b:,}' for b in budgets) or '–'} | {len(rows)} | "
+        budgets = [f"{int(b):,}" for b in sorted(set(rows["total_steps"].dropna()))]
+        if "iterations" in rows:
+            pairs = rows[["iterations", "batch_size"]].dropna().drop_duplicates()
+            budgets += [f"{int(i)} x {int(b)}" for i, b in sorted(pairs.itertuples(index=False))]
+        lines.append(f"| {_md(env)} | {', '.join(budgets) or '–'} | {len(rows)} | "
                      f"{format_number(rows['last_step'].max())} |")
     lines.append("")
     evaluated = np.isfinite(table["last_step"].astype(float))

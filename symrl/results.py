@@ -28,6 +28,7 @@ LABEL_COLUMNS = ["algorithm", "env", "noise", "seed"]
 CONFIG_COLUMNS = [
     "algo", "total_steps", "bins", "alpha", "beta", "z", "policy_coef", "reverse_mask", "per_dim_reverse",
     "reward_noise", "adv_noise", "n_envs", "n_steps", "learning_rate", "eval_episodes",
+    "iterations", "batch_size",  # language-model runs (symrl rlhf)
 ]
 
 
