@@ -108,10 +108,12 @@ def generate(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torc
 
 
 def response_logits(model: torch.nn.Module, batch: Generated) -> torch.Tensor:
-    """Raw logits that predict each response token, ``[B, T, V]`` (one forward over prompt + response)."""
+    """Raw logits that predict each response token, ``[B, T, V]`` (one forward over prompt + response; the
+    output layer runs only on the last T + 1 positions, not on the prompt)."""
+    steps = batch.response_mask.shape[1]
     out = model(input_ids=batch.sequences, attention_mask=batch.attention_mask,
-                position_ids=position_ids(batch.attention_mask))
-    return out.logits[:, response_slice(batch)]
+                position_ids=position_ids(batch.attention_mask), logits_to_keep=steps + 1)
+    return out.logits[:, :steps]
 
 
 def score(model: torch.nn.Module, batch: Generated, sampling: Sampling,
