@@ -125,7 +125,8 @@ def main() -> None:
     median = {name: statistics.median(values) for name, values in times.items()}
     print(f"\nGPT-2 {args.layers} layers x {args.width}, batch {args.batch}, {args.minibatches} minibatches, "
           f"{args.epochs} epochs, prompt {args.prompt_length} + response {args.response_length} tokens; "
-          f"torch {torch.__version__}, TRL {trl.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}")
+          f"torch {torch.__version__}, TRL {trl.__version__}, {args.threads} threads, "
+          f"{platform.processor() or platform.machine()}")
     print("| library | s / iteration (median) | response tokens / s | speed-up |")
     print("|---|---|---|---|")
     for name in ("symrl", "TRL"):

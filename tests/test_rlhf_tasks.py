@@ -94,6 +94,9 @@ def test_task_errors_are_one_line(stand_ins, tmp_path, capsys):
     assert main(["rlhf", "--task", "imdb", "--prepare-only"]) == 2
     assert main(["rlhf", "--reward-noise", "flip:3"]) == 2
     assert "probability" in capsys.readouterr().err
+    assert main(["rlhf", "--task", "imdb", "--out", str(tmp_path / "q"), "--set", "load_in_4bit=true", "--set", "device=cpu",
+                 "--set", f"policy_model={stand_ins['policy']}", "--set", f"reward_model={stand_ins['classifier']}"]) == 2
+    assert "load_in_4bit needs a CUDA GPU" in capsys.readouterr().err
     missing = str(tmp_path / "nowhere")
     with pytest.raises(SymrlError, match="cannot load the tokenizer .*nowhere"):
         load_task(make_rlhf_config("imdb", policy_model=missing))
