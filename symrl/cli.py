@@ -257,9 +257,9 @@ def _rlhf(args: argparse.Namespace) -> int:
             bar.close()
     if not trainer.is_main:
         return 0
-    final = trainer.history_eval[-1] if trainer.history_eval else {"mean_return": float("nan"), "kl": float("nan")}
-    print(f"done: {trainer.iteration} iterations, evaluation reward {final['mean_return']:.3f}, KL {final['kl']:.3f}; "
-          f"results in {trainer.run_dir}")
+    final = (f", evaluation reward {trainer.history_eval[-1]['mean_return']:.3f}, KL {trainer.history_eval[-1]['kl']:.3f}"
+             if trainer.history_eval else "")  # a resumed run that was already finished evaluates nothing
+    print(f"done: {trainer.iteration} iterations{final}; results in {trainer.run_dir}")
     return 0
 
 
