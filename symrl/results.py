@@ -109,8 +109,6 @@ def _load(paths: Iterable[str | Path], filename: str) -> pd.DataFrame:
         table = _read_csv(run_dir / filename)
         if table.empty:
             continue
-        if "step" not in table and "episodes" in table:  # symrl rlhf's per-iteration log counts trajectories
-            table["step"] = table["episodes"]
         for key, value in _run_columns(run_dir).items():
             table[key] = value
         frames.append(table)

@@ -234,7 +234,7 @@ def test_two_processes_share_gradients_through_accelerate(stand_ins, tmp_path):
     assert done.stdout.count("done: 2 iterations") == 1  # only the main process reports
     metrics = (out / "metrics.csv").read_text().splitlines()
     header = metrics[0].split(",")
-    assert [int(row.split(",")[header.index("episodes")]) for row in metrics[1:]] == [8, 16]  # 2 processes x 4
+    assert [int(row.split(",")[header.index("step")]) for row in metrics[1:]] == [8, 16]  # 2 processes x 4
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     first, second = state["processes"]
     assert not torch.equal(first["generator"], second["generator"])  # each process drew its own samples

@@ -56,6 +56,11 @@ def policy_logits(logits: torch.Tensor, steps: torch.Tensor | int, sampling: Sam
     return logits
 
 
+def token_lengths(tokenizer, texts: list[str]) -> list[int]:
+    """How many tokens each text has (one batched tokenizer call)."""
+    return [len(ids) for ids in tokenizer(list(texts))["input_ids"]] if texts else []
+
+
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip left padding (the first real token is at 0)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)

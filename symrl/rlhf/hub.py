@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator
 
 import torch
 
@@ -109,18 +109,22 @@ def load_classifier(name: str, device: torch.device, flag: str = "--set reward_m
     return model.to(device).eval(), tokenizer
 
 
-def load_split(name: str, split: str, flag: str = "--set dataset=PATH", limit: Optional[int] = None):
-    """One split of a data set (``datasets.load_dataset``: a hub name or a local folder of data files)."""
+def load_dataset(name: str, flag: str = "--set dataset=PATH") -> Callable[[str], object]:
+    """A data set, loaded once (``datasets.load_dataset``: a hub name or a local folder of data files), as a
+    function from a split's name to the split; a missing split is a one-line error."""
     try:
         import datasets  # noqa: PLC0415
     except ImportError:
         raise SymrlError("this task reads its prompts with the datasets package; pip install 'symrl[rlhf]'") from None
     with _loading("data set", name, flag):
-        splits = datasets.load_dataset(name)
+        available = datasets.load_dataset(name)
     aliases = {"valid": "validation", "validation": "valid"}  # hub sets and local files name it either way
-    found = split if split in splits else aliases.get(split) if aliases.get(split) in splits else None
-    if found is None:
-        raise SymrlError(f"the data set {name!r} has no {split!r} split (it has {', '.join(splits)}); "
-                         f"give a data set with one, e.g. a folder with {split}.jsonl")
-    data = splits[found]
-    return data.select(range(min(limit, len(data)))) if limit else data
+
+    def split_named(split: str):
+        found = split if split in available else aliases.get(split) if aliases.get(split) in available else None
+        if found is None:
+            raise SymrlError(f"the data set {name!r} has no {split!r} split (it has {', '.join(available)}); "
+                             f"give a data set with one, e.g. a folder with {split}.jsonl")
+        return available[found]
+
+    return split_named

@@ -13,7 +13,6 @@ builds the :class:`TaskSetup` the trainer takes.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import json
 from dataclasses import dataclass, field
@@ -21,12 +20,12 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from ..config import coerce_values
 from ..errors import SymrlError
-from .hub import device_for, load_classifier, load_policy, load_split, load_tokenizer
+from .generation import token_lengths
+from .hub import device_for, load_classifier, load_dataset, load_policy, load_tokenizer
 from .rewards import ClassifierReward, RewardFn
 from .trainer import RLHFConfig
-
-SENTIMENT_SPPO = {"alpha": 0.5, "beta": 0.4, "z": -1.0}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # sized for a 2-core CPU: LoRA on SmolLM2-135M, ~16 s per iteration (see docs/rlhf.md)
@@ -35,7 +34,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                    "lora_r": 16, "lora_alpha": 32.0, "kl_coef": 0.02, "max_new_tokens": 16, "min_new_tokens": 4,
                    "top_k": 50, "max_prompt_tokens": 32, "gamma": 1.0, "lam": 0.95, "eval_every": 5, "eval_prompts": 32,
                    "checkpoint_every": 5},
-        "sppo": SENTIMENT_SPPO,
+        "sppo": {"alpha": 0.5, "beta": 0.4, "z": -1.0},
     },
     # SPEC 5, IMDB positive sentiment
     "imdb": {
@@ -83,18 +82,12 @@ def _check_task(task: str) -> None:
 
 
 def make_rlhf_config(task: str = "sentiment", algo: str = "ppo", **overrides: Any) -> RLHFConfig:
-    """The task's preset, then the algorithm's symmetric weights (``sppo``), then ``overrides``."""
+    """The task's preset, then the algorithm's symmetric weights (``sppo``), then ``overrides`` (checked and
+    converted like ``--set`` values: unknown keys and wrong types are one-line errors)."""
     _check_task(task)
-    if algo not in ("ppo", "sppo"):
-        raise SymrlError(f"algo must be ppo or sppo (symmetric PPO), got {algo!r}")
     preset = PRESETS[task]
     values = {**DEFAULT_MODELS.get(task, {}), **preset["common"], **(preset["sppo"] if algo == "sppo" else {}),
-              **overrides, "task": task, "algo": algo}
-    names = {f.name for f in dataclasses.fields(RLHFConfig)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], names, n=1)
-        raise SymrlError(f"unknown rlhf config key {unknown[0]!r}" + (f"; did you mean {close[0]}?" if close else ""))
+              **coerce_values(overrides, RLHFConfig), "task": task, "algo": algo}
     return RLHFConfig(**values).validate()
 
 
@@ -111,6 +104,12 @@ def _policy(cfg: RLHFConfig, name: str, pad_with_eos: bool):
         raise SymrlError(f"the tokenizer of {name!r} has no pad token; use a model whose tokenizer has one")
     policy = load_policy(name, device, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.load_in_4bit)
     return policy, tokenizer
+
+
+def _fitting(tokenizer, rows: list[tuple[str, str]], limit: int) -> list[tuple[str, str]]:
+    """The (prompt, reference) rows whose prompt has at most ``limit`` tokens."""
+    lengths = token_lengths(tokenizer, [prompt for prompt, _ in rows])
+    return [row for row, length in zip(rows, lengths, strict=True) if length <= limit]
 
 
 def _split(rows: list, eval_count: int) -> tuple[list, list]:
@@ -140,7 +139,7 @@ def _sentiment(cfg: RLHFConfig, log: Callable[[str], None]) -> TaskSetup:
     data = json.loads((root / manifest["snippets"]).read_text())
     # prompts from the snippets the reward model never saw; the policy writes the rest of each snippet
     rows = [split_prompt(text) for _, text in data["heldout"]]
-    rows = [(p, c) for p, c in rows if len(tokenizer(p)["input_ids"]) <= cfg.max_prompt_tokens]
+    rows = _fitting(tokenizer, rows, cfg.max_prompt_tokens)
     train, held = _split(rows, cfg.eval_prompts)
     return TaskSetup(policy, tokenizer, reward, [p for p, _ in train], [p for p, _ in held], [c for _, c in held],
                      reference_texts=[text for _, text in data["train"]], info=info)
@@ -165,16 +164,16 @@ def _imdb(cfg: RLHFConfig, log: Callable[[str], None]) -> TaskSetup:
     model, reward_tokenizer = load_classifier(cfg.reward_model, device_for(cfg.device))
     reward = ClassifierReward(model, reward_tokenizer, cfg.reward_label or 1)
 
-    def halves(split: str, count: int, seed: int) -> list[tuple[str, str]]:
-        data = load_split(cfg.dataset, split)
+    def halves(data, count: int, seed: int) -> list[tuple[str, str]]:
         if "text" not in data.column_names:
             raise SymrlError(f"the data set {cfg.dataset!r} has no 'text' column (columns: {data.column_names})")
         order = np.random.default_rng(seed).permutation(len(data))[:count]
         texts = [str(data[int(i)]["text"]).replace("<br />", " ") for i in order]
         return [h for h in (_first_half(tokenizer, t, cfg.max_prompt_tokens) for t in texts) if h]
 
-    train = halves("train", 4096, 0)
-    held = halves("test", cfg.eval_prompts, 1)
+    split = load_dataset(cfg.dataset)
+    train = halves(split("train"), 4096, 0)
+    held = halves(split("test"), cfg.eval_prompts, 1)
     log(f"imdb: {len(train)} training prompts, {len(held)} evaluation prompts")
     return TaskSetup(policy, tokenizer, reward, [p for p, _ in train], [p for p, _ in held], [c for _, c in held],
                      reference_texts=[p + c for p, c in train])
@@ -189,19 +188,19 @@ def _tldr(cfg: RLHFConfig, log: Callable[[str], None]) -> TaskSetup:
     model, reward_tokenizer = load_classifier(cfg.reward_model, device_for(cfg.device))
     reward = ClassifierReward(model, reward_tokenizer, cfg.reward_label or 0)
 
-    def pairs(split: str, count: int) -> list[tuple[str, str]]:
-        data = load_split(cfg.dataset, split)
+    def pairs(data, split: str, count: int) -> list[tuple[str, str]]:
         missing = {"prompt", "label"} - set(data.column_names)
         if missing:
             raise SymrlError(f"the data set {cfg.dataset!r} lacks the columns {sorted(missing)} (it has {data.column_names})")
         rows = [(str(r["prompt"]), " " + str(r["label"]).strip()) for r in data.select(range(min(count, len(data))))]
-        kept = [(p, s) for p, s in rows if len(tokenizer(p)["input_ids"]) <= cfg.max_prompt_tokens]
+        kept = _fitting(tokenizer, rows, cfg.max_prompt_tokens)
         if len(kept) < len(rows):
             log(f"tldr: dropped {len(rows) - len(kept)} {split} posts longer than max_prompt_tokens={cfg.max_prompt_tokens}")
         return kept
 
-    train = pairs("train", 20_000)
-    held = pairs("valid", cfg.eval_prompts)
+    split = load_dataset(cfg.dataset)
+    train = pairs(split("train"), "train", 20_000)
+    held = pairs(split("valid"), "valid", cfg.eval_prompts)
     return TaskSetup(policy, tokenizer, reward, [p for p, _ in train], [p for p, _ in held], [s for _, s in held],
                      reference_texts=[p + s for p, s in train])
 

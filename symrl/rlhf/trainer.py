@@ -29,12 +29,12 @@ from ..advantages import normalize_advantages, sign_change_ratio
 from ..errors import SymrlError, TrainingDiverged
 from ..losses import masked_mean, symmetric_ppo_loss
 from .advantages import token_gae
-from .generation import Generated, Sampling, generate, score
+from .generation import Generated, Sampling, generate, score, token_lengths
 from .kl import kl_controller
 from .models import ValueModel, response_values, value_model_for
 from .rewards import NoisyReward, RewardFn, parse_reward_noise
 
-METRICS = ["iteration", "episodes", "tokens", "time", "tokens_per_s", "reward", "score", "train_score", "kl", "kl_coef",
+METRICS = ["iteration", "step", "tokens", "time", "tokens_per_s", "reward", "score", "train_score", "kl", "kl_coef",
            "entropy", "response_length", "loss", "policy_loss", "rl_loss", "reverse_loss", "value_loss", "clip_fraction",
            "approx_kl", "sign_change_ratio", "nll"]
 EVAL_COLUMNS = [*runs.EVAL_COLUMNS, "kl", "win_rate", "perplexity", "response_length"]
@@ -166,14 +166,14 @@ class RLHFTrainer:
                              "give one reference per evaluation prompt (or none)")
         if cfg.nll_coef > 0 and not self.reference_texts:
             raise SymrlError("nll_coef > 0 needs reference_texts (the texts of the auxiliary NLL loss)")
-        longest = max(len(tokenizer(p)["input_ids"]) for p in self.prompts + self.eval_prompts)
+        longest = max(token_lengths(tokenizer, self.prompts + self.eval_prompts))
         if longest > cfg.max_prompt_tokens:
             raise SymrlError(f"a prompt has {longest} tokens, over max_prompt_tokens={cfg.max_prompt_tokens}; "
                              "shorten the prompts or raise the limit")
         torch.manual_seed(cfg.seed)
         self.policy = policy.eval()
-        self.adapters = hasattr(policy, "disable_adapter") and reference is None  # peft: reference = adapters off
-        self.reference = None if self.adapters else (reference if reference is not None else _frozen_copy(policy)).eval()
+        adapters_off = hasattr(policy, "disable_adapter") and reference is None  # peft: reference = adapters off
+        self.reference = None if adapters_off else (reference if reference is not None else _frozen_copy(policy)).eval()
         self.value_model = (value_model if value_model is not None else value_model_for(policy, cfg.share_body)).eval()
         # a shared body appears in both modules: each parameter once; frozen (LoRA base) weights are left out
         self.trained_parameters = list({id(p): p for p in [*self.policy.parameters(), *self.value_model.parameters()]
@@ -339,17 +339,16 @@ class RLHFTrainer:
         """One iteration; returns its metrics row."""
         start = time.time()
         batch, stats = self.rollout()
-        stats["kl"] = self._mean_over_processes({"kl": stats["kl"]})["kl"]  # every process stops together
+        stats = self._mean_over_processes(stats)  # every process sees the same KL and stops together
         if not math.isfinite(stats["kl"]) or stats["kl"] > self.cfg.kl_stop:
             raise TrainingDiverged(f"KL to the reference is {stats['kl']:.3g} at iteration {self.iteration} (limit "
                                    f"kl_stop={self.cfg.kl_stop}); lower the learning rate or raise kl_coef. "
                                    "The last checkpoint is kept")
         logs = self._mean_over_processes(self.update(batch))
-        stats = self._mean_over_processes(stats)
         self.kl.update(stats["kl"], self.cfg.batch_size * self.processes)
         self.iteration += 1
         seconds = time.time() - start
-        row = {"iteration": self.iteration, "episodes": self.iteration * self.cfg.batch_size * self.processes,
+        row = {"iteration": self.iteration, "step": self.iteration * self.cfg.batch_size * self.processes,
                "time": seconds, "kl_coef": self.kl.value, **stats, **logs}
         row["tokens"] = int(round(stats["tokens"] * self.processes))
         row["tokens_per_s"] = row["tokens"] / max(seconds, 1e-9)

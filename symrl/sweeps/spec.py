@@ -190,11 +190,9 @@ def _matches(where: dict, labels: dict, seed: int) -> bool:
 
 def _resolve(kind: str, algo: str, env: str, preset: Any, overrides: dict) -> Any:
     if kind == "rlhf":
-        from ..config import coerce_values  # noqa: PLC0415
         from ..rlhf.tasks import make_rlhf_config  # noqa: PLC0415
-        from ..rlhf.trainer import RLHFConfig  # noqa: PLC0415
 
-        return make_rlhf_config(env, algo, **coerce_values(overrides, RLHFConfig))
+        return make_rlhf_config(env, algo, **overrides)
     return make_config(algo, env, preset, **overrides)
 
 
