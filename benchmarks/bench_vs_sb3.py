@@ -41,8 +41,12 @@ WORKLOADS = {
                                       ent_coef=0.01, vf_coef=0.5)),
     "sppo-atari": dict(env="PongNoFrameskip-v4", algo="sppo", sb3=None, steps=3 * 1024, bins=0, n_envs=8, atari=True),
 }
+# the Atari workloads again with symrl's training environments in ALE's C++ vector env (--vec-backend ale)
+for _name in ("ppo-atari", "sppo-atari"):
+    WORKLOADS[_name + "-ale"] = dict(WORKLOADS[_name], symrl=dict(vec_env="ale"))
 # pairs whose ratio the issue sets a target for: (workload, baseline workload, library of both, target)
-SYMMETRIC_PAIRS = [("dsppo-mujoco", "dppo-mujoco"), ("dsa2c-mujoco", "da2c-mujoco"), ("sppo-atari", "ppo-atari")]
+SYMMETRIC_PAIRS = [("dsppo-mujoco", "dppo-mujoco"), ("dsa2c-mujoco", "da2c-mujoco"), ("sppo-atari", "ppo-atari"),
+                   ("sppo-atari-ale", "ppo-atari-ale")]
 
 
 # -- workers (run in a subprocess) --------------------------------------------------------------------------
@@ -51,7 +55,7 @@ def run_symrl(w: dict, overrides: dict) -> float:
     from symrl.trainer import Trainer  # noqa: PLC0415
 
     cfg = symrl.make_config(w["algo"], w["env"], total_steps=w["steps"], bins=w["bins"], eval_episodes=0,
-                            progress=False, tensorboard=False, seed=0, **overrides)
+                            progress=False, tensorboard=False, seed=0, **{**w.get("symrl", {}), **overrides})
     trainer = Trainer(cfg)
     start = time.perf_counter()
     trainer.run()
@@ -215,7 +219,7 @@ def main() -> None:
         return worker(lib, name, json.loads(overrides))
     print(f"machine: {machine()}\ncommand: python benchmarks/{os.path.basename(__file__)} {' '.join(sys.argv[1:])}\n")
     if args.overhead:
-        print("\n".join(update_overhead(SYMMETRIC_PAIRS)))
+        print("\n".join(update_overhead([p for p in SYMMETRIC_PAIRS if not p[0].endswith("-ale")])))
     else:
         print("\n".join(scaling() if args.scaling else compare(args.workloads, args.rounds)))
 

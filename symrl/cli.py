@@ -47,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=_positive_int, help="total environment steps (agent steps for Atari); accepts 1e6")
     t.add_argument("--seed", type=int, help="seeds torch, the environments and the noise generators (default 0)")
     t.add_argument("--n-envs", type=_positive_int, help="number of parallel training environments")
-    t.add_argument("--vec-backend", choices=("sync", "async", "envpool"),
+    t.add_argument("--vec-backend", choices=("sync", "async", "ale", "envpool"),
                    help="how training environments step: in this process (sync), one process each (async), "
-                        "or EnvPool's C++ threads (Atari and MuJoCo, pip install envpool)")
+                        "in ALE's C++ threads (Atari only), or EnvPool's (Atari and MuJoCo, pip install envpool)")
     t.add_argument("--bins", type=int, help="discretise each Box action dimension into K bins (DA2C/DPPO/DSA2C/DSPPO); 0 = Gaussian policy")
     t.add_argument("--reward-noise", metavar="KIND:VALUE",
                    help="training reward noise: gaussian:SIGMA (added after reward normalisation), uniform:V, or flip:P (r <- 1 - r)")

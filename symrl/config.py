@@ -37,7 +37,7 @@ class Config:
 
     # environment
     n_envs: int = 8
-    vec_env: str = "sync"  # sync (in process), async (a process per env) or envpool (--vec-backend)
+    vec_env: str = "sync"  # sync (in process), async (a process per env), ale (Atari, C++ threads) or envpool
     bins: int = 0
     env_kwargs: dict = field(default_factory=dict)
     norm_obs: bool = False
@@ -122,7 +122,7 @@ class Config:
     def validate(self) -> "Config":
         """Raise :class:`SymrlError` on any value that cannot work, naming the fix."""
         _choice("algo", self.algo, ALGOS)
-        _choice("vec_env", self.vec_env, ("sync", "async", "envpool"))
+        _choice("vec_env", self.vec_env, ("sync", "async", "ale", "envpool"))
         _choice("engine", self.engine, ("auto", "torch", "numpy"))
         _choice("lr_schedule", self.lr_schedule, ("constant", "linear"))
         _choice("clip_schedule", self.clip_schedule, ("constant", "linear"))

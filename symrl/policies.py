@@ -48,8 +48,9 @@ class NatureCNN(nn.Module):
         self.out_dim = 512
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        # channels-last (NHWC) frames: oneDNN's faster convolution path on a CPU;
-        # the values, and so the algorithm, are unchanged
+        # channels-last (NHWC) frames: oneDNN's faster convolution path on a CPU; the values, and so
+        # the algorithm, are unchanged. The rollout buffer stores frames channels-last already, so for
+        # minibatches this is a plain element-wise conversion.
         frames = obs.to(dtype=torch.float32, memory_format=torch.channels_last, copy=True).div_(255.0)
         return self.fc(self.conv(frames))
 

@@ -28,7 +28,10 @@ class RolloutBuffer:
     """``[T, N, ...]`` storage for T steps of N environments, allocated once.
 
     Each field is a torch tensor (what the update reads) and, under the same name in ``.np``, a NumPy
-    view of the same memory (what the collection loop writes, without a torch call per step).
+    view of the same memory (what the collection loop writes, without a torch call per step). Image
+    frames ``[C, H, W]`` are stored channels-last in memory (the tensor keeps its ``[T, N, C, H, W]``
+    shape): a minibatch gathered from them is already in the layout the CNN runs in, so no transposing
+    copy per minibatch; the values are the same.
     """
 
     FIELDS = ("obs", "actions", "log_probs", "values", "rewards", "dones", "next_values")
@@ -36,7 +39,11 @@ class RolloutBuffer:
     def __init__(self, n_steps: int, n_envs: int, obs_space: gym.Space, action_space: gym.Space, lp_shape: tuple):
         T, N = n_steps, n_envs
         obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
-        self.obs = torch.zeros((T, N, *obs_space.shape), dtype=obs_dtype)
+        if obs_dtype == torch.uint8 and len(obs_space.shape) == 3:
+            C, H, W = obs_space.shape
+            self.obs = torch.zeros((T, N, H, W, C), dtype=obs_dtype).permute(0, 1, 4, 2, 3)
+        else:
+            self.obs = torch.zeros((T, N, *obs_space.shape), dtype=obs_dtype)
         if isinstance(action_space, gym.spaces.Discrete):
             self.actions = torch.zeros((T, N), dtype=torch.long)
         elif isinstance(action_space, gym.spaces.MultiDiscrete):

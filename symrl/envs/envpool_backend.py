@@ -13,7 +13,7 @@ grey, frame stack, fire reset, episodic life when training), the same steps as s
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import gymnasium as gym
 import numpy as np
@@ -21,6 +21,7 @@ from gymnasium.vector.utils import batch_space
 
 from ..config import Config
 from ..errors import SymrlError
+from .vector import GameEpisodes
 from .wrappers import discretization_grid, grid_actions
 
 
@@ -72,37 +73,25 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
 
         self.env = envpool.make_gymnasium(self.task, num_envs=self.num_envs, seed=int(seed), **self.kwargs)
         self.seed = seed
-        self._returns = np.zeros(self.num_envs)
-        self._lengths = np.zeros(self.num_envs, np.int64)
+        self.episodes = GameEpisodes(self.num_envs)
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         if seed is not None and seed != self.seed:  # EnvPool is seeded when built
             self.env.close()
             self._make(seed)
         obs, _ = self.env.reset()
-        self._returns[:] = 0.0
-        self._lengths[:] = 0
+        self.episodes.reset()
         return obs, {}
 
     def step(self, actions: np.ndarray):
         if self.grid is not None:
             actions = grid_actions(self.grid, np.asarray(actions, np.int64))
         obs, reward, terminated, truncated, info = self.env.step(np.asarray(actions))
-        self._returns += info["reward"] if self.atari else reward
-        self._lengths += 1
         done = terminated | truncated
-        infos: dict[str, Any] = {}
+        game_over = (info["terminated"].astype(bool) | truncated) if self.atari else done
+        infos = self.episodes.step(info["reward"] if self.atari else reward, done, game_over, obs)
         if done.any():
             ids = np.flatnonzero(done)
-            game_over = done & (info["terminated"].astype(bool) | truncated) if self.atari else done
-            final_obs = np.empty(self.num_envs, dtype=object)
-            for i in ids:
-                final_obs[i] = obs[i].copy()
-            episode = {"r": np.where(game_over, self._returns, 0.0), "l": np.where(game_over, self._lengths, 0)}
-            infos = {"final_obs": final_obs, "_final_obs": done,
-                     "final_info": {"episode": episode, "_episode": game_over}, "_final_info": done}
-            self._returns[game_over] = 0.0
-            self._lengths[game_over] = 0
             fresh, fresh_info = self.env.reset(ids.astype(np.int32))
             obs = obs.copy()
             obs[fresh_info["env_id"]] = fresh

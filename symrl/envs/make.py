@@ -58,6 +58,10 @@ def make_train_envs(cfg: Config) -> gym.vector.VectorEnv:
     """``cfg.n_envs`` training environments; finished episodes reset in the same step (final obs in info)."""
     fns = [functools.partial(build_env, cfg, True) for _ in range(cfg.n_envs)]
     mode = gym.vector.AutoresetMode.SAME_STEP
+    if cfg.vec_env == "ale":
+        from .ale_vector import AleVectorEnv  # noqa: PLC0415
+
+        return AleVectorEnv(cfg)
     if cfg.vec_env == "envpool":
         from .envpool_backend import EnvPoolVectorEnv  # noqa: PLC0415
 

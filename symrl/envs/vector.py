@@ -60,3 +60,37 @@ class SerialVectorEnv(gym.vector.VectorEnv):
     def close_extras(self, **kwargs) -> None:
         for env in self.envs:
             env.close()
+
+
+class GameEpisodes:
+    """Whole-game episode statistics for the C++ vector backends (EnvPool, ALE).
+
+    Their training episodes may end at a lost life (episodic life) while the game goes on; like
+    ``RecordEpisodeStatistics`` below symrl's ``EpisodicLife``, a return and length are reported only when
+    the game itself is over, counting the raw score. :meth:`step` builds the rollout's infos in the layout of
+    :class:`SerialVectorEnv`: ``final_obs`` / ``final_info`` with their ``_``-masks, only where an episode ended.
+    """
+
+    def __init__(self, num_envs: int):
+        self.returns = np.zeros(num_envs)
+        self.lengths = np.zeros(num_envs, np.int64)
+
+    def reset(self) -> None:
+        self.returns[:] = 0.0
+        self.lengths[:] = 0
+
+    def step(self, raw_reward: np.ndarray, done: np.ndarray, game_over: np.ndarray, final_obs: np.ndarray) -> dict:
+        """``final_obs[i]``: the last observation of environment ``i`` (read only where ``done``)."""
+        self.returns += raw_reward
+        self.lengths += 1
+        if not done.any():
+            return {}
+        game_over = done & game_over
+        finals = np.empty(len(done), dtype=object)
+        for i in np.flatnonzero(done):
+            finals[i] = final_obs[i].copy()
+        episode = {"r": np.where(game_over, self.returns, 0.0), "l": np.where(game_over, self.lengths, 0)}
+        self.returns[game_over] = 0.0
+        self.lengths[game_over] = 0
+        return {"final_obs": finals, "_final_obs": done.copy(),
+                "final_info": {"episode": episode, "_episode": game_over}, "_final_info": done.copy()}

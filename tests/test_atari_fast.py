@@ -1,0 +1,138 @@
+"""The Atari fast paths against the plain ones.
+
+- ALE's C++ vector environment (``--vec-backend ale``) gives the rollout what the Gymnasium wrappers
+  give it: same-step autoreset with the final observation, episodic life that ends the training
+  episode while the game goes on, and whole-game raw scores in the episode statistics.
+- Frames stored channels-last in the rollout buffer are the same values, and a PPO update on them
+  leaves the same parameters as one on the same frames stored contiguously.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import symrl
+from symrl.algos import ppo_update
+from symrl.config import make_config
+from symrl.envs import make_train_envs
+from symrl.envs.ale_vector import AleVectorEnv, ale_settings
+from symrl.errors import SymrlError
+from symrl.policies import ActorCritic
+from symrl.rollout import RolloutBuffer
+from symrl.trainer import Trainer, make_optimizer
+
+
+def test_settings_follow_the_registered_game():
+    v4 = ale_settings(make_config("ppo", "BreakoutNoFrameskip-v4", n_envs=4))
+    assert v4["game"] == "breakout" and v4["repeat_action_probability"] == 0.0 and v4["num_envs"] == 4
+    assert v4["frameskip"] == 4 and v4["maxpool"] and v4["stack_num"] == 4 and v4["noop_max"] == 30
+    assert v4["life_loss_info"] and not v4["episodic_life"] and not v4["reward_clipping"]
+    v5 = ale_settings(make_config("ppo", "ALE/Pong-v5", preset="atari", episodic_life=False))
+    assert v5["repeat_action_probability"] == 0.25 and not v5["life_loss_info"]
+
+
+def test_life_loss_ends_the_training_episode_and_games_are_counted_whole():
+    cfg = make_config("ppo", "BreakoutNoFrameskip-v4", n_envs=2, vec_env="ale")
+    envs = make_train_envs(cfg)
+    assert isinstance(envs, AleVectorEnv)
+    assert envs.single_observation_space == gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    obs, _ = envs.reset(seed=0)
+    assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
+    rng = np.random.default_rng(0)
+    raw_total, life_ends, games = np.zeros(2), 0, []
+    for _ in range(4000):
+        obs, reward, terminated, truncated, infos = envs.step(rng.integers(0, 4, 2))
+        raw_total += reward
+        done = terminated | truncated
+        if done.any():
+            np.testing.assert_array_equal(infos["_final_obs"], done)
+            for i in np.flatnonzero(done):
+                assert infos["final_obs"][i].shape == (4, 84, 84)
+            ended = infos["final_info"]["_episode"]
+            life_ends += int((done & ~ended).sum())
+            for i in np.flatnonzero(ended):  # a whole game: its raw score, reset counter
+                games.append(infos["final_info"]["episode"]["r"][i])
+                assert infos["final_info"]["episode"]["r"][i] == raw_total[i]
+                assert infos["final_info"]["episode"]["l"][i] > 0
+                raw_total[i] = 0.0
+        if len(games) >= 2:
+            break
+    envs.close()
+    assert len(games) >= 2
+    assert life_ends >= 4 * len(games)  # Breakout: five lives per game, so four life losses before each game over
+    assert reward.dtype == np.float64
+
+
+def test_without_episodic_life_only_game_over_ends_an_episode():
+    cfg = make_config("ppo", "BreakoutNoFrameskip-v4", n_envs=1, vec_env="ale", episodic_life=False)
+    envs = make_train_envs(cfg)
+    envs.reset(seed=1)
+    rng = np.random.default_rng(1)
+    for _ in range(4000):
+        _, _, terminated, truncated, infos = envs.step(rng.integers(0, 4, 1))
+        if (terminated | truncated).any():
+            break
+    envs.close()
+    assert terminated.all() and infos["final_info"]["_episode"].all()  # the first end is a game over
+
+
+def test_ale_backed_run_trains_and_evaluates(tmp_path):
+    result = symrl.train(algo="sppo", env="PongNoFrameskip-v4", vec_env="ale", n_envs=2, n_steps=32,
+                         batch_size=32, total_steps=128, eval_freq=128, eval_episodes=1, progress=False,
+                         out=tmp_path / "pong")
+    assert len(result.evaluations) == 1
+    assert -21 <= result.final_return <= 21  # a real Pong score from the Gymnasium evaluation env
+    assert (tmp_path / "pong" / "model.pt").exists()
+
+
+@pytest.mark.parametrize(("env", "overrides", "message"), [
+    ("CartPole-v1", {}, "steps Atari games only"),
+    ("PongNoFrameskip-v4", {"bins": 5}, "--bins discretises Box action spaces"),
+    ("PongNoFrameskip-v4", {"env_kwargs": {"mode": 0}}, "env_kwargs are not passed"),
+])
+def test_unsupported_uses_are_clear_errors(env, overrides, message):
+    with pytest.raises(SymrlError, match=message):
+        symrl.train(algo="ppo", env=env, vec_env="ale", total_steps=64, progress=False, **overrides)
+
+
+def test_buffer_stores_frames_channels_last_with_the_same_values():
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    buf = RolloutBuffer(3, 2, space, gym.spaces.Discrete(6), ())
+    frames = np.random.default_rng(0).integers(0, 256, (2, 4, 84, 84), dtype=np.uint8)
+    buf.np.obs[1] = frames
+    assert buf.obs.shape == (3, 2, 4, 84, 84)
+    assert torch.equal(buf.obs[1], torch.from_numpy(frames))
+    flat = buf.obs.reshape(-1, 4, 84, 84)
+    assert flat.is_contiguous(memory_format=torch.channels_last) and flat.data_ptr() == buf.obs.data_ptr()
+
+
+def test_update_on_channels_last_frames_equals_update_on_contiguous_frames():
+    cfg = make_config("sppo", "PongNoFrameskip-v4", n_envs=2, n_steps=64, batch_size=32, n_epochs=2, seed=0)
+    trainer = Trainer(cfg)
+    trainer.collector.collect(trainer.policy, trainer.buffer, trainer.engine)
+    batch = trainer._batch()
+    assert batch.obs.is_contiguous(memory_format=torch.channels_last)
+    plain = dataclasses.replace(batch, obs=batch.obs.contiguous())
+    results = []
+    for b in (batch, plain):
+        torch.manual_seed(0)
+        space = trainer.envs.single_observation_space
+        policy = ActorCritic(space, trainer.envs.single_action_space, cfg)
+        policy.load_state_dict(trainer.policy.state_dict())
+        optimizer = make_optimizer(cfg, policy)
+        torch.manual_seed(1)
+        logs = ppo_update(policy, optimizer, b, cfg, cfg.clip_range)
+        results.append((logs, [p.detach().clone() for p in policy.parameters()]))
+    trainer.envs.close()
+    (fast_logs, fast_params), (plain_logs, plain_params) = results
+    for key, value in plain_logs.items():
+        assert fast_logs[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    moved = max((p - q).abs().max().item() for p, q in zip(plain_params, trainer.policy.parameters(), strict=True))
+    assert moved > 1e-5  # the update did change the parameters
+    for a, b in zip(fast_params, plain_params, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
