@@ -41,12 +41,14 @@ WORKLOADS = {
                                       ent_coef=0.01, vf_coef=0.5)),
     "sppo-atari": dict(env="PongNoFrameskip-v4", algo="sppo", sb3=None, steps=3 * 1024, bins=0, n_envs=8, atari=True),
 }
-# the Atari workloads again with symrl's training environments in ALE's C++ vector env (--vec-backend ale)
+# the Atari workloads again with symrl's training environments in ALE's C++ vector env (--vec-backend ale),
+# and with that and bfloat16 network bodies (--precision bf16); Stable-Baselines3 runs as in ppo-atari
 for _name in ("ppo-atari", "sppo-atari"):
     WORKLOADS[_name + "-ale"] = dict(WORKLOADS[_name], symrl=dict(vec_env="ale"))
+    WORKLOADS[_name + "-ale-bf16"] = dict(WORKLOADS[_name], symrl=dict(vec_env="ale", precision="bf16"))
 # pairs whose ratio the issue sets a target for: (workload, baseline workload, library of both, target)
 SYMMETRIC_PAIRS = [("dsppo-mujoco", "dppo-mujoco"), ("dsa2c-mujoco", "da2c-mujoco"), ("sppo-atari", "ppo-atari"),
-                   ("sppo-atari-ale", "ppo-atari-ale")]
+                   ("sppo-atari-ale", "ppo-atari-ale"), ("sppo-atari-ale-bf16", "ppo-atari-ale-bf16")]
 
 
 # -- workers (run in a subprocess) --------------------------------------------------------------------------
@@ -219,7 +221,7 @@ def main() -> None:
         return worker(lib, name, json.loads(overrides))
     print(f"machine: {machine()}\ncommand: python benchmarks/{os.path.basename(__file__)} {' '.join(sys.argv[1:])}\n")
     if args.overhead:
-        print("\n".join(update_overhead([p for p in SYMMETRIC_PAIRS if not p[0].endswith("-ale")])))
+        print("\n".join(update_overhead([p for p in SYMMETRIC_PAIRS if "-ale" not in p[0]])))
     else:
         print("\n".join(scaling() if args.scaling else compare(args.workloads, args.rounds)))
 

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--vec-backend", choices=("sync", "async", "ale", "envpool"),
                    help="how training environments step: in this process (sync), one process each (async), "
                         "in ALE's C++ threads (Atari only), or EnvPool's (Atari and MuJoCo, pip install envpool)")
+    t.add_argument("--precision", choices=("fp32", "bf16"),
+                   help="float32 (default), or bfloat16 autocast for the network bodies: faster CNN updates on CPUs "
+                        "with AVX-512 BF16 / AMX and on GPUs, slightly different numbers")
     t.add_argument("--bins", type=int, help="discretise each Box action dimension into K bins (DA2C/DPPO/DSA2C/DSPPO); 0 = Gaussian policy")
     t.add_argument("--reward-noise", metavar="KIND:VALUE",
                    help="training reward noise: gaussian:SIGMA (added after reward normalisation), uniform:V, or flip:P (r <- 1 - r)")
@@ -191,7 +194,7 @@ def _train(args: argparse.Namespace) -> int:
         key: value
         for key, value in {
             "seed": args.seed, "total_steps": args.steps, "n_envs": args.n_envs, "vec_env": args.vec_backend,
-            "bins": args.bins,
+            "precision": args.precision, "bins": args.bins,
             "reward_noise": args.reward_noise, "adv_noise": args.adv_noise, "alpha": args.alpha, "beta": args.beta,
             "z": args.z, "policy_coef": args.policy_coef, "eval_freq": args.eval_freq, "eval_episodes": args.eval_episodes,
         }.items()

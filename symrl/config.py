@@ -102,6 +102,10 @@ class Config:
     device: str = "cpu"
     torch_threads: int = 0
     engine: str = "auto"  # auto: the NumPy engine for MLP policies on the CPU (symrl.fast), else torch
+    # fp32, or bf16: the network bodies run under bfloat16 autocast (heads, losses and the optimiser stay
+    # float32); about 1.5x faster Atari CNN updates on CPUs with AVX-512 BF16 or AMX. Not the default: it
+    # changes the numbers, and its learning was checked on fewer tasks than float32's
+    precision: str = "fp32"
     tensorboard: bool = True
     progress: bool = True
 
@@ -124,6 +128,9 @@ class Config:
         _choice("algo", self.algo, ALGOS)
         _choice("vec_env", self.vec_env, ("sync", "async", "ale", "envpool"))
         _choice("engine", self.engine, ("auto", "torch", "numpy"))
+        _choice("precision", self.precision, ("fp32", "bf16"))
+        if self.precision != "fp32" and self.engine == "numpy":
+            raise SymrlError("engine=numpy computes in float32 only; use engine=auto (torch for bf16) or precision=fp32")
         _choice("lr_schedule", self.lr_schedule, ("constant", "linear"))
         _choice("clip_schedule", self.clip_schedule, ("constant", "linear"))
         _choice("optimizer", self.optimizer, ("adam", "rmsprop"))

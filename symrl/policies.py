@@ -94,6 +94,8 @@ class ActorCritic(nn.Module):
 
         self.actor_body = body()
         self.critic_body = self.actor_body if cfg.shared_network else body()
+        # precision=bf16: the bodies (convolutions, hidden layers) under bfloat16 autocast
+        self.autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
         self.shared = cfg.shared_network
         hidden = self.actor_body.out_dim
 
@@ -118,9 +120,15 @@ class ActorCritic(nn.Module):
                 module.reset_parameters()
 
     # -- distributions -------------------------------------------------------------------------------
+    def _run_body(self, body: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+        if self.autocast_dtype is None:
+            return body(obs)
+        with torch.autocast(obs.device.type, dtype=self.autocast_dtype):
+            return body(obs).float()  # the heads and the losses see float32 features
+
     def _features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        actor = self.actor_body(obs)
-        critic = actor if self.shared else self.critic_body(obs)
+        actor = self._run_body(self.actor_body, obs)
+        critic = actor if self.shared else self._run_body(self.critic_body, obs)
         return actor, critic
 
     def _dist(self, features: torch.Tensor):
@@ -168,7 +176,7 @@ class ActorCritic(nn.Module):
         return log_prob, entropy, self.value_head(critic).squeeze(-1)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.value_head(self.critic_body(obs.to(self.device))).squeeze(-1)
+        return self.value_head(self._run_body(self.critic_body, obs.to(self.device))).squeeze(-1)
 
     @property
     def device(self) -> torch.device:
@@ -179,7 +187,7 @@ class ActorCritic(nn.Module):
         """Actions for a batch of (already normalised) NumPy observations, ready for the environment
         (Gaussian actions clipped to the Box bounds)."""
         obs_t = torch.from_numpy(np.ascontiguousarray(obs)).to(self.device)
-        actions = self._sample(self._dist(self.actor_body(obs_t)), deterministic).cpu().numpy()
+        actions = self._sample(self._dist(self._run_body(self.actor_body, obs_t)), deterministic).cpu().numpy()
         return np.clip(actions, *self.action_bounds) if self.kind == "continuous" else actions
 
 

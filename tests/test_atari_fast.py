@@ -81,13 +81,16 @@ def test_without_episodic_life_only_game_over_ends_an_episode():
     assert terminated.all() and infos["final_info"]["_episode"].all()  # the first end is a game over
 
 
-def test_ale_backed_run_trains_and_evaluates(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_ale_backed_run_trains_and_evaluates(tmp_path, precision):
     result = symrl.train(algo="sppo", env="PongNoFrameskip-v4", vec_env="ale", n_envs=2, n_steps=32,
                          batch_size=32, total_steps=128, eval_freq=128, eval_episodes=1, progress=False,
-                         out=tmp_path / "pong")
+                         precision=precision, out=tmp_path / "pong")
     assert len(result.evaluations) == 1
     assert -21 <= result.final_return <= 21  # a real Pong score from the Gymnasium evaluation env
-    assert (tmp_path / "pong" / "model.pt").exists()
+    agent = symrl.load(tmp_path / "pong")
+    assert agent.config.precision == precision and agent.policy.autocast_dtype == (
+        torch.bfloat16 if precision == "bf16" else None)
 
 
 @pytest.mark.parametrize(("env", "overrides", "message"), [
@@ -136,3 +139,42 @@ def test_update_on_channels_last_frames_equals_update_on_contiguous_frames():
     assert moved > 1e-5  # the update did change the parameters
     for a, b in zip(fast_params, plain_params, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_bf16_bodies_give_float32_outputs_and_gradients_close_to_float32():
+    """precision=bf16 runs the Nature CNN under bfloat16 autocast: the outputs stay float32, differ from
+    float32's (so autocast is in effect) by bfloat16 rounding only, and the gradients point the same way."""
+    space, actions_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(6)
+    cfg = make_config("ppo", "PongNoFrameskip-v4")
+    torch.manual_seed(0)
+    fp32 = ActorCritic(space, actions_space, cfg)
+    bf16 = ActorCritic(space, actions_space, cfg.replace(precision="bf16"))
+    bf16.load_state_dict(fp32.state_dict())
+    gen = torch.Generator().manual_seed(1)
+    obs = torch.randint(0, 256, (64, 4, 84, 84), dtype=torch.uint8, generator=gen)
+    actions = torch.randint(0, 6, (64,), generator=gen)
+    advantages = torch.randn(64, generator=gen)
+    outputs, grads = [], []
+    for policy in (fp32, bf16):
+        log_prob, entropy, values = policy.evaluate(obs, actions)
+        assert log_prob.dtype == values.dtype == torch.float32
+        loss = -(log_prob * advantages).mean() + (values - 1.0).pow(2).mean() - 0.01 * entropy.mean()
+        loss.backward()
+        outputs.append(values.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in policy.parameters()]))
+    assert not torch.equal(outputs[0], outputs[1])
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=0.05, atol=0.02)
+    cosine = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
+    assert cosine > 0.99
+
+
+def test_bf16_runs_on_the_torch_path():
+    from symrl.fast import make_engine  # noqa: PLC0415
+
+    cfg = make_config("ppo", "CartPole-v1", precision="bf16")
+    policy = ActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), cfg)
+    assert make_engine(cfg, policy, make_optimizer(cfg, policy), np.random.default_rng(0)) is None
+    with pytest.raises(SymrlError, match="engine=numpy computes in float32 only"):
+        make_config("ppo", "CartPole-v1", precision="bf16", engine="numpy")
+    with pytest.raises(SymrlError, match="precision must be one of fp32, bf16"):
+        make_config("ppo", "CartPole-v1", precision="fp16")

@@ -12,13 +12,16 @@ import symrl
 CARTPOLE_BUDGET = {"ppo": 60_000, "sppo": 60_000, "a2c": 150_000, "sa2c": 150_000}
 
 
-@pytest.mark.parametrize(("algo", "engine"), [("ppo", "auto"), ("sppo", "auto"), ("a2c", "auto"), ("sa2c", "auto"),
-                                             ("sppo", "torch")])
-def test_cartpole_reaches_475(algo, engine):
+@pytest.mark.parametrize(("algo", "engine", "precision"), [
+    ("ppo", "auto", "fp32"), ("sppo", "auto", "fp32"), ("a2c", "auto", "fp32"), ("sa2c", "auto", "fp32"),
+    ("sppo", "torch", "fp32"), ("sppo", "auto", "bf16"),
+])
+def test_cartpole_reaches_475(algo, engine, precision):
     """The preset algorithm reaches an evaluation return >= 475 on CartPole-v1 within its budget (with the
-    NumPy engine, the default for MLPs, and once through the torch path that CNNs and GPUs use)."""
+    NumPy engine, the default for MLPs, and through the torch path that CNNs and GPUs use, once in float32 and
+    once with bfloat16 bodies, which runs on the torch path)."""
     result = symrl.train(algo=algo, env="CartPole-v1", total_steps=CARTPOLE_BUDGET[algo], seed=0,
-                         stop_return=475.0, progress=False, tensorboard=False, engine=engine)
+                         stop_return=475.0, progress=False, tensorboard=False, engine=engine, precision=precision)
     best = max(e["mean_return"] for e in result.evaluations)
     assert best >= 475.0, result.evaluations
     assert result.steps <= CARTPOLE_BUDGET[algo]

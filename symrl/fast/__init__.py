@@ -130,7 +130,7 @@ def _nanmean(values: list) -> float:
 def make_engine(cfg: Config, policy: ActorCritic, optimizer: torch.optim.Optimizer,
                 rng: np.random.Generator) -> Optional[NumpyEngine]:
     """The NumPy engine when ``cfg.engine`` allows it and the policy is supported, else ``None``."""
-    if cfg.engine == "torch":
+    if cfg.engine == "torch" or cfg.precision != "fp32":  # the NumPy engine computes in float32 only
         return None
     try:
         return NumpyEngine(policy, optimizer, rng)
