@@ -42,10 +42,11 @@ WORKLOADS = {
     "sppo-atari": dict(env="PongNoFrameskip-v4", algo="sppo", sb3=None, steps=3 * 1024, bins=0, n_envs=8, atari=True),
 }
 # the Atari workloads again with symrl's training environments in ALE's C++ vector env (--vec-backend ale),
-# and with that and bfloat16 network bodies (--precision bf16); Stable-Baselines3 runs as in ppo-atari
+# and with that and bfloat16 network bodies (--precision bf16). Stable-Baselines3's side is unchanged, so
+# these rows are compared with ppo-atari's Stable-Baselines3 runs (sb3_base), measured in the same rounds
 for _name in ("ppo-atari", "sppo-atari"):
-    WORKLOADS[_name + "-ale"] = dict(WORKLOADS[_name], symrl=dict(vec_env="ale"))
-    WORKLOADS[_name + "-ale-bf16"] = dict(WORKLOADS[_name], symrl=dict(vec_env="ale", precision="bf16"))
+    for _suffix, _symrl in (("-ale", dict(vec_env="ale")), ("-ale-bf16", dict(vec_env="ale", precision="bf16"))):
+        WORKLOADS[_name + _suffix] = dict(WORKLOADS[_name], symrl=_symrl, sb3=None, sb3_base="ppo-atari")
 # pairs whose ratio the issue sets a target for: (workload, baseline workload, library of both, target)
 SYMMETRIC_PAIRS = [("dsppo-mujoco", "dppo-mujoco"), ("dsa2c-mujoco", "da2c-mujoco"), ("sppo-atari", "ppo-atari"),
                    ("sppo-atari-ale", "ppo-atari-ale"), ("sppo-atari-ale-bf16", "ppo-atari-ale-bf16")]
@@ -129,9 +130,11 @@ def machine() -> str:
 
 def compare(names: list[str], rounds: int) -> list[str]:
     results: dict[tuple, list[dict]] = {}
+    bases = [WORKLOADS[n]["sb3_base"] for n in names if "sb3_base" in WORKLOADS[n]]
+    runs = names + [b for b in dict.fromkeys(bases) if b not in names]  # a row's baseline is measured too
     for r in range(rounds):
-        for name in names:
-            libs = ["symrl"] + (["sb3"] if WORKLOADS[name]["sb3"] else [])
+        for name in runs:
+            libs = (["symrl"] if name in names else []) + (["sb3"] if WORKLOADS[name]["sb3"] else [])
             if r % 2:
                 libs.reverse()  # alternate the order so drift hits both
             for lib in libs:
@@ -144,8 +147,9 @@ def compare(names: list[str], rounds: int) -> list[str]:
              "|---|---|---|---|---|---|"]
     for name in names:
         s_sps, s_mem = med[("symrl", name)]
-        if ("sb3", name) in med:
-            b_sps, b_mem = med[("sb3", name)]
+        baseline = ("sb3", WORKLOADS[name].get("sb3_base", name))
+        if baseline in med:
+            b_sps, b_mem = med[baseline]
             lines.append(f"| {name} | {s_sps:.0f} | {b_sps:.0f} | **{s_sps / b_sps:.2f}x** | {s_mem:.0f} | {b_mem:.0f} |")
         else:
             lines.append(f"| {name} | {s_sps:.0f} | - | - | {s_mem:.0f} | - |")
