@@ -8,6 +8,7 @@ the same hyperparameters and the same number of gradient updates; only the wall 
     python benchmarks/bench_vs_sb3.py                       # every workload, 3 rounds
     python benchmarks/bench_vs_sb3.py --workloads ppo-mujoco --rounds 5
     python benchmarks/bench_vs_sb3.py --scaling             # steps/s vs n_envs, time per update vs width
+    python benchmarks/bench_vs_sb3.py --workloads ppo-atari ppo-atari-ale --device cuda   # on a GPU
 
 Stable-Baselines3 is a benchmark-only dependency: ``pip install -e .[bench]``.
 """
@@ -89,7 +90,7 @@ def run_sb3(w: dict, overrides: dict) -> float:
         wrapper = (lambda e: DiscretizeAction(e, w["bins"])) if w["bins"] else None
         env = VecNormalize(make_vec_env(w["env"], n_envs=n_envs, seed=0, wrapper_class=wrapper))
         policy = "MlpPolicy"
-    model = getattr(sb3, w["sb3"])(policy, env, seed=0, verbose=0, device="cpu", **kwargs)
+    model = getattr(sb3, w["sb3"])(policy, env, seed=0, verbose=0, device=overrides.get("device", "cpu"), **kwargs)
     start = time.perf_counter()
     model.learn(w["steps"])
     return time.perf_counter() - start
@@ -128,7 +129,7 @@ def machine() -> str:
             f"torch {torch.__version__}")
 
 
-def compare(names: list[str], rounds: int) -> list[str]:
+def compare(names: list[str], rounds: int, device: str = "cpu") -> list[str]:
     results: dict[tuple, list[dict]] = {}
     bases = [WORKLOADS[n]["sb3_base"] for n in names if "sb3_base" in WORKLOADS[n]]
     runs = names + [b for b in dict.fromkeys(bases) if b not in names]  # a row's baseline is measured too
@@ -138,7 +139,7 @@ def compare(names: list[str], rounds: int) -> list[str]:
             if r % 2:
                 libs.reverse()  # alternate the order so drift hits both
             for lib in libs:
-                res = measure(lib, name)
+                res = measure(lib, name, {"device": device} if device != "cpu" else None)
                 results.setdefault((lib, name), []).append(res)
                 print(f"round {r + 1} {name:14s} {lib:6s} {res['sps']:8.0f} steps/s  peak {res['peak_mib']:.0f} MiB",
                       file=sys.stderr)
@@ -216,6 +217,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="torch device for both libraries (e.g. cuda); default cpu")
     parser.add_argument("--scaling", action="store_true", help="the n_envs and network-width tables instead")
     parser.add_argument("--overhead", action="store_true", help="symmetric vs plain update on the same rollout, in one process")
     parser.add_argument("--worker", nargs=3, metavar=("LIB", "WORKLOAD", "OVERRIDES"), help=argparse.SUPPRESS)
@@ -227,7 +229,7 @@ def main() -> None:
     if args.overhead:
         print("\n".join(update_overhead([p for p in SYMMETRIC_PAIRS if "-ale" not in p[0]])))
     else:
-        print("\n".join(scaling() if args.scaling else compare(args.workloads, args.rounds)))
+        print("\n".join(scaling() if args.scaling else compare(args.workloads, args.rounds, args.device)))
 
 
 if __name__ == "__main__":

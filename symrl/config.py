@@ -103,7 +103,7 @@ class Config:
     torch_threads: int = 0
     engine: str = "auto"  # auto: the NumPy engine for MLP policies on the CPU (symrl.fast), else torch
     # fp32, or bf16: the network bodies run under bfloat16 autocast (heads, losses and the optimiser stay
-    # float32); about 1.5x faster Atari CNN updates on CPUs with AVX-512 BF16 or AMX. Not the default: it
+    # float32); about 1.4x faster Atari CNN updates on CPUs with AVX-512 BF16 or AMX. Not the default: it
     # changes the numbers, and its learning was checked on fewer tasks than float32's
     precision: str = "fp32"
     tensorboard: bool = True
