@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -168,19 +169,24 @@ def _choice(name: str, value: Any, allowed: tuple) -> None:
         raise SymrlError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
 
 
-_HINTS = typing.get_type_hints(Config)
-FIELDS = tuple(f.name for f in dataclasses.fields(Config))
+@functools.cache
+def _schema(schema: type) -> tuple[tuple[str, ...], dict]:
+    """Field names and type hints of a config dataclass (computed once per class)."""
+    return tuple(f.name for f in dataclasses.fields(schema)), typing.get_type_hints(schema)
+
+
+FIELDS = _schema(Config)[0]
 
 
 def _coerce(name: str, value: Any, schema: type = Config) -> Any:
     """Check that ``name`` is a field of the ``schema`` dataclass (``Config`` unless told) and convert ``value``
     to its type ("1e6" -> 1000000)."""
-    fields = FIELDS if schema is Config else tuple(f.name for f in dataclasses.fields(schema))
+    fields, hints = _schema(schema)
     if name not in fields:
         close = difflib.get_close_matches(name, fields, n=3)
         hint = f"did you mean {', '.join(close)}?" if close else "see the command's --help for the keys"
         raise SymrlError(f"unknown config key {name!r}; {hint}")
-    hint = (_HINTS if schema is Config else typing.get_type_hints(schema))[name]
+    hint = hints[name]
     optional = typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
     base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
     if value is None:

@@ -80,8 +80,9 @@ class AleVectorEnv(gym.vector.VectorEnv):
         # at 0 in games without lives); a lost life within a game lowers them
         game_over = truncated | (lives >= self._lives) if self.life_loss else done
         self._lives[:] = lives
-        infos = self.episodes.step(reward.astype(np.float64), done, game_over, info.get("final_obs"))
-        return obs, reward.astype(np.float64), terminated, truncated, infos
+        reward = reward.astype(np.float64)
+        infos = self.episodes.step(reward, done, game_over, info.get("final_obs"))
+        return obs, reward, terminated, truncated, infos
 
     def close_extras(self, **kwargs) -> None:
         self.env.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -50,14 +49,14 @@ def train_rlhf(cfg: Optional[RLHFConfig] = None, out: Optional[str | Path] = Non
     elif cfg is None:
         cfg = make_rlhf_config(**overrides)
     elif overrides:
-        cfg = dataclasses.replace(cfg, **overrides).validate()
+        cfg = cfg.replace(**overrides).validate()
     out = Path(out) if out is not None else default_out(cfg)
     if not resume and runs.holds_run(out) and not overwrite:  # before minutes of loading
         raise SymrlError(f"{out} already holds a run; pass --resume to continue it, --overwrite to replace it, "
                          "or choose another --out")
     accelerator = _accelerator()
     if accelerator is not None:  # one device per process; only the main process talks
-        cfg = dataclasses.replace(cfg, device=str(accelerator.device))
+        cfg = cfg.replace(device=str(accelerator.device))
         log = log if accelerator.is_main_process else (lambda _: None)
         if not accelerator.is_main_process:
             on_iteration = None

@@ -19,13 +19,14 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
 from .. import runs
 from ..advantages import normalize_advantages, sign_change_ratio
+from ..config import coerce_values
 from ..errors import SymrlError, TrainingDiverged
 from ..losses import masked_mean, symmetric_ppo_loss
 from .advantages import token_gae
@@ -107,6 +108,13 @@ class RLHFConfig:
                 raise SymrlError(f"{name} must be positive, got {getattr(self, name)}")
         parse_reward_noise(self.reward_noise)
         return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **overrides: Any) -> "RLHFConfig":
+        """A copy with ``overrides`` applied (checked and converted like ``--set``), as ``Config.replace``."""
+        return RLHFConfig(**{**self.to_dict(), **coerce_values(overrides, RLHFConfig)})
 
 
 @dataclass
@@ -424,7 +432,7 @@ class RLHFTrainer:
 
     # -- checkpoints ----------------------------------------------------------------------------------------
     def _write_config(self) -> None:
-        runs.write_config(self.run_dir, {**dataclasses.asdict(self.cfg), "info": self.info})
+        runs.write_config(self.run_dir, {**self.cfg.to_dict(), "info": self.info})
 
     def _random_state(self) -> dict:
         return {"generator": self.generator.get_state(), "rng": self.rng.bit_generator.state,

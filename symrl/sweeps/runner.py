@@ -16,7 +16,6 @@ error and does not stop the others. ``sweep.json`` in the out folder summarises 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -69,10 +68,6 @@ def _saved_config(run_dir: Path, cell: Cell) -> dict:
     return load_config_file(run_dir / runs.CONFIG).to_dict()
 
 
-def _as_dict(config) -> dict:
-    return dataclasses.asdict(config) if is_rlhf(config) else config.to_dict()
-
-
 def plan(run_dir: Path, cell: Cell) -> str:
     """'skip', 'resume', 'restart' or 'new' for this cell, from what ``run_dir`` holds."""
     if not runs.holds_run(run_dir):
@@ -96,7 +91,7 @@ def check_compatible(sweep: Sweep) -> None:
         if not (run_dir / runs.CONFIG).is_file():
             continue
         saved = _saved_config(run_dir, cell)
-        wanted = _as_dict(cell.config)
+        wanted = cell.config.to_dict()
         different = sorted(k for k in wanted if k not in IGNORED_FIELDS and saved.get(k) != wanted[k])
         if different:
             k = different[0]
@@ -251,7 +246,7 @@ def _submit_local(sweep: Sweep, todo: list[Cell], workers: int, threads: int, su
                   tick: Callable[[], None]) -> None:
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures: dict[Future, Cell] = {
-            pool.submit(run_cell, str(sweep.run_dir(c)), _as_dict(c.config), c.labels, threads): c for c in todo
+            pool.submit(run_cell, str(sweep.run_dir(c)), c.config.to_dict(), c.labels, threads): c for c in todo
         }
         pending = set(futures)
         while pending:
@@ -287,7 +282,7 @@ def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str
         # max_retries: Ray re-runs a cell whose worker process died; the cell then resumes from its checkpoint
         threads = 1 if address else _threads_per_worker(workers)
         remote = ray.remote(num_cpus=1, max_retries=3, runtime_env={"env_vars": _thread_env(threads)})(run_cell)
-        refs = {remote.remote(str(sweep.run_dir(c).resolve()), _as_dict(c.config), c.labels, threads): c for c in todo}
+        refs = {remote.remote(str(sweep.run_dir(c).resolve()), c.config.to_dict(), c.labels, threads): c for c in todo}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)

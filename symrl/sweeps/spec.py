@@ -33,7 +33,6 @@ naming the field and the fix.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,7 +192,7 @@ def _resolve(kind: str, algo: str, env: str, preset: Any, overrides: dict) -> An
         from ..rlhf.tasks import make_rlhf_config  # noqa: PLC0415
 
         return make_rlhf_config(env, algo, **overrides)
-    return make_config(algo, env, preset, **overrides)
+    return make_config(algo, env, preset, **{**overrides, "progress": False})  # a sweep shows its own bar
 
 
 def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep file") -> Sweep:
@@ -240,8 +239,7 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
                             resolved[cache_key] = _resolve(kind, algo, env, preset, overrides)
                         except SymrlError as exc:
                             raise SymrlError(f"{source}: cell {algorithm} / {env} / {noise}: {exc}") from None
-                    config = (dataclasses.replace(resolved[cache_key], seed=seed) if kind == "rlhf"
-                              else resolved[cache_key].replace(seed=seed, progress=False))
+                    config = resolved[cache_key].replace(seed=seed)
                     key = "/".join(slug(part) for part in (env, noise, algorithm)) + f"/seed{seed}"
                     if key in keys:
                         raise _fail(source, "algorithms/noise", f"two labels map to the same folder {key}; rename one")
