@@ -104,8 +104,8 @@ class Config:
     torch_threads: int = 0
     engine: str = "auto"  # auto: the NumPy engine for MLP policies on the CPU (symrl.fast), else torch
     # fp32, or bf16: the network bodies run under bfloat16 autocast (heads, losses and the optimiser stay
-    # float32); about 1.4x faster Atari CNN updates on CPUs with AVX-512 BF16 or AMX. Not the default: it
-    # changes the numbers, and its learning was checked on fewer tasks than float32's
+    # float32); 1.3-1.7x faster Nature CNN passes on CPUs with AVX-512 BF16 or AMX (benchmarks/atari_parts.py).
+    # Not the default: it changes the numbers, and its learning was checked on fewer tasks than float32's
     precision: str = "fp32"
     tensorboard: bool = True
     progress: bool = True

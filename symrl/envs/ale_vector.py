@@ -3,7 +3,8 @@
 ale-py (already a symrl dependency) ships ``AtariVectorEnv``: the games step in C++ threads and the
 standard preprocessing runs there too (noop-max, frame-skip 4 with max-pool over the last two frames,
 84x84 grey, frame stack, FIRE on reset), with same-step autoreset and the final observation in the infos.
-On 2 cores it steps 8 Pong environments about 2.5x faster than the Gymnasium wrappers in one process.
+On 2 cores it steps 8 Pong environments about 2.2x faster than the Gymnasium wrappers in one process
+(``benchmarks/atari_parts.py``, results in benchmarks/RESULTS.md).
 
 Episodic life is ALE's ``life_loss_info``: a lost life ends the training episode and the game goes on,
 as with symrl's ``EpisodicLife``. One difference from the wrapper path: FIRE is pressed only when a game

@@ -1,0 +1,106 @@
+"""Where an Atari PPO iteration's time goes, and what each Atari speed-up changes, measured in one process.
+
+    python benchmarks/atari_parts.py
+
+1. Stepping 8 Pong environments: symrl's in-process wrapper path (``--vec-backend sync``) vs ALE's C++
+   vector env (``--vec-backend ale``), milliseconds per vector step.
+2. One PPO update on the same 1,024-step Pong rollout with its frames stored channels-last (what the rollout
+   buffer does) vs contiguous NCHW, alternated.
+3. Nature CNN forward + backward at batch 256 in float32 vs under bfloat16 autocast (``--precision bf16``),
+   alternated.
+
+Medians over repeats; the two sides of each comparison alternate, so drift of the machine hits both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+import warnings
+
+import numpy as np
+import torch
+
+
+def median_seconds(fns: dict, repeats: int) -> dict:
+    """Median wall time of each function, the functions alternating ``repeats`` times (after one warm-up)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def env_step(symrl) -> list[str]:
+    from symrl.envs import make_train_envs  # noqa: PLC0415
+
+    rng, steps, envs = np.random.default_rng(0), 100, {}
+    for backend in ("sync", "ale"):
+        envs[backend] = make_train_envs(symrl.make_config("ppo", "PongNoFrameskip-v4", n_envs=8, vec_env=backend))
+        envs[backend].reset(seed=0)
+
+    def stepper(vec):
+        return lambda: [vec.step(rng.integers(0, 6, 8)) for _ in range(steps)]
+
+    med = median_seconds({name: stepper(vec) for name, vec in envs.items()}, repeats=5)
+    for vec in envs.values():
+        vec.close()
+    ms = {name: 1e3 * s / steps for name, s in med.items()}
+    return [f"| 8 Pong envs, ms per step | sync {ms['sync']:.2f} | ale {ms['ale']:.2f} | {ms['sync'] / ms['ale']:.2f}x |"]
+
+
+def update_layout(symrl) -> list[str]:
+    from symrl.trainer import Trainer  # noqa: PLC0415
+
+    cfg = symrl.make_config("ppo", "PongNoFrameskip-v4", total_steps=10**9, eval_episodes=0, progress=False,
+                            tensorboard=False, seed=0, n_envs=8)
+    trainer = Trainer(cfg)
+    trainer.collector.collect(trainer.policy, trainer.buffer, trainer.engine)
+    batch = trainer._batch()
+    contiguous = dataclasses.replace(batch, obs=batch.obs.contiguous())
+    med = median_seconds({"channels-last": lambda: trainer.update(batch, cfg.clip_range),
+                          "contiguous": lambda: trainer.update(contiguous, cfg.clip_range)}, repeats=6)
+    trainer.envs.close()
+    return [f"| one PPO update (1,024 frames, 16 minibatches), s | contiguous {med['contiguous']:.3f} | "
+            f"channels-last {med['channels-last']:.3f} | {med['contiguous'] / med['channels-last']:.2f}x |"]
+
+
+def cnn_precision(symrl) -> list[str]:
+    import gymnasium as gym  # noqa: PLC0415
+
+    from symrl.policies import ActorCritic  # noqa: PLC0415
+
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    cfg = symrl.make_config("ppo", "PongNoFrameskip-v4")
+    policies = {p: ActorCritic(space, gym.spaces.Discrete(6), cfg.replace(precision=p)) for p in ("fp32", "bf16")}
+    frames = torch.randint(0, 256, (256, 84, 84, 4), dtype=torch.uint8).permute(0, 3, 1, 2)  # channels-last
+    actions = torch.randint(0, 6, (256,))
+
+    def forward_backward(policy):
+        def run():
+            log_prob, entropy, values = policy.evaluate(frames, actions)
+            (log_prob.mean() + values.mean() + entropy.mean()).backward()
+        return run
+
+    med = median_seconds({p: forward_backward(policy) for p, policy in policies.items()}, repeats=10)
+    return [f"| Nature CNN forward+backward, batch 256, ms | fp32 {1e3 * med['fp32']:.1f} | "
+            f"bf16 {1e3 * med['bf16']:.1f} | {med['fp32'] / med['bf16']:.2f}x |"]
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore")
+    import symrl  # noqa: PLC0415
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print("| what | before | after | speed-up |\n|---|---|---|---|")
+    for part in (env_step, update_layout, cnn_precision):
+        print("\n".join(part(symrl)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
