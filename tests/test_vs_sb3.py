@@ -158,3 +158,39 @@ def test_whole_training_run_equals_stable_baselines3(env_id, n_steps, iterations
         moved = max(moved, (expected[name] - start[name]).abs().max().item())
         diff = max(diff, (value - expected[name]).abs().max().item())
     assert moved > 100 * diff  # three real updates happened, and the two runs agree far below their size
+
+
+def test_deterministic_evaluation_equals_stable_baselines3():
+    """The final score of a run is the same number SB3's protocol gives for the same policy: the same
+    weights and observation statistics, evaluated deterministically with frozen normalisation on episodes
+    with the same reset seeds, give the same actions and the same raw episode returns."""
+    import gymnasium as gym
+
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from symrl.evaluation import evaluate
+    from symrl.trainer import Trainer
+
+    venv = VecNormalize(make_vec_env("Hopper-v4", n_envs=1, seed=0))
+    model = sb3.PPO("MlpPolicy", venv, n_steps=512, batch_size=64, n_epochs=2, seed=0, device="cpu")
+    model.learn(1024)  # moves the weights and the observation statistics away from their initial values
+    cfg = make_config("ppo", "Hopper-v4", preset="mujoco", seed=0, eval_episodes=1, progress=False, tensorboard=False)
+    trainer = Trainer(cfg)
+    trainer.policy.load_state_dict({_symrl_name(k): v for k, v in model.policy.state_dict().items()})
+    trainer.obs_norm.load_state_dict({"mean": venv.obs_rms.mean, "var": venv.obs_rms.var, "count": venv.obs_rms.count})
+
+    obs = np.random.default_rng(0).normal(scale=3.0, size=(64, 11))
+    np.testing.assert_allclose(trainer.policy.act_numpy(trainer.obs_norm(obs), True),
+                               model.predict(venv.normalize_obs(obs), deterministic=True)[0], rtol=1e-5, atol=1e-6)
+    env = gym.make("Hopper-v4")
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)
+        expected, done = 0.0, False
+        while not done:
+            action = model.predict(venv.normalize_obs(obs[None]), deterministic=True)[0][0]
+            obs, reward, terminated, truncated, _ = env.step(action)
+            expected, done = expected + reward, terminated or truncated
+        got = evaluate(trainer.policy, trainer.eval_envs, trainer.obs_norm, 1, True, seed)
+        assert got[0] == pytest.approx(expected, rel=1e-6)
+    env.close()
+    trainer.envs.close()
