@@ -25,10 +25,17 @@ from symrl.trainer import Trainer, make_optimizer
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+@pytest.fixture
+def no_tf32():
+    """Full float32 matrix products and convolutions on the GPU (TF32 rounds to 10 mantissa bits)."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 @pytest.mark.parametrize("env", ["CartPole-v1", "PongNoFrameskip-v4"])
-def test_update_on_gpu_equals_update_on_cpu(env, monkeypatch):
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+def test_update_on_gpu_equals_update_on_cpu(env, no_tf32):
     cfg = make_config("sppo", env, n_envs=2, n_steps=64, batch_size=32, n_epochs=2, seed=0, engine="torch")
     trainer = Trainer(cfg)
     trainer.collector.collect(trainer.policy, trainer.buffer, trainer.engine)
