@@ -3,7 +3,8 @@
     python benchmarks/atari_parts.py
 
 1. Stepping 8 Pong environments: symrl's in-process wrapper path (``--vec-backend sync``) vs ALE's C++
-   vector env (``--vec-backend ale``), milliseconds per vector step.
+   vector env (``--vec-backend ale``) and vs a process per environment (``--vec-backend async``),
+   milliseconds per vector step.
 2. One PPO update on the same 1,024-step Pong rollout with its frames stored channels-last (what the rollout
    buffer does) vs contiguous NCHW, alternated.
 3. Nature CNN forward + backward at batch 256 in float32 vs under bfloat16 autocast (``--precision bf16``),
@@ -40,7 +41,7 @@ def env_step(symrl) -> list[str]:
     from symrl.envs import make_train_envs  # noqa: PLC0415
 
     rng, steps, envs = np.random.default_rng(0), 100, {}
-    for backend in ("sync", "ale"):
+    for backend in ("sync", "ale", "async"):
         envs[backend] = make_train_envs(symrl.make_config("ppo", "PongNoFrameskip-v4", n_envs=8, vec_env=backend))
         envs[backend].reset(seed=0)
 
@@ -51,7 +52,8 @@ def env_step(symrl) -> list[str]:
     for vec in envs.values():
         vec.close()
     ms = {name: 1e3 * s / steps for name, s in med.items()}
-    return [f"| 8 Pong envs, ms per step | sync {ms['sync']:.2f} | ale {ms['ale']:.2f} | {ms['sync'] / ms['ale']:.2f}x |"]
+    return [f"| 8 Pong envs, ms per step | sync {ms[sync]:.2f} | {other} {ms[other]:.2f} | {ms[sync] / ms[other]:.2f}x |"
+            for sync, other in (("sync", "ale"), ("sync", "async"))]
 
 
 def update_layout(symrl) -> list[str]:
