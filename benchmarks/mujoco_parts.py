@@ -7,7 +7,8 @@ whether stepping the environments in two threads would help. One process, median
    loop: the vector env's step (simulator and Gymnasium's Python step), the rest of the rollout (acting,
    normalisation, storage), GAE and batching, the update, and the loop's bookkeeping.
 2. The same 20,000 environment steps with random actions and no agent: symrl's serial vector env vs the
-   four environments split over two threads (MuJoCo's ``mj_step`` releases the GIL).
+   four environments split over two threads (MuJoCo's ``mj_step`` releases the GIL) and vs a process per
+   environment (``--vec-backend async``).
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def threaded_stepping(symrl) -> list[str]:
     from symrl.envs import make_train_envs  # noqa: PLC0415
 
     envs = make_train_envs(symrl.make_config("a2c", "HalfCheetah-v4", n_envs=N_ENVS))
+    processes = make_train_envs(symrl.make_config("a2c", "HalfCheetah-v4", n_envs=N_ENVS, vec_env="async"))
     envs.reset(seed=0)
+    processes.reset(seed=0)
     actions = np.random.default_rng(0).uniform(-1, 1, (STEPS // N_ENVS, N_ENVS, 6))
     pool, half = ThreadPoolExecutor(1), N_ENVS // 2
 
@@ -79,14 +82,16 @@ def threaded_stepping(symrl) -> list[str]:
         step_some(acts, 0, half)
         other.result()
 
-    times: dict[str, list[float]] = {"serial": [], "two threads": []}
+    steppers = {"serial": envs.step, "two threads": two_threads, "a process per env": processes.step}
+    times: dict[str, list[float]] = {name: [] for name in steppers}
     for _ in range(3):
-        for name, step in (("serial", envs.step), ("two threads", two_threads)):
+        for name, step in steppers.items():
             start = time.perf_counter()
             for acts in actions:
                 step(acts)
             times[name].append(time.perf_counter() - start)
     envs.close()
+    processes.close()
     pool.shutdown()
     med = {name: statistics.median(t) for name, t in times.items()}
     return ["| 20,000 HalfCheetah steps, 4 envs, random actions | seconds |", "|---|---|",
