@@ -2,9 +2,10 @@
 
     python benchmarks/atari_parts.py
 
-1. Stepping 8 Pong environments: symrl's in-process wrapper path (``--vec-backend sync``) vs ALE's C++
-   vector env (``--vec-backend ale``) and vs a process per environment (``--vec-backend async``),
-   milliseconds per vector step.
+1. Stepping 8 Pong environments, milliseconds per vector step: Gymnasium's wrapper stack in one process (what
+   ``--vec-backend sync`` ran before the fused games) vs the same games as fused :class:`AtariGame` s in one
+   process, split over one process per core (``--vec-backend sync`` now), ALE's C++ vector env
+   (``--vec-backend ale``) and the wrapper stack in a process per environment (``--vec-backend async``).
 2. One PPO update on the same 1,024-step Pong rollout with its frames stored channels-last (what the rollout
    buffer does) vs contiguous NCHW, alternated.
 3. Nature CNN forward + backward at batch 256 in float32 vs under bfloat16 autocast (``--precision bf16``),
@@ -38,12 +39,24 @@ def median_seconds(fns: dict, repeats: int) -> dict:
 
 
 def env_step(symrl) -> list[str]:
-    from symrl.envs import make_train_envs  # noqa: PLC0415
+    import functools  # noqa: PLC0415
 
-    rng, steps, envs = np.random.default_rng(0), 100, {}
-    for backend in ("sync", "ale", "async"):
-        envs[backend] = make_train_envs(symrl.make_config("ppo", "PongNoFrameskip-v4", n_envs=8, vec_env=backend))
-        envs[backend].reset(seed=0)
+    from symrl.envs import make_train_envs  # noqa: PLC0415
+    from symrl.envs.atari_game import AtariGamesVectorEnv  # noqa: PLC0415
+    from symrl.envs.make import build_env  # noqa: PLC0415
+    from symrl.envs.vector import SerialVectorEnv  # noqa: PLC0415
+
+    def config(**kw):
+        return symrl.make_config("ppo", "PongNoFrameskip-v4", n_envs=8, **kw)
+
+    rng, steps = np.random.default_rng(0), 100
+    envs = {"wrappers": SerialVectorEnv([functools.partial(build_env, config(), True)] * 8),
+            "fused": AtariGamesVectorEnv(config(), parts=1),
+            "sync": make_train_envs(config()),
+            "ale": make_train_envs(config(vec_env="ale")),
+            "async": make_train_envs(config(vec_env="async"))}
+    for vec in envs.values():
+        vec.reset(seed=0)
 
     def stepper(vec):
         return lambda: [vec.step(rng.integers(0, 6, 8)) for _ in range(steps)]
@@ -52,8 +65,11 @@ def env_step(symrl) -> list[str]:
     for vec in envs.values():
         vec.close()
     ms = {name: 1e3 * s / steps for name, s in med.items()}
-    return [f"| 8 Pong envs, ms per step | sync {ms[sync]:.2f} | {other} {ms[other]:.2f} | {ms[sync] / ms[other]:.2f}x |"
-            for sync, other in (("sync", "ale"), ("sync", "async"))]
+    labels = {"wrappers": "Gymnasium wrapper stack, one process", "fused": "fused games (AtariGame), one process",
+              "sync": f"fused games over {envs['sync'].parts} processes (sync)", "ale": "ALE C++ vector env (ale)",
+              "async": "wrapper stack, a process per env (async)"}
+    return [f"| 8 Pong envs, ms per step | wrappers {ms['wrappers']:.2f} | {labels[name]} {ms[name]:.2f} | "
+            f"{ms['wrappers'] / ms[name]:.2f}x |" for name in ("fused", "sync", "ale", "async")]
 
 
 def update_layout(symrl) -> list[str]:

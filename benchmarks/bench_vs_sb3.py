@@ -1,6 +1,7 @@
 """symrl vs Stable-Baselines3, side by side: training steps per second and peak memory.
 
-Each measurement runs in a fresh subprocess (so peak RSS is that run's own), the two libraries
+Each measurement runs in a fresh subprocess (so peak memory is that run's own: its peak RSS plus the private
+memory of any environment worker processes it starts), the two libraries
 alternate round by round, and the table reports medians over rounds and their ratios. Both libraries get
 the same hyperparameters and the same number of gradient updates; only the wall time of ``learn()`` /
 ``Trainer.run()`` is timed (construction excluded), evaluation and logging to disk are off.
@@ -105,12 +106,51 @@ def worker(lib: str, name: str, overrides: dict) -> None:
         w["steps"] = overrides.pop("steps")
     if lib == "symrl" and "n_envs" in w:
         overrides.setdefault("n_envs", w["n_envs"])
+    workers = WorkerMemory()
     seconds = run_symrl(w, overrides) if lib == "symrl" else run_sb3(w, overrides)
+    workers_mib = workers.stop()
     import torch  # noqa: PLC0415
 
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + workers_mib
     print(json.dumps({"sps": w["steps"] / seconds, "seconds": seconds, "peak_mib": peak_mib,
-                      "threads": torch.get_num_threads()}))
+                      "workers_mib": workers_mib, "threads": torch.get_num_threads()}))
+
+
+class WorkerMemory:
+    """Peak private memory (USS) of this process's children, e.g. environment worker processes, sampled every
+    0.25 s in a thread. Their shared pages are the same physical pages as this process's, already in its peak RSS,
+    so a run's peak memory is this process's peak RSS plus its children's private memory. Linux only."""
+
+    def __init__(self, interval: float = 0.25):
+        import threading  # noqa: PLC0415
+
+        self.peaks: dict[int, float] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(interval,), daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _children() -> list[int]:
+        pids = []
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids += [int(pid) for pid in f.read().split()]
+        return pids
+
+    def _sample(self, interval: float) -> None:
+        while not self._done.wait(interval):
+            for pid in self._children():
+                try:
+                    with open(f"/proc/{pid}/smaps_rollup") as f:
+                        kib = sum(int(line.split()[1]) for line in f if line.startswith("Private_"))
+                except (FileNotFoundError, ProcessLookupError):
+                    continue
+                self.peaks[pid] = max(self.peaks.get(pid, 0.0), kib / 1024)
+
+    def stop(self) -> float:
+        self._done.set()
+        self._thread.join()
+        return sum(self.peaks.values())
 
 
 def measure(lib: str, name: str, overrides: dict | None = None) -> dict:
@@ -141,7 +181,8 @@ def compare(names: list[str], rounds: int, device: str = "cpu") -> list[str]:
             for lib in libs:
                 res = measure(lib, name, {"device": device} if device != "cpu" else None)
                 results.setdefault((lib, name), []).append(res)
-                print(f"round {r + 1} {name:14s} {lib:6s} {res['sps']:8.0f} steps/s  peak {res['peak_mib']:.0f} MiB",
+                print(f"round {r + 1} {name:14s} {lib:6s} {res['sps']:8.0f} steps/s  peak {res['peak_mib']:.0f} MiB"
+                      f" (workers {res['workers_mib']:.0f})",
                       file=sys.stderr)
     med = {k: (statistics.median(x["sps"] for x in v), statistics.median(x["peak_mib"] for x in v)) for k, v in results.items()}
     lines = ["| workload | symrl steps/s | SB3 steps/s | speed ratio | symrl peak MiB | SB3 peak MiB |",

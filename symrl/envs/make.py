@@ -3,7 +3,8 @@
 Atari: ale-py's game with Gymnasium's ``AtariPreprocessing`` (noop-max, frame-skip 4 with max-pool,
 84x84 grey) and ``FrameStackObservation``, plus symrl's ``EpisodicLife`` (training only) and
 ``FireReset``. Reward sign-clipping, noise and normalisation are applied by the rollout, not here, so
-evaluation environments see the raw game score.
+evaluation environments see the raw game score. In-process Atari training (``vec_env: sync``) runs the same
+wrapper stack fused into :class:`~symrl.envs.atari_game.AtariGame` s, stepped in threads.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import functools
 
 import gymnasium as gym
+import torch
 
 from ..config import Config
 from ..errors import SymrlError
+from .atari_game import AtariGamesVectorEnv, fused_games_apply
 from .registry import gym_make
 from .vector import SerialVectorEnv
 from .wrappers import DiscretizeAction, EpisodicLife, FireReset
@@ -68,6 +71,8 @@ def make_train_envs(cfg: Config) -> gym.vector.VectorEnv:
         return EnvPoolVectorEnv(cfg)
     if cfg.vec_env == "async":
         return gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode)
+    if is_atari(cfg) and fused_games_apply(cfg):  # the same games without the wrapper layers
+        return AtariGamesVectorEnv(cfg, parts=cfg.torch_threads or torch.get_num_threads())
     return SerialVectorEnv(fns)
 
 

@@ -83,14 +83,23 @@ class GameEpisodes:
         """``final_obs[i]``: the last observation of environment ``i`` (read only where ``done``)."""
         self.returns += raw_reward
         self.lengths += 1
-        if not done.any():
-            return {}
-        game_over = done & game_over
-        finals = np.empty(len(done), dtype=object)
-        for i in np.flatnonzero(done):
-            finals[i] = final_obs[i].copy()
-        episode = {"r": np.where(game_over, self.returns, 0.0), "l": np.where(game_over, self.lengths, 0)}
-        self.returns[game_over] = 0.0
-        self.lengths[game_over] = 0
-        return {"final_obs": finals, "_final_obs": done.copy(),
-                "final_info": {"episode": episode, "_episode": game_over}, "_final_info": done.copy()}
+        over = done & game_over
+        infos = finished_infos(done, over, final_obs, self.returns, self.lengths)
+        self.returns[over] = 0.0
+        self.lengths[over] = 0
+        return infos
+
+
+def finished_infos(done: np.ndarray, game_over: np.ndarray, final_obs: np.ndarray, returns: np.ndarray,
+                   lengths: np.ndarray) -> dict:
+    """The rollout's infos in :class:`SerialVectorEnv`'s layout: ``final_obs`` (copied from ``final_obs[i]``) and
+    ``final_info`` with their ``_``-masks where an episode ended (``done``), and the game's ``episode`` return and
+    length where the game is over (``game_over``, a subset of ``done``)."""
+    if not done.any():
+        return {}
+    finals = np.empty(len(done), dtype=object)
+    for i in np.flatnonzero(done):
+        finals[i] = final_obs[i].copy()
+    episode = {"r": np.where(game_over, returns, 0.0), "l": np.where(game_over, lengths, 0)}
+    return {"final_obs": finals, "_final_obs": done.copy(),
+            "final_info": {"episode": episode, "_episode": game_over.copy()}, "_final_info": done.copy()}

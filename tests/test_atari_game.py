@@ -1,0 +1,101 @@
+"""The fused, threaded Atari training games equal Gymnasium's wrapper stack, step by step."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+import symrl
+from symrl.envs import make_train_envs
+from symrl.envs.atari_game import AtariGamesVectorEnv
+from symrl.envs.make import build_env
+from symrl.envs.vector import SerialVectorEnv
+from symrl.errors import SymrlError
+
+
+def wrapper_stack(cfg) -> SerialVectorEnv:
+    return SerialVectorEnv([functools.partial(build_env, cfg, True) for _ in range(cfg.n_envs)])
+
+
+def compare(cfg, steps: int, parts: int, seed: int = 3) -> dict:
+    """Step both with the same seeds and random actions; assert every output is equal; count what happened."""
+    plain, fused = wrapper_stack(cfg), AtariGamesVectorEnv(cfg, parts=parts)
+    assert fused.single_observation_space == plain.single_observation_space
+    assert fused.single_action_space == plain.single_action_space
+    obs_p, _ = plain.reset(seed=seed)
+    obs_f, _ = fused.reset(seed=seed)
+    np.testing.assert_array_equal(obs_f, obs_p)
+    rng = np.random.default_rng(seed)
+    seen = {"reward": 0, "terminated": 0, "truncated": 0, "games": 0}
+    for t in range(steps):
+        actions = rng.integers(0, plain.single_action_space.n, cfg.n_envs)
+        out_p, out_f = plain.step(actions), fused.step(actions)
+        for name, a, b in zip(("obs", "reward", "terminated", "truncated"), out_f[:4], out_p[:4], strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"{name} differs at step {t}")
+        info_p, info_f = out_p[4], out_f[4]
+        assert ("final_obs" in info_f) == ("final_obs" in info_p), f"step {t}"
+        if "final_obs" in info_p:
+            done = info_p["_final_obs"]
+            np.testing.assert_array_equal(info_f["_final_obs"], done)
+            for i in np.flatnonzero(done):
+                np.testing.assert_array_equal(info_f["final_obs"][i], info_p["final_obs"][i])
+            ended_p = info_p["final_info"].get("_episode", np.zeros(cfg.n_envs, bool))
+            ended_f = info_f["final_info"]["_episode"]
+            np.testing.assert_array_equal(ended_f, ended_p, err_msg=f"game over differs at step {t}")
+            for key in ("r", "l") if ended_p.any() else ():
+                np.testing.assert_array_equal(info_f["final_info"]["episode"][key][ended_f],
+                                              info_p["final_info"]["episode"][key][ended_p])
+            seen["games"] += int(ended_p.sum())
+        seen["reward"] += int(np.count_nonzero(out_p[1]))
+        seen["terminated"] += int(out_p[2].sum())
+        seen["truncated"] += int(out_p[3].sum())
+    plain.close()
+    fused.close()
+    return seen
+
+
+def test_breakout_with_episodic_life_and_fire_reset_equals_the_wrapper_stack():
+    cfg = symrl.make_config("ppo", "BreakoutNoFrameskip-v4", n_envs=3)
+    assert cfg.episodic_life
+    seen = compare(cfg, steps=700, parts=2)
+    # lives lost (terminated without a game over), whole games over, and points scored all happened
+    assert seen["terminated"] > seen["games"] >= 1 and seen["reward"] > 0
+
+
+def test_truncated_games_without_episodic_life_equal_the_wrapper_stack():
+    cfg = symrl.make_config("ppo", "PongNoFrameskip-v4", n_envs=2, episodic_life=False, noop_max=5,
+                            env_kwargs={"max_num_frames_per_episode": 600})
+    seen = compare(cfg, steps=400, parts=2)
+    assert seen["truncated"] >= 2 and seen["games"] == seen["truncated"]
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_the_number_of_worker_processes_does_not_change_the_games(parts):
+    cfg = symrl.make_config("ppo", "BreakoutNoFrameskip-v4", n_envs=3)
+    reference = AtariGamesVectorEnv(cfg, parts=1)
+    other = AtariGamesVectorEnv(cfg, parts=parts)
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(reference.reset(seed=5)[0], other.reset(seed=5)[0])
+    for _ in range(200):
+        actions = rng.integers(0, 4, 3)
+        for a, b in zip(reference.step(actions)[:4], other.step(actions)[:4], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_in_process_atari_training_uses_the_fused_games_unless_env_kwargs_need_the_wrappers():
+    assert isinstance(make_train_envs(symrl.make_config("ppo", "PongNoFrameskip-v4", n_envs=2)), AtariGamesVectorEnv)
+    cfg = symrl.make_config("ppo", "PongNoFrameskip-v4", n_envs=2, env_kwargs={"obs_type": "rgb"})
+    assert isinstance(make_train_envs(cfg), SerialVectorEnv)
+
+
+def test_a_stopped_worker_process_is_a_clear_error():
+    envs = AtariGamesVectorEnv(symrl.make_config("ppo", "PongNoFrameskip-v4", n_envs=2), parts=2)
+    envs.reset(seed=0)
+    process = envs._workers[0][2]
+    process.kill()
+    process.join()
+    with pytest.raises(SymrlError, match="worker process stopped"):
+        envs.step(np.zeros(2, np.int64))
+    envs.close()
