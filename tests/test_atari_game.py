@@ -6,6 +6,7 @@ import functools
 
 import numpy as np
 import pytest
+import torch
 
 import symrl
 from symrl.envs import make_train_envs
@@ -99,3 +100,23 @@ def test_a_stopped_worker_process_is_a_clear_error():
     with pytest.raises(SymrlError, match="worker process stopped"):
         envs.step(np.zeros(2, np.int64))
     envs.close()
+
+
+def test_training_on_the_fused_games_leaves_the_same_weights_as_on_the_wrapper_stack(monkeypatch):
+    """Two PPO iterations on Breakout: same rollouts, same updates, bit for bit."""
+    import symrl.trainer  # noqa: PLC0415
+
+    cfg = symrl.make_config("ppo", "BreakoutNoFrameskip-v4", n_envs=2, n_steps=32, batch_size=32, n_epochs=2,
+                            total_steps=128, eval_episodes=0, progress=False, tensorboard=False, seed=1)
+    fused = symrl.Trainer(cfg)
+    assert isinstance(fused.envs, AtariGamesVectorEnv)
+    fused.run()
+    monkeypatch.setattr(symrl.trainer, "make_train_envs", wrapper_stack)
+    plain = symrl.Trainer(cfg)
+    assert isinstance(plain.envs, SerialVectorEnv)
+    plain.run()
+    for (name, a), b in zip(fused.policy.state_dict().items(), plain.policy.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    initial = symrl.Trainer(cfg)  # the updates did change the initial weights
+    assert not all(torch.equal(a, initial.policy.state_dict()[k]) for k, a in fused.policy.state_dict().items())
+    initial.envs.close()
