@@ -6,9 +6,11 @@
    ``--vec-backend sync`` ran before the fused games) vs the same games as fused :class:`AtariGame` s in one
    process, split over one process per core (``--vec-backend sync`` now), ALE's C++ vector env
    (``--vec-backend ale``) and the wrapper stack in a process per environment (``--vec-backend async``).
-2. One PPO update on the same 1,024-step Pong rollout with its frames stored channels-last (what the rollout
+2. One rollout (8 Pong envs x 128 steps) with libgomp's default spin of PyTorch's OpenMP threads vs symrl's
+   ``GOMP_SPINCOUNT=10000``, each in fresh processes, alternated.
+3. One PPO update on the same 1,024-step Pong rollout with its frames stored channels-last (what the rollout
    buffer does) vs contiguous NCHW, alternated.
-3. Nature CNN forward + backward at batch 256 in float32 vs under bfloat16 autocast (``--precision bf16``),
+4. Nature CNN forward + backward at batch 256 in float32 vs under bfloat16 autocast (``--precision bf16``),
    alternated.
 
 Medians over repeats; the two sides of each comparison alternate, so drift of the machine hits both.
@@ -72,6 +74,45 @@ def env_step(symrl) -> list[str]:
             f"{ms['wrappers'] / ms[name]:.2f}x |" for name in ("fused", "sync", "ale", "async")]
 
 
+ROLLOUT = """
+import time, warnings
+warnings.filterwarnings("ignore")
+import symrl
+from symrl.trainer import Trainer
+cfg = symrl.make_config("ppo", "PongNoFrameskip-v4", total_steps=10**9, eval_episodes=0, progress=False,
+                        tensorboard=False, seed=0, n_envs=8)
+trainer = Trainer(cfg)
+trainer.collector.collect(trainer.policy, trainer.buffer, trainer.engine)
+times = []
+for _ in range(3):
+    start = time.perf_counter()
+    trainer.collector.collect(trainer.policy, trainer.buffer, trainer.engine)
+    times.append(time.perf_counter() - start)
+trainer.envs.close()
+print(sorted(times)[1])
+"""
+
+
+def rollout_spin(symrl) -> list[str]:
+    """A rollout in a fresh process per setting (libgomp reads GOMP_SPINCOUNT when PyTorch loads)."""
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    def run(spin: str) -> float:
+        env = dict(os.environ, GOMP_SPINCOUNT=spin)
+        return float(subprocess.run([sys.executable, "-c", ROLLOUT], env=env, capture_output=True, text=True,
+                                    check=True).stdout.split()[-1])
+
+    times: dict[str, list[float]] = {"300000": [], "10000": []}
+    for _ in range(3):
+        for spin in times:
+            times[spin].append(run(spin))
+    before, after = (statistics.median(times[spin]) for spin in ("300000", "10000"))
+    return [f"| one rollout (8 Pong envs x 128 steps, sync), s | libgomp's default spin {before:.3f} | "
+            f"GOMP_SPINCOUNT=10000 (symrl's default) {after:.3f} | {before / after:.2f}x |"]
+
+
 def update_layout(symrl) -> list[str]:
     from symrl.trainer import Trainer  # noqa: PLC0415
 
@@ -116,7 +157,7 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("| what | before | after | speed-up |\n|---|---|---|---|")
-    for part in (env_step, update_layout, cnn_precision):
+    for part in (env_step, rollout_spin, update_layout, cnn_precision):
         print("\n".join(part(symrl)), flush=True)
 
 
