@@ -38,7 +38,9 @@ class Config:
 
     # environment
     n_envs: int = 8
-    vec_env: str = "sync"  # sync (in process; Atari: a process per core), async (a process per env), ale (Atari, C++ threads) or envpool
+    # sync (in process; Atari games split over a process per core), async (a process per env),
+    # ale (Atari, C++ threads) or envpool
+    vec_env: str = "sync"
     bins: int = 0
     env_kwargs: dict = field(default_factory=dict)
     norm_obs: bool = False

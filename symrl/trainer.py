@@ -29,6 +29,7 @@ from .fast import make_engine
 from .noise import AdvantageNoise, RewardNoise, parse_adv_noise, parse_reward_noise
 from .policies import ActorCritic
 from .rollout import Collector, RolloutBuffer
+from .threads import set_torch_threads
 
 EVAL_SEED_OFFSET = 1_000_000
 
@@ -86,13 +87,6 @@ def resolve_device(name: str) -> torch.device:
         raise SymrlError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
 
 
-def _set_threads(cfg: Config, cnn: bool) -> None:
-    if cfg.torch_threads > 0:
-        torch.set_num_threads(cfg.torch_threads)
-    elif not cnn:  # small MLPs run fastest on one thread; convolutions use every core
-        torch.set_num_threads(1)
-
-
 class Trainer:
     """Holds everything a run needs; ``run()`` trains to ``cfg.total_steps``."""
 
@@ -129,7 +123,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(cfg.device)
         self.policy = ActorCritic(obs_space, action_space, cfg).to(self.device)
-        _set_threads(cfg, self.policy.cnn)
+        set_torch_threads(cfg, self.policy.cnn)
         self.optimizer = make_optimizer(cfg, self.policy)
         self.obs_norm = ObsNormalizer(obs_space.shape, cfg.norm_obs, cfg.clip_obs)
         self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma, cfg.norm_reward, cfg.clip_reward)

@@ -120,3 +120,20 @@ def test_training_on_the_fused_games_leaves_the_same_weights_as_on_the_wrapper_s
     initial = symrl.Trainer(cfg)  # the updates did change the initial weights
     assert not all(torch.equal(a, initial.policy.state_dict()[k]) for k, a in fused.policy.state_dict().items())
     initial.envs.close()
+
+
+def test_an_atari_run_after_an_mlp_run_in_the_same_process_gets_its_threads_back():
+    before = torch.get_num_threads()
+    if before < 2:
+        pytest.skip("needs 2 or more torch threads")
+    try:
+        mlp = symrl.Trainer(symrl.make_config("ppo", "CartPole-v1", n_envs=1, eval_episodes=0, tensorboard=False))
+        assert torch.get_num_threads() == 1  # small MLPs run on one thread
+        mlp.envs.close()
+        cnn = symrl.Trainer(symrl.make_config("ppo", "PongNoFrameskip-v4", n_envs=2, eval_episodes=0,
+                                              tensorboard=False))
+        assert torch.get_num_threads() == before
+        assert cnn.envs.parts == min(2, before)
+        cnn.envs.close()
+    finally:
+        torch.set_num_threads(before)

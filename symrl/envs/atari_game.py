@@ -199,7 +199,8 @@ class AtariGamesVectorEnv(gym.vector.VectorEnv):
 
     def __init__(self, cfg: Config, parts: int = 1):
         self.num_envs = cfg.n_envs
-        shares = [list(map(int, share)) for share in np.array_split(np.arange(self.num_envs), max(1, min(parts, self.num_envs)))]
+        parts = max(1, min(parts, self.num_envs))
+        shares = [list(map(int, share)) for share in np.array_split(np.arange(self.num_envs), parts)]
         self.parts, self._local = len(shares), shares[0]
         self.games = [AtariGame(cfg) for _ in self._local]  # bad settings fail here, in this process
         frames = self.games[0].frames

@@ -12,10 +12,10 @@ from __future__ import annotations
 import functools
 
 import gymnasium as gym
-import torch
 
 from ..config import Config
 from ..errors import SymrlError
+from ..threads import available_threads
 from .atari_game import AtariGamesVectorEnv, fused_games_apply
 from .registry import gym_make
 from .vector import SerialVectorEnv
@@ -72,7 +72,7 @@ def make_train_envs(cfg: Config) -> gym.vector.VectorEnv:
     if cfg.vec_env == "async":
         return gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode)
     if is_atari(cfg) and fused_games_apply(cfg):  # the same games without the wrapper layers
-        return AtariGamesVectorEnv(cfg, parts=cfg.torch_threads or torch.get_num_threads())
+        return AtariGamesVectorEnv(cfg, parts=available_threads(cfg))
     return SerialVectorEnv(fns)
 
 
