@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -70,6 +71,13 @@ def test_truncated_games_without_episodic_life_equal_the_wrapper_stack():
                             env_kwargs={"max_num_frames_per_episode": 600})
     seen = compare(cfg, steps=400, parts=2)
     assert seen["truncated"] >= 2 and seen["games"] == seen["truncated"]
+
+
+def test_sticky_actions_of_v5_games_equal_the_wrapper_stack():
+    cfg = symrl.make_config("ppo", "ALE/Breakout-v5", n_envs=2)
+    assert gym.spec("ALE/Breakout-v5").kwargs["repeat_action_probability"] > 0
+    seen = compare(cfg, steps=300, parts=2)
+    assert seen["terminated"] >= 1
 
 
 @pytest.mark.parametrize("parts", [1, 2, 3])

@@ -29,6 +29,7 @@ from ..config import Config
 from ..errors import SymrlError
 from .registry import gym_make
 from .vector import finished_infos
+from .wrappers import FireReset
 
 # env_kwargs an AtariGame passes on to AtariEnv; anything else (obs_type, frameskip, ...) takes the wrapper stack
 GAME_KWARGS = frozenset({"repeat_action_probability", "full_action_space", "mode", "difficulty",
@@ -54,8 +55,7 @@ class AtariGame:
         self.ale = self.base.ale
         self.action_set = self.base._action_set
         self.noop_max, self.episodic_life = cfg.noop_max, cfg.episodic_life
-        meanings = self.base.get_action_meanings()
-        self.fire_reset = len(meanings) >= 3 and meanings[1] == "FIRE"
+        self.fire_reset = FireReset.needed(self.base)
         height, width = self.ale.getScreenDims()
         self.screens = [np.empty((height, width), np.uint8), np.empty((height, width), np.uint8)]
         self.frames = np.zeros((cfg.frame_stack, self.SIZE, self.SIZE), np.uint8)
