@@ -145,3 +145,22 @@ def test_an_atari_run_after_an_mlp_run_in_the_same_process_gets_its_threads_back
         cnn.envs.close()
     finally:
         torch.set_num_threads(before)
+
+
+def _games_in_a_pool_worker() -> int:
+    envs = AtariGamesVectorEnv(symrl.make_config("ppo", "PongNoFrameskip-v4", n_envs=2), parts=2)
+    envs.reset(seed=0)
+    for _ in range(5):
+        envs.step(np.zeros(2, np.int64))
+    workers = len(envs._workers)
+    envs.close()
+    return workers
+
+
+def test_games_split_over_processes_inside_a_sweep_pool_worker():
+    """The local sweep backend runs cells in a spawned ProcessPoolExecutor; its workers may start processes."""
+    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+    from multiprocessing import get_context  # noqa: PLC0415
+
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        assert pool.submit(_games_in_a_pool_worker).result(timeout=120) == 1
