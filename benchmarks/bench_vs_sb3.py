@@ -10,6 +10,7 @@ the same hyperparameters and the same number of gradient updates; only the wall 
     python benchmarks/bench_vs_sb3.py --workloads ppo-mujoco --rounds 5
     python benchmarks/bench_vs_sb3.py --scaling             # steps/s vs n_envs, time per update vs width
     python benchmarks/bench_vs_sb3.py --workloads ppo-atari ppo-atari-ale --device cuda   # on a GPU
+    python benchmarks/bench_vs_sb3.py --workloads a2c-mujoco-envpool   # symrl on EnvPool (pip install envpool)
 
 Stable-Baselines3 is a benchmark-only dependency: ``pip install -e .[bench]``.
 """
@@ -49,6 +50,10 @@ WORKLOADS = {
 for _name in ("ppo-atari", "sppo-atari"):
     for _suffix, _symrl in (("-ale", dict(vec_env="ale")), ("-ale-bf16", dict(vec_env="ale", precision="bf16"))):
         WORKLOADS[_name + _suffix] = dict(WORKLOADS[_name], symrl=_symrl, sb3=None, sb3_base="ppo-atari")
+# the optional EnvPool backend (--vec-backend envpool, where installed: pip install -e .[bench]): EnvPool's own
+# C++ reimplementations of the tasks, so opt-in rows compared with Stable-Baselines3 on Gymnasium's
+for _name in ("ppo-mujoco", "a2c-mujoco", "ppo-atari"):
+    WORKLOADS[_name + "-envpool"] = dict(WORKLOADS[_name], symrl=dict(vec_env="envpool"), sb3=None, sb3_base=_name)
 # (symmetric workload, its plain baseline): the issue's "SPPO vs PPO <= 2% slower" target
 SYMMETRIC_PAIRS = [("dsppo-mujoco", "dppo-mujoco"), ("dsa2c-mujoco", "da2c-mujoco"), ("sppo-atari", "ppo-atari"),
                    ("sppo-atari-ale", "ppo-atari-ale"), ("sppo-atari-ale-bf16", "ppo-atari-ale-bf16")]
