@@ -261,7 +261,8 @@ def update_overhead(pairs: list[tuple[str, str]], repeats: int = 15) -> list[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--workloads", nargs="+", default=[n for n in WORKLOADS if not n.endswith("-envpool")],
+                        choices=list(WORKLOADS), help="default: all but the EnvPool rows")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="torch device for both libraries (e.g. cuda); default cpu")
     parser.add_argument("--scaling", action="store_true", help="the n_envs and network-width tables instead")
