@@ -4,7 +4,7 @@ Atari: ale-py's game with Gymnasium's ``AtariPreprocessing`` (noop-max, frame-sk
 84x84 grey) and ``FrameStackObservation``, plus symrl's ``EpisodicLife`` (training only) and
 ``FireReset``. Reward sign-clipping, noise and normalisation are applied by the rollout, not here, so
 evaluation environments see the raw game score. In-process Atari training (``vec_env: sync``) runs the same
-wrapper stack fused into :class:`~symrl.envs.atari_game.AtariGame` s, stepped in threads.
+wrapper stack fused into :class:`~symrl.envs.atari_game.AtariGame` s, split over a process per core.
 """
 
 from __future__ import annotations
