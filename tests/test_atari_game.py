@@ -1,4 +1,4 @@
-"""The fused, threaded Atari training games equal Gymnasium's wrapper stack, step by step."""
+"""The fused Atari training games, split over processes, equal Gymnasium's wrapper stack step by step."""
 
 from __future__ import annotations
 
