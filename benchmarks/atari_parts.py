@@ -41,18 +41,15 @@ def median_seconds(fns: dict, repeats: int) -> dict:
 
 
 def env_step(symrl) -> list[str]:
-    import functools  # noqa: PLC0415
-
     from symrl.envs import make_train_envs  # noqa: PLC0415
     from symrl.envs.atari_game import AtariGamesVectorEnv  # noqa: PLC0415
-    from symrl.envs.make import build_env  # noqa: PLC0415
-    from symrl.envs.vector import SerialVectorEnv  # noqa: PLC0415
+    from symrl.envs.make import make_wrapper_stack_envs  # noqa: PLC0415
 
     def config(**kw):
         return symrl.make_config("ppo", "PongNoFrameskip-v4", n_envs=8, **kw)
 
     rng, steps = np.random.default_rng(0), 100
-    envs = {"wrappers": SerialVectorEnv([functools.partial(build_env, config(), True)] * 8),
+    envs = {"wrappers": make_wrapper_stack_envs(config()),
             "fused": AtariGamesVectorEnv(config(), parts=1),
             "sync": make_train_envs(config()),
             "ale": make_train_envs(config(vec_env="ale")),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -12,18 +10,14 @@ import torch
 import symrl
 from symrl.envs import make_train_envs
 from symrl.envs.atari_game import AtariGamesVectorEnv
-from symrl.envs.make import build_env
+from symrl.envs.make import make_wrapper_stack_envs
 from symrl.envs.vector import SerialVectorEnv
 from symrl.errors import SymrlError
 
 
-def wrapper_stack(cfg) -> SerialVectorEnv:
-    return SerialVectorEnv([functools.partial(build_env, cfg, True) for _ in range(cfg.n_envs)])
-
-
 def compare(cfg, steps: int, parts: int, seed: int = 3) -> dict:
     """Step both with the same seeds and random actions; assert every output is equal; count what happened."""
-    plain, fused = wrapper_stack(cfg), AtariGamesVectorEnv(cfg, parts=parts)
+    plain, fused = make_wrapper_stack_envs(cfg), AtariGamesVectorEnv(cfg, parts=parts)
     assert fused.single_observation_space == plain.single_observation_space
     assert fused.single_action_space == plain.single_action_space
     obs_p, _ = plain.reset(seed=seed)
@@ -119,7 +113,7 @@ def test_training_on_the_fused_games_leaves_the_same_weights_as_on_the_wrapper_s
     fused = symrl.Trainer(cfg)
     assert isinstance(fused.envs, AtariGamesVectorEnv)
     fused.run()
-    monkeypatch.setattr(symrl.trainer, "make_train_envs", wrapper_stack)
+    monkeypatch.setattr(symrl.trainer, "make_train_envs", make_wrapper_stack_envs)
     plain = symrl.Trainer(cfg)
     assert isinstance(plain.envs, SerialVectorEnv)
     plain.run()

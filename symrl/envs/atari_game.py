@@ -17,6 +17,7 @@ step about 2.4x faster than the wrapper stack in one process (``benchmarks/atari
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import signal
 import sys
@@ -48,9 +49,10 @@ class AtariGame:
 
     def __init__(self, cfg: Config):
         try:
-            import cv2  # noqa: F401, PLC0415
+            import cv2  # noqa: PLC0415
         except ImportError:
             raise SymrlError("Atari preprocessing needs OpenCV; pip install opencv-python-headless") from None
+        self._resize = functools.partial(cv2.resize, dsize=(self.SIZE, self.SIZE), interpolation=cv2.INTER_AREA)
         self.base = gym_make(cfg.env, **{"frameskip": 1, **cfg.env_kwargs}).unwrapped
         self.ale = self.base.ale
         self.action_set = self.base._action_set
@@ -68,10 +70,8 @@ class AtariGame:
         return reward, self.ale.game_over(with_truncation=False), self.ale.game_truncated()
 
     def _pooled(self) -> np.ndarray:
-        import cv2  # noqa: PLC0415  (checked in __init__)
-
         np.maximum(self.screens[0], self.screens[1], out=self.screens[0])
-        return cv2.resize(self.screens[0], (self.SIZE, self.SIZE), interpolation=cv2.INTER_AREA)
+        return self._resize(self.screens[0])
 
     def _preprocessed_step(self, action: int):
         total, terminated, truncated = 0.0, False, False
@@ -190,6 +190,11 @@ def _worker(cfg: Config, indices: list, pipe, obs_memory, final_memory, shape: t
         pipe.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
+def _stopped(process) -> SymrlError:
+    return SymrlError(f"an Atari worker process stopped (exit code {process.exitcode}); "
+                      "rerun, or use --vec-backend async")
+
+
 class AtariGamesVectorEnv(gym.vector.VectorEnv):
     """``cfg.n_envs`` :class:`AtariGame` s, split over this process and ``parts - 1`` worker processes.
 
@@ -234,15 +239,13 @@ class AtariGamesVectorEnv(gym.vector.VectorEnv):
         try:
             pipe.send(message)
         except (BrokenPipeError, ConnectionError):
-            raise SymrlError(f"an Atari worker process stopped (exit code {process.exitcode}); "
-                             "rerun, or use --vec-backend async") from None
+            raise _stopped(process) from None
 
     def _receive(self, pipe, process):
         try:
             status, data = pipe.recv()
         except (EOFError, ConnectionError):
-            raise SymrlError(f"an Atari worker process stopped (exit code {process.exitcode}); "
-                             "rerun, or use --vec-backend async") from None
+            raise _stopped(process) from None
         if status == "error":
             raise SymrlError(f"an Atari worker process failed: {data}")
         return data

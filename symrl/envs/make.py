@@ -57,9 +57,18 @@ def build_env(cfg: Config, train: bool, render_mode: str | None = None) -> gym.E
     return env
 
 
+def _train_env_fns(cfg: Config) -> list:
+    return [functools.partial(build_env, cfg, True) for _ in range(cfg.n_envs)]
+
+
+def make_wrapper_stack_envs(cfg: Config) -> SerialVectorEnv:
+    """The training environments as Gymnasium wrapper stacks, stepped one after the other in this process: the
+    reference the fused Atari games are checked and timed against."""
+    return SerialVectorEnv(_train_env_fns(cfg))
+
+
 def make_train_envs(cfg: Config) -> gym.vector.VectorEnv:
     """``cfg.n_envs`` training environments; finished episodes reset in the same step (final obs in info)."""
-    fns = [functools.partial(build_env, cfg, True) for _ in range(cfg.n_envs)]
     mode = gym.vector.AutoresetMode.SAME_STEP
     if cfg.vec_env == "ale":
         from .ale_vector import AleVectorEnv  # noqa: PLC0415
@@ -70,10 +79,10 @@ def make_train_envs(cfg: Config) -> gym.vector.VectorEnv:
 
         return EnvPoolVectorEnv(cfg)
     if cfg.vec_env == "async":
-        return gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode)
+        return gym.vector.AsyncVectorEnv(_train_env_fns(cfg), autoreset_mode=mode)
     if is_atari(cfg) and fused_games_apply(cfg):  # the same games without the wrapper layers
         return AtariGamesVectorEnv(cfg, parts=available_threads(cfg))
-    return SerialVectorEnv(fns)
+    return make_wrapper_stack_envs(cfg)
 
 
 def make_eval_env(cfg: Config, render_mode: str | None = None) -> gym.Env:
