@@ -11,6 +11,7 @@ import symrl
 from symrl.envs import make_train_envs
 from symrl.envs.atari_game import AtariGamesVectorEnv
 from symrl.envs.make import make_wrapper_stack_envs
+from symrl.envs.split import EnvStackShare
 from symrl.envs.vector import SerialVectorEnv
 from symrl.errors import SymrlError
 
@@ -90,13 +91,15 @@ def test_the_number_of_worker_processes_does_not_change_the_games(parts):
 def test_in_process_atari_training_uses_the_fused_games_unless_env_kwargs_need_the_wrappers():
     assert isinstance(make_train_envs(symrl.make_config("ppo", "PongNoFrameskip-v4", n_envs=2)), AtariGamesVectorEnv)
     cfg = symrl.make_config("ppo", "PongNoFrameskip-v4", n_envs=2, env_kwargs={"obs_type": "rgb"})
-    assert isinstance(make_train_envs(cfg), SerialVectorEnv)
+    envs = make_train_envs(cfg)
+    assert isinstance(envs, SerialVectorEnv) or isinstance(envs.share, EnvStackShare)
+    envs.close()
 
 
 def test_a_stopped_worker_process_is_a_clear_error():
     envs = AtariGamesVectorEnv(symrl.make_config("ppo", "PongNoFrameskip-v4", n_envs=2), parts=2)
     envs.reset(seed=0)
-    process = envs._workers[0][2]
+    process = envs._workers[0].process
     process.kill()
     process.join()
     with pytest.raises(SymrlError, match="worker process stopped"):

@@ -10,7 +10,7 @@ with each layer written out as one method below, so observations, rewards, ends 
 identical (``tests/test_atari_game.py`` checks them step by step against the wrapper stack).
 
 The emulator holds the GIL, so threads cannot step games side by side; :class:`AtariGamesVectorEnv` splits the
-games over this process and one worker process per further core (``fork``, observations in shared memory).
+games over this process and one worker process per further core (:mod:`symrl.envs.split`).
 Which process steps which game changes no game, so results do not depend on the split. On 2 cores 8 Pong games
 step about 2.4x faster than the wrapper stack in one process (``benchmarks/atari_parts.py``).
 """
@@ -18,9 +18,6 @@ step about 2.4x faster than the wrapper stack in one process (``benchmarks/atari
 from __future__ import annotations
 
 import functools
-import multiprocessing
-import signal
-import sys
 from typing import Optional
 
 import gymnasium as gym
@@ -29,6 +26,7 @@ import numpy as np
 from ..config import Config
 from ..errors import SymrlError
 from .registry import gym_make
+from .split import Buffers, SplitVectorEnv
 from .vector import finished_infos
 from .wrappers import FireReset
 
@@ -149,142 +147,54 @@ class AtariGame:
         return self.frames, reward, terminated, truncated, episode
 
 
-def _reset_games(games: list, indices, seed: Optional[int], obs: np.ndarray) -> None:
-    for game, i in zip(games, indices, strict=True):
-        obs[i] = game.reset(None if seed is None else seed + int(i))
+class AtariShare:
+    """One process's share of the games (``indices``), for :class:`~symrl.envs.split.SplitVectorEnv`: a finished
+    game reports its whole-game ``(return, length)`` when the game is over, ``None`` after a lost life."""
+
+    def __init__(self, cfg: Config, indices: list[int]):
+        self.indices = indices
+        self.games = [AtariGame(cfg) for _ in indices]
+        self.observation_space = gym.spaces.Box(0, 255, self.games[0].frames.shape, np.uint8)
+        self.action_space = gym.spaces.Discrete(len(self.games[0].action_set))
+        self.buffers: Buffers
+
+    def reset(self, seed: Optional[int]) -> None:
+        for game, i in zip(self.games, self.indices, strict=True):
+            self.buffers.obs[i] = game.reset(None if seed is None else seed + i)
+
+    def step(self, actions: np.ndarray) -> dict:
+        b, finished = self.buffers, {}
+        for game, i in zip(self.games, self.indices, strict=True):
+            frames, b.rewards[i], b.terminated[i], b.truncated[i], episode = game.step(actions[i])
+            if b.terminated[i] or b.truncated[i]:
+                b.final_obs[i] = frames
+                finished[i] = episode
+                frames = game.reset()
+            b.obs[i] = frames
+        return finished
+
+    def close(self) -> None:
+        for game in self.games:
+            game.base.close()
 
 
-def _step_games(games: list, indices, actions: np.ndarray, obs: np.ndarray, final_obs: np.ndarray) -> list:
-    """Step environments ``indices`` (``games[k]`` is environment ``indices[k]``), resetting finished ones; write
-    their observations into ``obs`` / ``final_obs``; ``[(reward, terminated, truncated, episode)]``."""
-    results = []
-    for game, i, action in zip(games, indices, actions, strict=True):
-        frames, reward, terminated, truncated, episode = game.step(action)
-        if terminated or truncated:
-            final_obs[i] = frames
-            frames = game.reset()
-        obs[i] = frames
-        results.append((reward, terminated, truncated, episode))
-    return results
-
-
-def _worker(cfg: Config, indices: list, pipe, obs_memory, final_memory, shape: tuple) -> None:
-    """A worker process: steps its games on command, observations through shared memory."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle
-    obs = np.frombuffer(obs_memory, np.uint8).reshape(shape)
-    final_obs = np.frombuffer(final_memory, np.uint8).reshape(shape)
-    try:
-        games = [AtariGame(cfg) for _ in indices]
-        while True:
-            command, data = pipe.recv()
-            if command == "step":
-                pipe.send(("ok", _step_games(games, indices, data, obs, final_obs)))
-            elif command == "reset":
-                _reset_games(games, indices, data, obs)
-                pipe.send(("ok", None))
-            else:
-                break
-    except (EOFError, KeyboardInterrupt):
-        return
-    except Exception as exc:  # noqa: BLE001  (reported to the main process, which raises it)
-        pipe.send(("error", f"{type(exc).__name__}: {exc}"))
-
-
-def _stopped(process) -> SymrlError:
-    return SymrlError(f"an Atari worker process stopped (exit code {process.exitcode}); "
-                      "rerun, or use --vec-backend async")
-
-
-class AtariGamesVectorEnv(gym.vector.VectorEnv):
+class AtariGamesVectorEnv(SplitVectorEnv):
     """``cfg.n_envs`` :class:`AtariGame` s, split over this process and ``parts - 1`` worker processes.
 
     Same-step autoreset and symrl's rollout infos (``final_obs`` / ``final_info`` where an episode ended, whole-game
-    returns where a game is over). This process steps the first share of the games while the workers step theirs.
+    returns where a game is over).
     """
 
     def __init__(self, cfg: Config, parts: int = 1):
-        self.num_envs = cfg.n_envs
-        parts = max(1, min(parts, self.num_envs))
-        shares = [list(map(int, share)) for share in np.array_split(np.arange(self.num_envs), parts)]
-        self.parts, self._local = len(shares), shares[0]
-        self.games = [AtariGame(cfg) for _ in self._local]  # bad settings fail here, in this process
-        frames = self.games[0].frames
-        shape = (self.num_envs, *frames.shape)
-        # fork: starts at once and re-runs nothing of the user's script (spawn would re-import its __main__)
-        context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
-        obs_memory, final_memory = (context.RawArray("B", int(np.prod(shape))) for _ in range(2))
-        self._obs = np.frombuffer(obs_memory, np.uint8).reshape(shape)
-        self._final_obs = np.frombuffer(final_memory, np.uint8).reshape(shape)
-        self._workers = []
-        for share in shares[1:]:
-            pipe, child = context.Pipe()
-            process = context.Process(target=_worker, args=(cfg, share, child, obs_memory, final_memory, shape),
-                                      daemon=True, name="symrl-atari")
-            process.start()
-            child.close()
-            self._workers.append((share, pipe, process))
-        self.single_observation_space = gym.spaces.Box(0, 255, frames.shape, np.uint8)
-        self.single_action_space = gym.spaces.Discrete(len(self.games[0].action_set))
-        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
-        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
-        self.metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
-        self._rewards = np.zeros(self.num_envs, np.float64)
-        self._terminated = np.zeros(self.num_envs, bool)
-        self._truncated = np.zeros(self.num_envs, bool)
-        self._game_over = np.zeros(self.num_envs, bool)
+        super().__init__(functools.partial(AtariShare, cfg), cfg.n_envs, parts, name="Atari")
         self._returns = np.zeros(self.num_envs)
         self._lengths = np.zeros(self.num_envs, np.int64)
 
-    def _send(self, pipe, process, message: tuple) -> None:
-        try:
-            pipe.send(message)
-        except (BrokenPipeError, ConnectionError):
-            raise _stopped(process) from None
-
-    def _receive(self, pipe, process):
-        try:
-            status, data = pipe.recv()
-        except (EOFError, ConnectionError):
-            raise _stopped(process) from None
-        if status == "error":
-            raise SymrlError(f"an Atari worker process failed: {data}")
-        return data
-
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
-        for _, pipe, process in self._workers:
-            self._send(pipe, process, ("reset", seed))
-        _reset_games(self.games, self._local, seed, self._obs)
-        for _, pipe, process in self._workers:
-            self._receive(pipe, process)
-        return self._obs.copy(), {}
-
-    def step(self, actions: np.ndarray):
-        actions = np.asarray(actions)
-        for share, pipe, process in self._workers:
-            self._send(pipe, process, ("step", actions[share]))
-        results = dict(zip(self._local, _step_games(self.games, self._local, actions[self._local], self._obs,
-                                                    self._final_obs), strict=True))
-        for share, pipe, process in self._workers:
-            results.update(zip(share, self._receive(pipe, process), strict=True))
-        self._game_over[:] = False
-        for i, (reward, terminated, truncated, episode) in results.items():
-            self._rewards[i], self._terminated[i], self._truncated[i] = reward, terminated, truncated
+    def _infos(self, finished: dict) -> dict:
+        game_over = np.zeros(self.num_envs, bool)
+        for i, episode in finished.items():
             if episode is not None:
-                self._game_over[i] = True
+                game_over[i] = True
                 self._returns[i], self._lengths[i] = episode
-        done = self._terminated | self._truncated
-        infos = finished_infos(done, self._game_over, self._final_obs, self._returns, self._lengths)
-        return self._obs.copy(), self._rewards.copy(), self._terminated.copy(), self._truncated.copy(), infos
-
-    def close_extras(self, **kwargs) -> None:
-        for _, pipe, process in self._workers:
-            try:
-                pipe.send(("close", None))
-            except (BrokenPipeError, OSError):
-                pass
-            process.join(timeout=5)
-            if process.is_alive():
-                process.terminate()
-        self._workers = []
-        for game in self.games:
-            game.base.close()
+        done = self.buffers.terminated | self.buffers.truncated
+        return finished_infos(done, game_over, self.buffers.final_obs, self._returns, self._lengths)

@@ -3,8 +3,9 @@
 Atari: ale-py's game with Gymnasium's ``AtariPreprocessing`` (noop-max, frame-skip 4 with max-pool,
 84x84 grey) and ``FrameStackObservation``, plus symrl's ``EpisodicLife`` (training only) and
 ``FireReset``. Reward sign-clipping, noise and normalisation are applied by the rollout, not here, so
-evaluation environments see the raw game score. In-process Atari training (``vec_env: sync``) runs the same
-wrapper stack fused into :class:`~symrl.envs.atari_game.AtariGame` s, split over a process per core.
+evaluation environments see the raw game score. In-process training (``vec_env: sync``) splits the environments
+over a process per core (:mod:`symrl.envs.split`); Atari games run there with the wrapper stack fused into
+:class:`~symrl.envs.atari_game.AtariGame` s.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..errors import SymrlError
 from ..threads import available_threads
 from .atari_game import AtariGamesVectorEnv, fused_games_apply
 from .registry import gym_make
+from .split import EnvStackShare, SplitVectorEnv
 from .vector import SerialVectorEnv
 from .wrappers import DiscretizeAction, EpisodicLife, FireReset
 
@@ -80,9 +82,18 @@ def make_train_envs(cfg: Config) -> gym.vector.VectorEnv:
         return EnvPoolVectorEnv(cfg)
     if cfg.vec_env == "async":
         return gym.vector.AsyncVectorEnv(_train_env_fns(cfg), autoreset_mode=mode)
+    parts = available_threads(cfg)
     if is_atari(cfg) and fused_games_apply(cfg):  # the same games without the wrapper layers
-        return AtariGamesVectorEnv(cfg, parts=available_threads(cfg))
+        return AtariGamesVectorEnv(cfg, parts=parts)
+    if parts > 1 and cfg.n_envs > 1:  # the same environments, stepped side by side on the cores
+        return make_split_envs(cfg, parts)
     return make_wrapper_stack_envs(cfg)
+
+
+def make_split_envs(cfg: Config, parts: int) -> SplitVectorEnv:
+    """The training environments as Gymnasium wrapper stacks, split over this process and ``parts - 1`` workers."""
+    return SplitVectorEnv(functools.partial(EnvStackShare, functools.partial(build_env, cfg, True)), cfg.n_envs,
+                          parts)
 
 
 def make_eval_env(cfg: Config, render_mode: str | None = None) -> gym.Env:
