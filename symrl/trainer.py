@@ -27,7 +27,7 @@ from .errors import SymrlError, TrainingDiverged
 from .evaluation import default_deterministic, evaluate, make_eval_envs
 from .fast import make_engine
 from .noise import AdvantageNoise, RewardNoise, parse_adv_noise, parse_reward_noise
-from .policies import ActorCritic
+from .policies import ActorCritic, uses_cnn
 from .rollout import Collector, RolloutBuffer
 from .threads import set_torch_threads
 
@@ -122,8 +122,8 @@ class Trainer:
                 shutil.rmtree(self.run_dir)
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(cfg.device)
+        set_torch_threads(cfg, uses_cnn(cfg, obs_space))  # before the weights: their init depends on it (LAPACK QR)
         self.policy = ActorCritic(obs_space, action_space, cfg).to(self.device)
-        set_torch_threads(cfg, self.policy.cnn)
         self.optimizer = make_optimizer(cfg, self.policy)
         self.obs_norm = ObsNormalizer(obs_space.shape, cfg.norm_obs, cfg.clip_obs)
         self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma, cfg.norm_reward, cfg.clip_reward)

@@ -377,3 +377,22 @@ def test_resume_with_steps_below_the_checkpoint_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error:") and "1024" in err[0]
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_the_first_run_in_a_process_starts_from_the_same_weights_as_a_later_one():
+    """A small MLP's run sets PyTorch to one thread; weights initialised before that (orthogonal init uses a
+    threaded QR) came out different in the last bits for the first run of a process only."""
+    before = torch.get_num_threads()
+    if before < 2 and (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 cores")
+    cfg = symrl.make_config("a2c", "HalfCheetah-v4", n_envs=1, eval_episodes=0, progress=False, tensorboard=False)
+    try:
+        torch.set_num_threads(2)  # a fresh process's default on 2 cores
+        first = symrl.Trainer(cfg)
+        later = symrl.Trainer(cfg)
+        for (name, a), b in zip(first.policy.state_dict().items(), later.policy.state_dict().values(), strict=True):
+            assert torch.equal(a, b), name
+        first.envs.close()
+        later.envs.close()
+    finally:
+        torch.set_num_threads(before)

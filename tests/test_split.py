@@ -1,0 +1,145 @@
+"""Training environments split over processes step exactly as the serial wrapper stack does."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import symrl
+import symrl.envs.split as split
+from symrl.envs import make_train_envs
+from symrl.envs.make import make_split_envs, make_wrapper_stack_envs
+from symrl.envs.vector import SerialVectorEnv
+from symrl.errors import SymrlError
+
+
+def assert_same_step(a: tuple, b: tuple) -> None:
+    for x, y in zip(a[:4], b[:4], strict=True):
+        np.testing.assert_array_equal(x, y)
+    infos_a, infos_b = a[4], b[4]
+    assert infos_a.keys() == infos_b.keys()
+    if infos_a:
+        np.testing.assert_array_equal(infos_a["_final_obs"], infos_b["_final_obs"])
+        for i in np.flatnonzero(infos_a["_final_obs"]):
+            np.testing.assert_array_equal(infos_a["final_obs"][i], infos_b["final_obs"][i])
+        final_a, final_b = infos_a["final_info"], infos_b["final_info"]
+        assert final_a.keys() == final_b.keys()
+        np.testing.assert_array_equal(final_a["episode"]["r"], final_b["episode"]["r"])
+        np.testing.assert_array_equal(final_a["episode"]["l"], final_b["episode"]["l"])
+
+
+def compare(cfg, parts: int, steps: int, pause_every: int = 0) -> int:
+    """Step the serial stack and the split envs with the same seeds and actions; the number of episodes ended."""
+    serial, splits = make_wrapper_stack_envs(cfg), make_split_envs(cfg, parts)
+    try:
+        assert len(splits._shares) == min(parts, cfg.n_envs)
+        np.testing.assert_array_equal(serial.reset(seed=5)[0], splits.reset(seed=5)[0])
+        serial.action_space.seed(0)
+        ended = 0
+        for t in range(steps):
+            actions = serial.action_space.sample()
+            if pause_every and t % pause_every == 0:
+                time.sleep(3 * split.SPIN_SECONDS)  # the worker goes to sleep and must be woken
+            a, b = serial.step(actions), splits.step(actions)
+            assert_same_step(a, b)
+            ended += int(np.sum(a[2] | a[3]))
+        return ended
+    finally:
+        serial.close()
+        splits.close()
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_split_cartpole_equals_the_serial_stack_with_terminations(parts):
+    assert compare(symrl.make_config("ppo", "CartPole-v1", n_envs=4), parts, steps=300, pause_every=37) >= 10
+
+
+def test_split_mujoco_equals_the_serial_stack_with_truncations():
+    cfg = symrl.make_config("a2c", "HalfCheetah-v4", n_envs=4, env_kwargs={"max_episode_steps": 40})
+    assert compare(cfg, 2, steps=100) == 8
+
+
+def test_split_with_pipe_signals_only_equals_the_serial_stack(monkeypatch):
+    """Machines other than x86-64 Linux signal through the pipes alone."""
+    monkeypatch.setattr(split, "SPIN_SIGNALS", False)
+    assert compare(symrl.make_config("ppo", "CartPole-v1", n_envs=3), 2, steps=150, pause_every=50) >= 3
+
+
+def test_a2c_on_split_envs_leaves_the_same_weights_as_on_the_serial_stack(monkeypatch):
+    import symrl.trainer  # noqa: PLC0415
+
+    cfg = symrl.make_config("a2c", "HalfCheetah-v4", n_envs=4, total_steps=400, eval_episodes=0, progress=False,
+                            tensorboard=False, seed=2)
+    monkeypatch.setattr(symrl.trainer, "make_train_envs", lambda c: make_split_envs(c, 2))
+    fast = symrl.Trainer(cfg)
+    fast.run()
+    monkeypatch.setattr(symrl.trainer, "make_train_envs", make_wrapper_stack_envs)
+    plain = symrl.Trainer(cfg)
+    plain.run()
+    for (name, a), b in zip(fast.policy.state_dict().items(), plain.policy.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    initial = symrl.Trainer(cfg)  # the updates did change the initial weights
+    assert not all(torch.equal(a, initial.policy.state_dict()[k]) for k, a in fast.policy.state_dict().items())
+    initial.envs.close()
+
+
+def test_in_process_training_splits_over_the_cores_when_there_are_several_envs():
+    two = make_train_envs(symrl.make_config("ppo", "CartPole-v1", n_envs=4, torch_threads=2))
+    assert isinstance(two, split.SplitVectorEnv) and len(two._shares) == 2
+    two.close()
+    for cfg in (symrl.make_config("ppo", "CartPole-v1", n_envs=1, torch_threads=2),
+                symrl.make_config("ppo", "CartPole-v1", n_envs=4, torch_threads=1)):
+        assert isinstance(make_train_envs(cfg), SerialVectorEnv)
+
+
+MAIN_PROCESS = os.getpid()
+
+
+class FailingEnv(gym.Env):
+    """Fails on its third step in a worker process: an error the main process must report."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        if self.t == 3 and os.getpid() != MAIN_PROCESS:
+            raise RuntimeError("the simulator blew up")
+        return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
+def test_an_error_in_a_worker_process_is_raised_in_the_main_process():
+    gym.register("SymrlTestFailing-v0", entry_point=FailingEnv)
+    envs = make_split_envs(symrl.make_config("ppo", "SymrlTestFailing-v0", n_envs=2), 2)
+    envs.reset(seed=0)
+    with pytest.raises(SymrlError, match="worker process failed: RuntimeError: the simulator blew up"):
+        for _ in range(3):
+            envs.step(np.zeros(2, np.int64))
+    envs.close()
+
+
+def test_stepping_before_reset_is_a_clear_error():
+    envs = make_split_envs(symrl.make_config("ppo", "CartPole-v1", n_envs=2), 2)
+    with pytest.raises(SymrlError, match="reset"):
+        envs.step(np.zeros(2, np.int64))
+    envs.close()
+
+
+def test_objects_go_back_to_the_garbage_collector_when_the_envs_close():
+    before = gc.get_freeze_count()
+    envs = make_split_envs(symrl.make_config("ppo", "CartPole-v1", n_envs=2), 2)
+    envs.reset(seed=0)
+    assert gc.get_freeze_count() > 0
+    envs.close()
+    assert gc.get_freeze_count() == before
