@@ -6,9 +6,10 @@ whether stepping the environments in two threads would help. One process, median
 1. 20,000 steps of ``symrl train --algo a2c --env HalfCheetah-v4``, split by timers around the parts of the
    loop: the vector env's step (simulator and Gymnasium's Python step), the rest of the rollout (acting,
    normalisation, storage), GAE and batching, the update, and the loop's bookkeeping.
-2. The same 20,000 environment steps with random actions and no agent: symrl's serial vector env vs the
-   four environments split over two threads (MuJoCo's ``mj_step`` releases the GIL) and vs a process per
-   environment (``--vec-backend async``).
+2. The same 20,000 environment steps with random actions and no agent: the four environments stepped one after
+   the other in this process (the wrapper stack), split over this process and a worker (symrl's default on 2
+   cores, ``symrl.envs.split``), split over two threads (MuJoCo's ``mj_step`` releases the GIL), and a process
+   per environment (``--vec-backend async``).
 """
 
 from __future__ import annotations
@@ -63,12 +64,14 @@ def a2c_breakdown(symrl) -> list[str]:
 
 def threaded_stepping(symrl) -> list[str]:
     from symrl.envs import make_train_envs  # noqa: PLC0415
+    from symrl.envs.make import make_split_envs, make_wrapper_stack_envs  # noqa: PLC0415
 
-    envs = make_train_envs(symrl.make_config("a2c", "HalfCheetah-v4", n_envs=N_ENVS))
+    cfg = symrl.make_config("a2c", "HalfCheetah-v4", n_envs=N_ENVS)
+    envs, split = make_wrapper_stack_envs(cfg), make_split_envs(cfg, parts=2)
     processes = make_train_envs(symrl.make_config("a2c", "HalfCheetah-v4", n_envs=N_ENVS, vec_env="async"))
-    envs.reset(seed=0)
-    processes.reset(seed=0)
-    actions = np.random.default_rng(0).uniform(-1, 1, (STEPS // N_ENVS, N_ENVS, 6))
+    for vector_env in (envs, split, processes):
+        vector_env.reset(seed=0)
+    actions = np.random.default_rng(0).uniform(-1, 1, (STEPS // N_ENVS, N_ENVS, 6)).astype(np.float32)
     pool, half = ThreadPoolExecutor(1), N_ENVS // 2
 
     def step_some(acts, lo, hi):
@@ -82,7 +85,8 @@ def threaded_stepping(symrl) -> list[str]:
         step_some(acts, 0, half)
         other.result()
 
-    steppers = {"serial": envs.step, "two threads": two_threads, "a process per env": processes.step}
+    steppers = {"serial (wrapper stack)": envs.step, "split over 2 processes (default)": split.step,
+                "two threads": two_threads, "a process per env": processes.step}
     times: dict[str, list[float]] = {name: [] for name in steppers}
     for _ in range(3):
         for name, step in steppers.items():
@@ -90,8 +94,8 @@ def threaded_stepping(symrl) -> list[str]:
             for acts in actions:
                 step(acts)
             times[name].append(time.perf_counter() - start)
-    envs.close()
-    processes.close()
+    for vector_env in (envs, split, processes):
+        vector_env.close()
     pool.shutdown()
     med = {name: statistics.median(t) for name, t in times.items()}
     return ["| 20,000 HalfCheetah steps, 4 envs, random actions | seconds |", "|---|---|",

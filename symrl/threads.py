@@ -1,4 +1,4 @@
-"""How many threads a run uses: PyTorch's intra-op threads, and the processes Atari games are split over.
+"""How many threads a run uses: PyTorch's intra-op threads, and the processes its training envs are split over.
 
 Small MLPs run fastest on one PyTorch thread (the per-op cost of a thread pool outweighs the arithmetic);
 convolutions use every core. ``cfg.torch_threads`` overrides both. A process may train an MLP and then a CNN
@@ -17,7 +17,7 @@ _before_mlp: Optional[int] = None  # PyTorch's thread count before symrl set 1 f
 
 
 def available_threads(cfg: Config) -> int:
-    """Threads for a CNN run's update, and the number of processes its Atari games are split over."""
+    """Threads for a CNN run's update, and the number of processes a run's training envs are split over."""
     if cfg.torch_threads > 0:
         return cfg.torch_threads
     current = torch.get_num_threads()

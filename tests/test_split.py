@@ -136,10 +136,15 @@ def test_stepping_before_reset_is_a_clear_error():
     envs.close()
 
 
-def test_objects_go_back_to_the_garbage_collector_when_the_envs_close():
-    before = gc.get_freeze_count()
+def test_workers_stop_when_the_envs_are_closed_or_dropped():
     envs = make_split_envs(symrl.make_config("ppo", "CartPole-v1", n_envs=2), 2)
     envs.reset(seed=0)
-    assert gc.get_freeze_count() > 0
+    process = envs._workers[0].process
     envs.close()
-    assert gc.get_freeze_count() == before
+    assert not process.is_alive()
+    dropped = make_split_envs(symrl.make_config("ppo", "CartPole-v1", n_envs=2), 2)
+    dropped.reset(seed=0)
+    process = dropped._workers[0].process
+    del dropped
+    gc.collect()
+    assert not process.is_alive()

@@ -16,13 +16,13 @@ Each process's share is a :class:`Share`: environments that write their results 
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 import platform
 import signal
 import sys
 import time
+import weakref
 from typing import Any, Callable, Optional, Protocol
 
 import gymnasium as gym
@@ -35,7 +35,7 @@ SPIN_SIGNALS = sys.platform == "linux" and platform.machine().lower() in ("x86_6
 _STEP, _RESET, _CLOSE = 1, 2, 3  # commands
 _OK, _PAYLOAD, _ERROR = 0, 1, 2  # replies
 _NO_SEED = np.iinfo(np.int64).min
-# one worker's control counters, a 64-byte cache line each
+# the slots of one worker's row of control counters
 _COMMAND, _KIND, _SEED, _DONE, _REPLY, _WORKER_ASLEEP, _MAIN_ASLEEP, _WIDTH = range(8)
 
 
@@ -43,7 +43,7 @@ class Buffers:
     """Shared memory for ``n`` environments' observations, final observations, rewards, flags and actions, plus
     one row of control counters per worker; built from the same raw arrays in every process."""
 
-    def __init__(self, n: int, obs_space: gym.spaces.Box, action_space: gym.Space, workers: int, memory=None):
+    def __init__(self, n: int, obs_space: gym.Space, action_space: gym.Space, workers: int, memory=None):
         self.layout = (n, obs_space, action_space, workers)
         arrays = {"obs": ((n, *obs_space.shape), obs_space.dtype), "final_obs": ((n, *obs_space.shape), obs_space.dtype),
                   "rewards": ((n,), np.float64), "terminated": ((n,), np.bool_), "truncated": ((n,), np.bool_),
@@ -60,7 +60,7 @@ class Buffers:
 class Share(Protocol):
     """One process's share of the environments (``indices``): writes its rows of :class:`Buffers`."""
 
-    observation_space: gym.spaces.Box
+    observation_space: gym.Space
     action_space: gym.Space
     buffers: Buffers
 
@@ -124,8 +124,10 @@ class SplitVectorEnv(gym.vector.VectorEnv):
         shares = _split(n_envs, parts)
         self.parts = len(shares)
         self.share = make_share(shares[0])  # bad settings fail here, in this process
-        if not isinstance(self.share.observation_space, gym.spaces.Box):
-            raise SymrlError(f"split vector envs need a Box observation space, not {self.share.observation_space}")
+        for space in (self.share.observation_space, self.share.action_space):
+            if space.shape is None or space.dtype is None:
+                raise SymrlError(f"environments split over processes need array spaces (Box, Discrete, ...), not "
+                                 f"{space}; use --vec-backend async")
         self.single_observation_space = self.share.observation_space
         self.single_action_space = self.share.action_space
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, n_envs)
@@ -136,11 +138,12 @@ class SplitVectorEnv(gym.vector.VectorEnv):
         self._shares, self._make_share = shares, make_share
         self._workers: list[_Worker] = []
         self._started = False
+        self._stop_workers = weakref.finalize(self, _close_workers, self._workers)  # also if never closed
 
     def _start_workers(self) -> None:
         """Fork the workers at the first reset, once the caller has built what it needs (a trainer: its network and
-        optimizer), so that the memory they share with this process is not rewritten soon after."""
-        _freeze_objects()
+        optimizer). A forked worker shares this process's memory pages until one side writes to one; forked any
+        earlier, a HalfCheetah worker next to a trainer held 68 MiB of private copies instead of 14."""
         for w, indices in enumerate(self._shares[1:]):
             self._workers.append(_Worker(w, self._make_share, indices, self.buffers, self.name))
 
@@ -177,36 +180,14 @@ class SplitVectorEnv(gym.vector.VectorEnv):
         return infos
 
     def close_extras(self, **kwargs) -> None:
-        if self._workers:
-            _unfreeze_objects()
-        for worker in self._workers:
-            worker.close()
-        self._workers = []
+        self._stop_workers()
         self.share.close()
 
 
-_frozen = 0  # open split vector envs with workers
-
-
-def _freeze_objects() -> None:
-    """Keep this process's garbage collector off the objects that exist when workers fork, while they run.
-
-    A forked worker shares this process's memory until one side writes a page; a collection here writes into every
-    object it traverses, so without this the worker would soon hold a private copy of most of the Python heap
-    (measured: 43 MiB of 68 for a HalfCheetah worker next to a trainer, 9 MiB with it). Objects made later are
-    collected as usual; the frozen ones go back to the collector when the last split vector env closes."""
-    global _frozen
-    if sys.platform == "linux":  # fork
-        gc.freeze()
-        _frozen += 1
-
-
-def _unfreeze_objects() -> None:
-    global _frozen
-    if _frozen > 0:
-        _frozen -= 1
-        if _frozen == 0:
-            gc.unfreeze()
+def _close_workers(workers: list[_Worker]) -> None:
+    for worker in workers:
+        worker.close()
+    workers.clear()
 
 
 class _Worker:
@@ -219,7 +200,7 @@ class _Worker:
         self.data, child_data = context.Pipe(duplex=False)  # pickled reports, worker to main
         self.process = context.Process(
             target=_work, args=(w, make_share, indices, buffers.layout, buffers.memory, child_wake, child_data),
-            daemon=True, name=f"symrl-{name}s")
+            daemon=True, name=f"symrl-{name.lower()}")
         self.process.start()
         child_wake.close()
         child_data.close()
@@ -305,12 +286,15 @@ def _work(w: int, make_share: Callable, indices: list[int], layout: tuple, memor
             control[_REPLY] = _PAYLOAD if report else _OK
             _signal(control, _DONE, seen, _MAIN_ASLEEP, wake)
         share.close()
-    except (EOFError, OSError, KeyboardInterrupt):
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):  # the main process is gone
         return
     except Exception as exc:  # noqa: BLE001  (reported to the main process, which raises it)
-        data.send(f"{type(exc).__name__}: {exc}")
-        control[_REPLY] = _ERROR
-        _signal(control, _DONE, -1, _MAIN_ASLEEP, wake)  # -1: no command's count, so any wait ends
+        try:
+            data.send(f"{type(exc).__name__}: {exc}")
+            control[_REPLY] = _ERROR
+            _signal(control, _DONE, -1, _MAIN_ASLEEP, wake)  # -1: no command's count, so any wait ends
+        except OSError:
+            return
 
 
 def _signal(control: np.ndarray, slot: int, value: int, asleep: int, wake) -> None:
