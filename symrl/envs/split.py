@@ -6,7 +6,8 @@ of the environments while they step theirs, then waits for them. Threads cannot 
 about 50 µs, more than a MuJoCo step. So on x86-64 Linux a signal is a counter in shared memory that the other side
 spins on (x86 keeps stores in order, so the data written before the counter is there when the counter moves); a
 side that has waited longer than :data:`SPIN_SECONDS` (a PyTorch update, an evaluation) sleeps on a pipe instead
-and gets woken through it, so an idle worker never takes a core from the update. Elsewhere every signal goes
+and gets woken through it, and a worker whose last wait was that long sleeps at once, so that it does not take a
+core from PyTorch. Elsewhere every signal goes
 through the pipes. Observations, rewards and flags go through shared memory; only what is rare and irregular (the
 final ``info`` of a finished episode, an error) is pickled.
 
@@ -271,8 +272,13 @@ def _work(w: int, make_share: Callable, indices: list[int], layout: tuple, memor
     try:
         share = make_share(indices)
         share.buffers = buffers
+        spin = SPIN_SECONDS
         while True:
-            seen = _wait(control, _COMMAND, seen, _WORKER_ASLEEP, wake, parent_alive)
+            start = time.perf_counter()
+            seen = _wait(control, _COMMAND, seen, _WORKER_ASLEEP, wake, parent_alive, spin)
+            # Spin next time only if this wait was short: the main process's work between two steps may need every
+            # core (an Atari CNN's forward pass takes about 2.5 ms on two threads) and must not share one with a spin.
+            spin = SPIN_SECONDS if time.perf_counter() - start < SPIN_SECONDS else 0.0
             kind = control[_KIND]
             if kind == _CLOSE:
                 break
@@ -304,15 +310,16 @@ def _signal(control: np.ndarray, slot: int, value: int, asleep: int, wake) -> No
         wake.send_bytes(b"")
 
 
-def _wait(control: np.ndarray, slot: int, old: int, asleep: int, wake, check: Callable[[], None]) -> int:
-    """Wait until the counter ``control[slot]`` moves past ``old``; return it. ``check()`` raises if the other side
-    is gone."""
+def _wait(control: np.ndarray, slot: int, old: int, asleep: int, wake, check: Callable[[], None],
+          spin_seconds: float = SPIN_SECONDS) -> int:
+    """Wait until the counter ``control[slot]`` moves past ``old``, spinning for up to ``spin_seconds`` before
+    sleeping; return it. ``check()`` raises if the other side is gone."""
     if not SPIN_SIGNALS:  # one wake-up per signal; the pipe orders memory
         while not wake.poll(0.1):
             check()
         wake.recv_bytes()
         return int(control[slot])
-    deadline, spins = time.perf_counter() + SPIN_SECONDS, 0
+    deadline, spins = time.perf_counter() + spin_seconds, 0
     while control[slot] == old:
         spins += 1
         if spins % 256 == 0 and time.perf_counter() > deadline:
