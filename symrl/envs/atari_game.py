@@ -26,7 +26,7 @@ import numpy as np
 from ..config import Config
 from ..errors import SymrlError
 from .registry import gym_make
-from .split import Buffers, SplitVectorEnv
+from .split import EnvStackShare, SplitVectorEnv
 from .vector import finished_infos
 from .wrappers import FireReset
 
@@ -59,6 +59,8 @@ class AtariGame:
         height, width = self.ale.getScreenDims()
         self.screens = [np.empty((height, width), np.uint8), np.empty((height, width), np.uint8)]
         self.frames = np.zeros((cfg.frame_stack, self.SIZE, self.SIZE), np.uint8)
+        self.observation_space = gym.spaces.Box(0, 255, self.frames.shape, np.uint8)
+        self.action_space = gym.spaces.Discrete(len(self.action_set))
         self.episode_return, self.episode_length = 0.0, 0  # RecordEpisodeStatistics
         self.lives, self.game_over = 0, True  # EpisodicLife
 
@@ -146,36 +148,20 @@ class AtariGame:
         self.frames[-1] = obs
         return self.frames, reward, terminated, truncated, episode
 
+    def close(self) -> None:
+        self.base.close()
 
-class AtariShare:
+
+class AtariShare(EnvStackShare):
     """One process's share of the games (``indices``), for :class:`~symrl.envs.split.SplitVectorEnv`: a finished
     game reports its whole-game ``(return, length)`` when the game is over, ``None`` after a lost life."""
 
     def __init__(self, cfg: Config, indices: list[int]):
-        self.indices = indices
-        self.games = [AtariGame(cfg) for _ in indices]
-        self.observation_space = gym.spaces.Box(0, 255, self.games[0].frames.shape, np.uint8)
-        self.action_space = gym.spaces.Discrete(len(self.games[0].action_set))
-        self.buffers: Buffers
+        super().__init__(functools.partial(AtariGame, cfg), indices)
 
-    def reset(self, seed: Optional[int]) -> None:
-        for game, i in zip(self.games, self.indices, strict=True):
-            self.buffers.obs[i] = game.reset(None if seed is None else seed + i)
-
-    def step(self, actions: np.ndarray) -> dict:
-        b, finished = self.buffers, {}
-        for game, i in zip(self.games, self.indices, strict=True):
-            frames, b.rewards[i], b.terminated[i], b.truncated[i], episode = game.step(actions[i])
-            if b.terminated[i] or b.truncated[i]:
-                b.final_obs[i] = frames
-                finished[i] = episode
-                frames = game.reset()
-            b.obs[i] = frames
-        return finished
-
-    def close(self) -> None:
-        for game in self.games:
-            game.base.close()
+    @staticmethod
+    def _start(env: AtariGame, seed: Optional[int]) -> np.ndarray:
+        return env.reset(seed)
 
 
 class AtariGamesVectorEnv(SplitVectorEnv):

@@ -78,7 +78,7 @@ class Share(Protocol):
 
 class EnvStackShare:
     """Gymnasium environments (``make_env()``), as :class:`~symrl.envs.vector.SerialVectorEnv` steps them: a finished
-    environment reports the ``info`` of its last step."""
+    environment reports the last item its ``step`` returned (a Gymnasium environment's ``info``)."""
 
     def __init__(self, make_env: Callable[[], gym.Env], indices: list[int]):
         self.indices = indices
@@ -86,9 +86,14 @@ class EnvStackShare:
         self.observation_space, self.action_space = self.envs[0].observation_space, self.envs[0].action_space
         self.buffers: Buffers
 
+    @staticmethod
+    def _start(env: gym.Env, seed: Optional[int]) -> np.ndarray:
+        """Reset one environment; its first observation."""
+        return env.reset(seed=seed)[0]
+
     def reset(self, seed: Optional[int]) -> None:
         for env, i in zip(self.envs, self.indices, strict=True):
-            self.buffers.obs[i], _ = env.reset(seed=None if seed is None else seed + i)
+            self.buffers.obs[i] = self._start(env, None if seed is None else seed + i)
 
     def step(self, actions: np.ndarray) -> dict[int, Any]:
         b, finished = self.buffers, {}
@@ -97,7 +102,7 @@ class EnvStackShare:
             if b.terminated[i] or b.truncated[i]:
                 b.final_obs[i] = obs
                 finished[i] = info
-                obs, _ = env.reset()
+                obs = self._start(env, None)
             b.obs[i] = obs
         return finished
 
