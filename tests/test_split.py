@@ -129,10 +129,14 @@ def test_an_error_in_a_worker_process_is_raised_in_the_main_process():
     envs.close()
 
 
-def test_stepping_before_reset_is_a_clear_error():
+def test_stepping_before_reset_and_unsupported_reset_arguments_are_clear_errors():
     envs = make_split_envs(symrl.make_config("ppo", "CartPole-v1", n_envs=2), 2)
     with pytest.raises(SymrlError, match="reset"):
         envs.step(np.zeros(2, np.int64))
+    with pytest.raises(SymrlError, match="one int"):
+        envs.reset(seed=[1, 2])
+    with pytest.raises(SymrlError, match="options"):
+        envs.reset(seed=0, options={"low": 0.0})
     envs.close()
 
 

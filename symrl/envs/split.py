@@ -156,6 +156,8 @@ class SplitVectorEnv(gym.vector.VectorEnv):
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         if seed is not None and not isinstance(seed, (int, np.integer)):
             raise SymrlError(f"reset(seed=...) takes one int (environment i gets seed + i), not {seed!r}")
+        if options:
+            raise SymrlError("split vector envs take no reset options; use --vec-backend async for those")
         if len(self._shares) > len(self._workers) + 1:
             self._start_workers()
         self._started = True
