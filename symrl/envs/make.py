@@ -65,7 +65,7 @@ def _train_env_fns(cfg: Config) -> list:
 
 def make_wrapper_stack_envs(cfg: Config) -> SerialVectorEnv:
     """The training environments as Gymnasium wrapper stacks, stepped one after the other in this process: the
-    reference the fused Atari games are checked and timed against."""
+    reference the split environments and the fused Atari games are checked and timed against."""
     return SerialVectorEnv(_train_env_fns(cfg))
 
 

@@ -1,4 +1,5 @@
-"""A lean in-process vector environment (symrl's ``vec_env: sync``).
+"""A lean in-process vector environment (``vec_env: sync`` with one environment or one core; the serial reference
+that :mod:`symrl.envs.split` is checked against).
 
 Gymnasium's ``SyncVectorEnv`` merges every sub-environment's ``info`` dict into arrays on every step
 and deep-copies the batched observation; for one fast MuJoCo environment that costs about as much as the
