@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="seeds torch, the environments and the noise generators (default 0)")
     t.add_argument("--n-envs", type=_positive_int, help="number of parallel training environments")
     t.add_argument("--vec-backend", choices=("sync", "async", "ale", "envpool"),
-                   help="how training environments step: in this process (sync; Atari games are split over one "
-                        "process per core), one process each (async), "
+                   help="how training environments step: in this process and a worker process per further core "
+                        "(sync), one process each (async), "
                         "in ALE's C++ threads (Atari only), or EnvPool's (Atari and MuJoCo, pip install envpool)")
     t.add_argument("--precision", choices=("fp32", "bf16"),
                    help="float32 (default), or bfloat16 autocast for the network bodies: faster CNN updates on CPUs "

@@ -38,7 +38,7 @@ class Config:
 
     # environment
     n_envs: int = 8
-    # sync (in process; Atari games split over a process per core), async (a process per env),
+    # sync (this process and a worker process per further core), async (a process per env),
     # ale (Atari, C++ threads) or envpool
     vec_env: str = "sync"
     bins: int = 0

@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from same_training import assert_trains_like_the_wrapper_stack
 
 import symrl
 from symrl.envs import make_train_envs
@@ -109,22 +110,11 @@ def test_a_stopped_worker_process_is_a_clear_error():
 
 def test_training_on_the_fused_games_leaves_the_same_weights_as_on_the_wrapper_stack(monkeypatch):
     """Two PPO iterations on Breakout: same rollouts, same updates, bit for bit."""
-    import symrl.trainer  # noqa: PLC0415
-
     cfg = symrl.make_config("ppo", "BreakoutNoFrameskip-v4", n_envs=2, n_steps=32, batch_size=32, n_epochs=2,
                             total_steps=128, eval_episodes=0, progress=False, tensorboard=False, seed=1)
-    fused = symrl.Trainer(cfg)
+    fused, plain = assert_trains_like_the_wrapper_stack(monkeypatch, cfg, make_train_envs)
     assert isinstance(fused.envs, AtariGamesVectorEnv)
-    fused.run()
-    monkeypatch.setattr(symrl.trainer, "make_train_envs", make_wrapper_stack_envs)
-    plain = symrl.Trainer(cfg)
     assert isinstance(plain.envs, SerialVectorEnv)
-    plain.run()
-    for (name, a), b in zip(fused.policy.state_dict().items(), plain.policy.state_dict().values(), strict=True):
-        assert torch.equal(a, b), name
-    initial = symrl.Trainer(cfg)  # the updates did change the initial weights
-    assert not all(torch.equal(a, initial.policy.state_dict()[k]) for k, a in fused.policy.state_dict().items())
-    initial.envs.close()
 
 
 def test_an_atari_run_after_an_mlp_run_in_the_same_process_gets_its_threads_back():

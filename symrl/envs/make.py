@@ -59,8 +59,13 @@ def build_env(cfg: Config, train: bool, render_mode: str | None = None) -> gym.E
     return env
 
 
+def _train_env_fn(cfg: Config):
+    """A picklable constructor of one training environment."""
+    return functools.partial(build_env, cfg, True)
+
+
 def _train_env_fns(cfg: Config) -> list:
-    return [functools.partial(build_env, cfg, True) for _ in range(cfg.n_envs)]
+    return [_train_env_fn(cfg)] * cfg.n_envs
 
 
 def make_wrapper_stack_envs(cfg: Config) -> SerialVectorEnv:
@@ -92,8 +97,7 @@ def make_train_envs(cfg: Config) -> gym.vector.VectorEnv:
 
 def make_split_envs(cfg: Config, parts: int) -> SplitVectorEnv:
     """The training environments as Gymnasium wrapper stacks, split over this process and ``parts - 1`` workers."""
-    return SplitVectorEnv(functools.partial(EnvStackShare, functools.partial(build_env, cfg, True)), cfg.n_envs,
-                          parts)
+    return SplitVectorEnv(functools.partial(EnvStackShare, _train_env_fn(cfg)), cfg.n_envs, parts)
 
 
 def make_eval_env(cfg: Config, render_mode: str | None = None) -> gym.Env:

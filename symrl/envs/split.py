@@ -7,9 +7,8 @@ about 50 µs, more than a MuJoCo step. So on x86-64 Linux a signal is a counter 
 spins on (x86 keeps stores in order, so the data written before the counter is there when the counter moves); a
 side that has waited longer than :data:`SPIN_SECONDS` (a PyTorch update, an evaluation) sleeps on a pipe instead
 and gets woken through it, and a worker whose last wait was that long sleeps at once, so that it does not take a
-core from PyTorch. Elsewhere every signal goes
-through the pipes. Observations, rewards and flags go through shared memory; only what is rare and irregular (the
-final ``info`` of a finished episode, an error) is pickled.
+core from PyTorch. Elsewhere every signal goes through the pipes. Observations, rewards and flags go through shared
+memory; only what is rare and irregular (the final ``info`` of a finished episode, an error) is pickled.
 
 Each process's share is a :class:`Share`: environments that write their results into :class:`Buffers` rows.
 :class:`EnvStackShare` holds Gymnasium environments; ``atari_game.AtariShare`` fused Atari games.
@@ -128,7 +127,6 @@ class SplitVectorEnv(gym.vector.VectorEnv):
     def __init__(self, make_share: Callable[[list[int]], Share], n_envs: int, parts: int = 1, name: str = "environment"):
         self.num_envs, self.name = n_envs, name
         shares = _split(n_envs, parts)
-        self.parts = len(shares)
         self.share = make_share(shares[0])  # bad settings fail here, in this process
         for space in (self.share.observation_space, self.share.action_space):
             if space.shape is None or space.dtype is None:
@@ -146,6 +144,11 @@ class SplitVectorEnv(gym.vector.VectorEnv):
         self._started = False
         self._stop_workers = weakref.finalize(self, _close_workers, self._workers)  # also if never closed
 
+    @property
+    def parts(self) -> int:
+        """The number of processes the environments are split over, this one included."""
+        return len(self._shares)
+
     def _start_workers(self) -> None:
         """Fork the workers at the first reset, once the caller has built what it needs (a trainer: its network and
         optimizer). A forked worker shares this process's memory pages until one side writes to one; forked any
@@ -158,7 +161,7 @@ class SplitVectorEnv(gym.vector.VectorEnv):
             raise SymrlError(f"reset(seed=...) takes one int (environment i gets seed + i), not {seed!r}")
         if options:
             raise SymrlError("split vector envs take no reset options; use --vec-backend async for those")
-        if len(self._shares) > len(self._workers) + 1:
+        if self.parts > len(self._workers) + 1:
             self._start_workers()
         self._started = True
         for worker in self._workers:
