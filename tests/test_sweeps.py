@@ -70,6 +70,8 @@ def test_grid_labels_folders_and_override_order(tmp_path):
     ({"overrides": {"gama": 0.9}}, "gama"),
     ({"envs": ["NoSuchEnv-v0"]}, "NoSuchEnv-v0"),
     ({"cells": [{"where": {"colour": 1}, "set": {}}]}, "cells[0].where"),
+    ({"overrides": {"seed": 3}}, "overrides set `seed`"),
+    ({"cells": [{"where": {"algorithm": "PPO"}, "set": {"seed": 3}}]}, "PPO / CartPole-v1 / clean: overrides set `seed`"),
 ])
 def test_malformed_sweep_files_name_the_field(tmp_path, change, message):
     spec = {**_spec(tmp_path / "out"), **change}
@@ -168,6 +170,41 @@ def test_ray_backend_runs_cells_as_ray_tasks(tmp_path):
         assert runs.read_status(tmp_path / "out/CartPole-v1/clean" / name / "seed0")["state"] == "finished"
     again = _cli("sweep", str(path), "--backend", "ray", "--no-progress", cwd=tmp_path)
     assert "skipped 2" in again.stdout
+
+
+LISTENERS = """
+import sys
+from pathlib import Path
+
+def listeners():
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for row in Path("/proc/net", table).read_text().splitlines()[1:]:
+            local, state = row.split()[1], row.split()[3]
+            if state == "0A":  # LISTEN
+                found.add(local)
+    return found
+
+before = listeners()
+import ray
+from symrl.sweeps.runner import _init_local_ray
+_init_local_ray(ray, 1)
+assert ray.get(ray.remote(lambda: 1).remote()) == 1
+new = listeners() - before
+ray.shutdown()
+print(" ".join(sorted(new)))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's socket tables")
+def test_the_local_ray_listens_on_the_loopback_interface_only():
+    pytest.importorskip("ray")
+    result = subprocess.run([sys.executable, "-c", LISTENERS], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    addresses = [local.split(":")[0] for local in result.stdout.split()]
+    assert addresses, "Ray opened no listening socket: the check would pass vacuously"
+    loopback = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
+    assert set(addresses) <= loopback, f"Ray listens beyond the loopback interface: {result.stdout}"
 
 
 def test_backend_errors(tmp_path):

@@ -261,6 +261,24 @@ def _submit_local(sweep: Sweep, todo: list[Cell], workers: int, threads: int, su
             tick()
 
 
+def _init_local_ray(ray, workers: int) -> None:
+    """Start a private Ray on this machine whose servers listen on the loopback interface only.
+
+    Ray replaces a loopback ``_node_ip_address`` with the machine's network address, and its GCS, raylet and
+    worker servers then listen on every interface, unless its "no clusters" switch (the default on macOS and
+    Windows) is off while it starts.
+    """
+    from ray._private import ray_constants  # noqa: PLC0415
+
+    cluster_switch = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 log_to_driver=False, configure_logging=False)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = cluster_switch
+
+
 def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str], summary: SweepSummary,
              tick: Callable[[], None]) -> None:
     try:
@@ -269,9 +287,8 @@ def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str
         raise SymrlError("--backend ray needs Ray; install it with pip install 'symrl[ray]' or use --backend local") from None
     started = not ray.is_initialized()
     if started:
-        if address is None:  # a private Ray on this machine, reachable from localhost only
-            ray.init(num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1",
-                     log_to_driver=False, configure_logging=False)
+        if address is None:
+            _init_local_ray(ray, workers)
         else:
             try:
                 ray.init(address=address, log_to_driver=False)

@@ -232,7 +232,9 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
                         if _matches(where, labels, seed):
                             overrides.update(values)
                     algo = overrides.pop("algo")
-                    overrides.pop("seed", None)
+                    if "seed" in overrides:
+                        raise SymrlError(f"{source}: cell {algorithm} / {env} / {noise}: overrides set `seed`; a sweep's "
+                                         "seeds come from `seeds:` (a count or a list such as [0, 5, 7])")
                     cache_key = repr(sorted(overrides.items(), key=lambda kv: kv[0]))
                     if cache_key not in resolved:  # resolving checks the env; once per distinct setting
                         try:
