@@ -1,7 +1,7 @@
 # The two commands of the README. Both create .venv and install what they need first (scripts/setup.sh).
 PY := .venv/bin/python
 
-.PHONY: demo test test-slow setup bench
+.PHONY: demo test test-slow setup bench lint
 
 setup:
 	./scripts/setup.sh test
@@ -18,6 +18,11 @@ test: setup
 # Longer learning runs, marked slow.
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+# ruff over the library, tests, benchmarks and examples (rules in pyproject.toml).
+lint:
+	./scripts/setup.sh test,dev
+	.venv/bin/ruff check symrl tests benchmarks examples
 
 # symrl vs Stable-Baselines3 side by side (installs the benchmark-only extras: SB3 and EnvPool).
 bench:

@@ -89,7 +89,7 @@ def test_gae_lambda_one_is_monte_carlo_return_minus_value():
     mc0 = [r[0][0] + gamma * r[1][0] + gamma**2 * r[2][0], r[1][0] + gamma * r[2][0], r[2][0],
            r[3][0] + gamma * r[4][0], r[4][0]]
     mc1 = [sum(gamma ** (k - s) * r[k][1] for k in range(s, T)) for s in range(T)]
-    expected_ret = t([[a, b] for a, b in zip(mc0, mc1)])
+    expected_ret = t([[a, b] for a, b in zip(mc0, mc1, strict=True)])
     torch.testing.assert_close(ret, expected_ret, **TOL)
     torch.testing.assert_close(adv, expected_ret - values, **TOL)
 

@@ -96,8 +96,8 @@ def test_a2c_values_match_spec_formulas(alpha, beta, z):
     out = symmetric_a2c_loss(lp, adv, alpha=alpha, beta=beta, z=z)
     p = [math.exp(v) for v in lp.tolist()]
     a = adv.tolist()
-    rl = -sum(ai * math.log(pi) for ai, pi in zip(a, p)) / len(a)
-    rev = -z * sum(ai * (1 - pi) for ai, pi in zip(a, p)) / len(a)
+    rl = -sum(ai * math.log(pi) for ai, pi in zip(a, p, strict=True)) / len(a)
+    rev = -z * sum(ai * (1 - pi) for ai, pi in zip(a, p, strict=True)) / len(a)
     assert out.rl_loss.item() == pytest.approx(rl, rel=1e-12)
     assert out.reverse_loss.item() == pytest.approx(rev, rel=1e-12)
     assert out.loss.item() == pytest.approx(alpha * rl + beta * rev, rel=1e-12, abs=1e-14)
@@ -176,7 +176,7 @@ def test_a2c_mae_variant():
 
 def test_ppo_values_and_diagnostics_on_known_ratios():
     """rl/reverse loss, clip_fraction, approx_kl and active_fraction on hand-chosen ratios."""
-    ratios, advs, ms = zip(*PPO_CASES)
+    ratios, advs, ms = zip(*PPO_CASES, strict=True)
     logits, actions, old, adv, r = ppo_case(ratios, advs)
     z, alpha, beta = -1.0, 0.5, 1.0
     lp = log_prob_of(logits, actions)
@@ -184,8 +184,8 @@ def test_ppo_values_and_diagnostics_on_known_ratios():
     n = len(ratios)
     p = lp.detach().exp().tolist()
     p_old = old.exp().tolist()
-    rl = -sum(min(ri * ai, min(max(ri, 1 - EPS), 1 + EPS) * ai) for ri, ai in zip(ratios, advs)) / n
-    rev = -z * sum(m * a * (1 - pi) / po for m, a, pi, po in zip(ms, advs, p, p_old)) / n
+    rl = -sum(min(ri * ai, min(max(ri, 1 - EPS), 1 + EPS) * ai) for ri, ai in zip(ratios, advs, strict=True)) / n
+    rev = -z * sum(m * a * (1 - pi) / po for m, a, pi, po in zip(ms, advs, p, p_old, strict=True)) / n
     assert out.rl_loss.item() == pytest.approx(rl, rel=1e-12)
     assert out.reverse_loss.item() == pytest.approx(rev, rel=1e-12)
     assert out.loss.item() == pytest.approx(alpha * rl + beta * rev, rel=1e-12)
@@ -210,7 +210,7 @@ def test_clip_fraction_and_approx_kl_simple():
 
 def test_ppo_gradient_closed_form():
     """d L_PPO / d logits_i = -m_i A_i r_i (onehot_i - softmax_i) / N; zero rows where m_i = 0."""
-    ratios, advs, ms = zip(*PPO_CASES)
+    ratios, advs, ms = zip(*PPO_CASES, strict=True)
     logits, actions, old, adv, r = ppo_case(ratios, advs)
     n = len(ratios)
     g = grad(symmetric_ppo_loss(log_prob_of(logits, actions), old, adv, clip_range=EPS).rl_loss, logits)
@@ -223,7 +223,7 @@ def test_ppo_gradient_closed_form():
 @pytest.mark.parametrize("z", [-1.0, -2.0, -6.0])
 def test_reverse_ppo_gradient_is_scaled_ppo_gradient_on_active_set(z):
     """m=1: grad L_rPPO = |Z| grad L_PPO; m=0: exactly zero gradient."""
-    ratios, advs, ms = zip(*PPO_CASES)
+    ratios, advs, ms = zip(*PPO_CASES, strict=True)
     logits, actions, old, adv, r = ppo_case(ratios, advs)
     g_rl = grad(symmetric_ppo_loss(log_prob_of(logits, actions), old, adv, clip_range=EPS, z=z).rl_loss, logits)
     g_rev = grad(
@@ -258,7 +258,7 @@ def test_sppo_gradient_equals_scaled_ppo(alpha, beta, z):
 
 def test_reverse_mask_none_differs_on_inactive_samples():
     """reverse_mask='none' keeps a gradient Z A r (e - pi)/N on samples where m = 0; same elsewhere."""
-    ratios, advs, ms = zip(*PPO_CASES)
+    ratios, advs, ms = zip(*PPO_CASES, strict=True)
     logits, actions, old, adv, r = ppo_case(ratios, advs)
     n, z = len(ratios), -1.0
     out_none = symmetric_ppo_loss(log_prob_of(logits, actions), old, adv, beta=1.0, z=z, reverse_mask="none")
@@ -277,7 +277,7 @@ def test_reverse_mask_none_differs_on_inactive_samples():
 @pytest.mark.parametrize("reverse_mask", ["ppo", "none"])
 def test_ppo_mae_variant(reverse_mask):
     """MAE (A (1 - 2p) m / p_old) has the gradient of RCE with Z = -2."""
-    ratios, advs, ms = zip(*PPO_CASES)
+    ratios, advs, ms = zip(*PPO_CASES, strict=True)
     logits, actions, old, adv, r = ppo_case(ratios, advs)
     out = symmetric_ppo_loss(log_prob_of(logits, actions), old, adv, variant="mae", reverse_mask=reverse_mask)
     m = torch.tensor(ms, dtype=DT) if reverse_mask == "ppo" else torch.ones(len(ms), dtype=DT)
@@ -352,7 +352,7 @@ def test_ppo_token_mask_diagnostics_by_hand():
     out = symmetric_ppo_loss(log_prob_of(logits, actions), old, adv, mask=TOKEN_MASK, clip_range=0.2)
     lp = log_prob_of(logits, actions).detach()
     ratios = [math.exp(a - b) for a, b, m in zip(lp.flatten().tolist(), old.flatten().tolist(),
-                                                  TOKEN_MASK.flatten().tolist()) if m]
+                                                  TOKEN_MASK.flatten().tolist(), strict=True) if m]
     assert len(ratios) == 9
     clip = sum(1 for r in ratios if abs(r - 1) > 0.2) / len(ratios)
     kl = sum((r - 1) - math.log(r) for r in ratios) / len(ratios)

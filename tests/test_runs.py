@@ -272,7 +272,7 @@ def test_save_load_same_actions(tmp_path, name):
         np.testing.assert_array_equal(agent.act(obs, deterministic=True), expected)
         np.testing.assert_array_equal(agent.act(obs[3], deterministic=True), expected[3])  # single observation
         assert agent.config == trained.config
-        for (k1, v1), (k2, v2) in zip(trained.policy.state_dict().items(), agent.policy.state_dict().items()):
+        for (k1, v1), (k2, v2) in zip(trained.policy.state_dict().items(), agent.policy.state_dict().items(), strict=True):
             assert k1 == k2 and torch.equal(v1, v2), k1
         np.testing.assert_array_equal(agent.obs_norm.rms.mean, trained.obs_norm.rms.mean)
         np.testing.assert_array_equal(agent.obs_norm.rms.var, trained.obs_norm.rms.var)

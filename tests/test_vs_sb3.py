@@ -84,7 +84,6 @@ def test_rollout_pipeline_equals_stable_baselines3_vecnormalize(n_envs):
     same-step autoreset) and through SB3's DummyVecEnv + VecNormalize give the same normalised
     observations, rewards and episode ends."""
     import gymnasium as gym
-
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     from symrl.envs import make_train_envs
@@ -154,7 +153,7 @@ def test_whole_training_run_equals_stable_baselines3(env_id, n_steps, iterations
     trainer.run()
     moved = diff = 0.0
     for name, value in trainer.policy.state_dict().items():
-        torch.testing.assert_close(value, expected[name], rtol=1e-3, atol=1e-4, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(value, expected[name], rtol=1e-3, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
         moved = max(moved, (expected[name] - start[name]).abs().max().item())
         diff = max(diff, (value - expected[name]).abs().max().item())
     assert moved > 100 * diff  # three real updates happened, and the two runs agree far below their size
@@ -165,7 +164,6 @@ def test_deterministic_evaluation_equals_stable_baselines3():
     weights and observation statistics, evaluated deterministically with frozen normalisation on episodes
     with the same reset seeds, give the same actions and the same raw episode returns."""
     import gymnasium as gym
-
     from stable_baselines3.common.vec_env import VecNormalize
 
     from symrl.evaluation import evaluate
