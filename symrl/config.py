@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -150,13 +151,15 @@ class Config:
             raise SymrlError(f"batch_size must be positive or null (full batch), got {self.batch_size}")
         if self.bins != 0 and self.bins < 2:
             raise SymrlError(f"bins must be >= 2 (or 0 for no discretisation), got {self.bins}")
-        for name in ("learning_rate", "clip_range", "gamma"):
-            if getattr(self, name) <= 0:
-                raise SymrlError(f"{name} must be positive, got {getattr(self, name)}")
+        check_ranges(self, positive_finite=("learning_rate", "clip_range", "optimizer_eps"),
+                     positive=("max_grad_norm", "clip_obs", "clip_reward", "clip_range_vf"),
+                     non_negative=("vf_coef", "alpha", "beta", "policy_coef", "torch_threads", "noop_max"))
+        if self.frame_stack < 1:
+            raise SymrlError(f"frame_stack must be >= 1 (1 = no stacking), got {self.frame_stack}")
+        if not 0.0 <= self.rmsprop_alpha < 1.0:
+            raise SymrlError(f"rmsprop_alpha (the squared-gradient decay) must lie in [0, 1), got {self.rmsprop_alpha}")
         if not 0.0 <= self.gae_lambda <= 1.0:
             raise SymrlError(f"gae_lambda must lie in [0, 1], got {self.gae_lambda}")
-        if self.z >= 0:
-            raise SymrlError(f"z (log 0 in the reverse cross entropy) must be negative, got {self.z}; the paper uses -1")
         if not self.net_arch or not all(isinstance(h, int) and h > 0 for h in self.net_arch):
             raise SymrlError(f"net_arch must be a non-empty list of positive layer sizes, got {self.net_arch}")
         from .noise import parse_adv_noise, parse_reward_noise  # noqa: PLC0415 (avoid a cycle)
@@ -164,6 +167,32 @@ class Config:
         parse_reward_noise(self.reward_noise)
         parse_adv_noise(self.adv_noise)
         return self
+
+
+def check_ranges(cfg: Any, positive_finite: tuple = (), positive: tuple = (), non_negative: tuple = ()) -> None:
+    """Range checks shared by the control and language-model configs; each error names the field.
+
+    No float field may be NaN (it passes every comparison and never means anything). ``positive`` fields
+    may be inf, "no limit" (max_grad_norm, clip_obs...), or null where the field is optional. Every config
+    has a discount ``gamma`` in (0, 1] and a negative, finite ``z`` ("log 0" of the reverse cross entropy).
+    """
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and math.isnan(value):
+            raise SymrlError(f"{f.name} is nan; give a number")
+    for name in positive_finite:
+        if not 0 < getattr(cfg, name) < math.inf:
+            raise SymrlError(f"{name} must be a positive finite number, got {getattr(cfg, name)}")
+    for name in positive:
+        if getattr(cfg, name) is not None and getattr(cfg, name) <= 0:
+            raise SymrlError(f"{name} must be positive, got {getattr(cfg, name)} (inf or null: no limit, where allowed)")
+    for name in non_negative:
+        if getattr(cfg, name) < 0:
+            raise SymrlError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if not 0.0 < cfg.gamma <= 1.0:
+        raise SymrlError(f"gamma (the discount) must lie in (0, 1], got {cfg.gamma}")
+    if not -math.inf < cfg.z < 0:
+        raise SymrlError(f"z (log 0 in the reverse cross entropy) must be negative and finite, got {cfg.z}; the paper uses -1")
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:

@@ -381,6 +381,37 @@ def test_validate_rejects(overrides):
         cfg.validate()
 
 
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(max_grad_norm=-1.0), "max_grad_norm must be positive"),  # would turn clipping into gradient ascent
+        (dict(max_grad_norm=0.0), "max_grad_norm must be positive"),
+        (dict(vf_coef=-2.0), "vf_coef must be >= 0"),
+        (dict(beta=-1.0), "beta must be >= 0"),
+        (dict(policy_coef=-1.5), "policy_coef must be >= 0"),
+        (dict(torch_threads=-1), "torch_threads must be >= 0"),
+        (dict(stop_return=float("nan")), "stop_return is nan"),
+        (dict(ent_coef=float("nan")), "ent_coef is nan"),
+        (dict(learning_rate=float("inf")), "learning_rate must be a positive finite number"),
+        (dict(gamma=1.5), r"gamma \(the discount\) must lie in \(0, 1\]"),
+        (dict(z=float("-inf")), "z .* must be negative"),
+        (dict(clip_range_vf=0.0), "clip_range_vf must be positive"),
+        (dict(frame_stack=0), "frame_stack must be >= 1"),
+        (dict(noop_max=-1), "noop_max must be >= 0"),
+        (dict(rmsprop_alpha=1.0), r"rmsprop_alpha .* must lie in \[0, 1\)"),
+    ],
+)
+def test_validate_names_the_field_and_the_fix(overrides, message):
+    with pytest.raises(SymrlError, match=message):
+        dataclasses.replace(Config(), **overrides).validate()
+
+
+def test_validate_accepts_infinite_limits():
+    """inf means "no limit" for the clipping thresholds."""
+    Config(max_grad_norm=float("inf"), clip_obs=float("inf"), clip_reward=float("inf"), stop_return=float("inf"),
+           gamma=1.0, alpha=0.0).validate()
+
+
 def test_validate_accepts_defaults_and_bins():
     """The defaults and bins 0 / 2 validate."""
     assert Config().validate() == Config()

@@ -229,6 +229,22 @@ def test_bad_input_is_a_clear_error():
         RLHFConfig(batch_size=10, minibatch_size=4).validate()
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (dict(max_grad_norm=-1.0), "max_grad_norm must be positive"),
+    (dict(kl_coef=-0.1), "kl_coef must be >= 0"),
+    (dict(kl_target=0.0), "kl_target must be positive"),
+    (dict(temperature=0.0), "temperature must be a positive finite number"),
+    (dict(lam=1.2), "lam .* must lie in"),
+    (dict(gamma=0.0), "gamma .* must lie in"),
+    (dict(z=0.5), "z .* must be negative"),
+    (dict(learning_rate=float("nan")), "learning_rate is nan"),
+    (dict(nll_batch_size=0), "nll_batch_size must be positive"),
+])
+def test_bad_settings_name_the_field(overrides, message):
+    with pytest.raises(SymrlError, match=message):
+        RLHFConfig(**overrides).validate()
+
+
 # -- rewards -------------------------------------------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ import torch
 
 from .. import runs
 from ..advantages import normalize_advantages, sign_change_ratio
-from ..config import coerce_values
+from ..config import check_ranges, coerce_values
 from ..errors import SymrlError, TrainingDiverged
 from ..losses import masked_mean, symmetric_ppo_loss
 from .advantages import token_gae
@@ -96,14 +96,18 @@ class RLHFConfig:
     def validate(self) -> "RLHFConfig":
         if self.algo not in ("ppo", "sppo"):
             raise SymrlError(f"algo must be ppo or sppo (symmetric PPO), got {self.algo!r}")
-        if self.z >= 0:
-            raise SymrlError(f"z must be negative (log 0 of the reverse cross entropy), got {self.z}")
+        check_ranges(self, positive_finite=("learning_rate", "clip_range", "temperature", "kl_horizon"),
+                     positive=("max_grad_norm", "value_clip", "kl_stop", "kl_target"),
+                     non_negative=("alpha", "beta", "policy_coef", "kl_coef", "vf_coef", "nll_coef", "min_new_tokens",
+                                   "top_k", "lora_r", "lora_dropout"))
+        if not 0.0 <= self.lam <= 1.0:
+            raise SymrlError(f"lam (GAE's lambda) must lie in [0, 1], got {self.lam}")
         if self.batch_size % self.minibatch_size:
             raise SymrlError(f"batch_size {self.batch_size} must be a multiple of minibatch_size {self.minibatch_size}")
         if self.min_new_tokens > self.max_new_tokens:
             raise SymrlError("min_new_tokens cannot exceed max_new_tokens")
         for name in ("iterations", "batch_size", "minibatch_size", "epochs", "max_new_tokens", "max_prompt_tokens",
-                     "eval_every", "eval_prompts", "checkpoint_every"):
+                     "eval_every", "eval_prompts", "checkpoint_every", "nll_batch_size"):
             if getattr(self, name) <= 0:
                 raise SymrlError(f"{name} must be positive, got {getattr(self, name)}")
         parse_reward_noise(self.reward_noise)
