@@ -118,6 +118,55 @@ def test_an_error_in_a_worker_process_is_raised_in_the_main_process():
     envs.close()
 
 
+class BigInfoEnv(gym.Env):
+    """Episodes of 3 steps whose last info holds an RGB frame: more than a pipe buffer for a few envs."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        info = {"frame": np.full((84, 84, 3), self.t, np.uint8)} if self.t == 3 else {}
+        return np.zeros(2, np.float32), 1.0, self.t == 3, False, info
+
+
+@pytest.mark.timeout(60)  # it hung when the worker sent the report before signalling that it was done
+def test_large_final_infos_do_not_block_the_worker():
+    """A worker's report of finished episodes may exceed the pipe's buffer (64 KiB on Linux)."""
+    gym.register("SymrlTestBigInfo-v0", entry_point=BigInfoEnv)
+    envs = make_split_envs(symrl.make_config("ppo", "SymrlTestBigInfo-v0", n_envs=8), 2)
+    envs.reset(seed=0)
+    try:
+        for _ in range(2):
+            envs.step(np.zeros(8, np.int64))
+        infos = envs.step(np.zeros(8, np.int64))[4]
+        assert infos["_final_info"].all()
+        assert all(frame.shape == (84, 84, 3) and (frame == 3).all() for frame in infos["final_info"]["frame"])
+    finally:
+        envs.close()
+
+
+class UnpicklableInfoEnv(BigInfoEnv):
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward, terminated, truncated, {"handle": lambda: None} if terminated else info
+
+
+def test_an_unpicklable_final_info_is_a_clear_error():
+    gym.register("SymrlTestUnpicklableInfo-v0", entry_point=UnpicklableInfoEnv)
+    envs = make_split_envs(symrl.make_config("ppo", "SymrlTestUnpicklableInfo-v0", n_envs=2), 2)
+    envs.reset(seed=0)
+    with pytest.raises(SymrlError, match="worker process failed: .*pickle"):
+        for _ in range(3):
+            envs.step(np.zeros(2, np.int64))
+    envs.close()
+
+
 def test_stepping_before_reset_and_unsupported_reset_arguments_are_clear_errors():
     envs = make_split_envs(symrl.make_config("ppo", "CartPole-v1", n_envs=2), 2)
     with pytest.raises(SymrlError, match="reset"):

@@ -23,6 +23,7 @@ import signal
 import sys
 import time
 import weakref
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Callable, Optional, Protocol
 
 import gymnasium as gym
@@ -237,7 +238,7 @@ class _Worker:
         if reply == _ERROR:
             raise self._failed()
         try:
-            return self.data.recv()
+            return ForkingPickler.loads(self.data.recv_bytes())
         except (EOFError, OSError):
             raise self._failed() from None
 
@@ -297,18 +298,19 @@ def _work(w: int, make_share: Callable, indices: list[int], layout: tuple, memor
             else:
                 share.reset(None if control[_SEED] == _NO_SEED else int(control[_SEED]))
                 report = {}
-            if report:
-                data.send(report)
+            payload = ForkingPickler.dumps(report) if report else None  # an unpicklable info fails here, reported
             control[_REPLY] = _PAYLOAD if report else _OK
             _signal(control, _DONE, seen, _MAIN_ASLEEP, wake)
+            if payload is not None:  # after the signal: the main process reads it then; a report over the pipe's
+                data.send_bytes(payload)  # buffer would block a send made before while the main process waited
         share.close()
     except (EOFError, BrokenPipeError, KeyboardInterrupt):  # the main process is gone
         return
     except Exception as exc:  # noqa: BLE001  (reported to the main process, which raises it)
         try:
-            data.send(f"{type(exc).__name__}: {exc}")
             control[_REPLY] = _ERROR
             _signal(control, _DONE, -1, _MAIN_ASLEEP, wake)  # -1: no command's count, so any wait ends
+            data.send(f"{type(exc).__name__}: {exc}")  # _failed() polls for it
         except OSError:
             return
 
