@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from . import runs
 from .config import ALGOS, FAMILIES, FIELDS, make_config, parse_set
 from .errors import SymrlError
 
@@ -289,7 +290,7 @@ def _record(agent, args: argparse.Namespace):
     from .evaluation import default_deterministic  # noqa: PLC0415
 
     deterministic = default_deterministic(agent.config) if args.deterministic is None else args.deterministic
-    folder = args.run_dir / "videos"
+    folder = args.run_dir / runs.VIDEOS
     try:
         env = gym.wrappers.RecordVideo(agent.make_env(render_mode="rgb_array"), str(folder),
                                        episode_trigger=lambda _: True, disable_logger=True)

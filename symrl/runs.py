@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ LABELS = "labels.json"  # written by sweeps: what a report calls the run (algori
 CHECKPOINT = "checkpoints/last.pt"
 MODEL = "model.pt"
 TENSORBOARD = "tb"
+VIDEOS = "videos"  # symrl eval --video
+SAMPLES = "samples"  # language-model runs: sampled responses
 
 METRIC_COLUMNS = [
     "step", "updates", "time", "sps", "ep_return_mean", "ep_length_mean", "episodes",
@@ -138,6 +141,21 @@ def read_status(run_dir: Path) -> dict:
         return json.loads((Path(run_dir) / STATUS).read_text())
     except (OSError, ValueError):
         return {}
+
+
+# everything a run writes in its directory; --overwrite removes these and nothing else
+RUN_OUTPUTS = (CONFIG, METRICS, EVAL, STATUS, Path(CHECKPOINT).parent.as_posix(), MODEL, TENSORBOARD, VIDEOS, SAMPLES)
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove a run's outputs from ``run_dir`` for ``--overwrite``. Other files stay: the directory may be a
+    project folder, and a sweep writes the cell's ``labels.json`` before it (re)starts the run."""
+    for name in RUN_OUTPUTS:
+        path = Path(run_dir) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def holds_run(run_dir: Path) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from symrl import runs
 from symrl.cli import main
 
 QUIET = ["--no-progress", "--set", "tensorboard=false"]
@@ -131,12 +132,19 @@ def test_existing_run_dir_needs_resume_or_overwrite(capsys, run_copy):
     assert snapshot(run_copy) == before
 
 
-def test_overwrite_replaces_an_existing_run(capsys, run_copy):
-    (run_copy / "stale.txt").write_text("from the old run")
+def test_overwrite_replaces_the_run_and_nothing_else(capsys, run_copy):
+    """--overwrite removes the old run's outputs, not the folder: it may be a project folder or a sweep cell."""
+    (run_copy / "videos").mkdir()
+    (run_copy / "videos" / "old-episode-0.mp4").write_text("the old model's video")
+    (run_copy / "notes.txt").write_text("the user's")
+    (run_copy / "labels.json").write_text('{"algorithm": "PPO"}')
+    assert (run_copy / "checkpoints" / "last.pt").exists() and (run_copy / "model.pt").exists()
     code, _, err = run_cli(capsys, ["train", *CARTPOLE, "--steps", "128", "--out", run_copy, "--overwrite",
                                     *QUIET, *TINY])
     assert code == 0, err
-    assert not (run_copy / "stale.txt").exists()
+    assert not (run_copy / "videos").exists()
+    assert runs.safe_torch_load(run_copy / runs.CHECKPOINT)["counters"]["global_step"] == 128
+    assert (run_copy / "notes.txt").read_text() == "the user's" and (run_copy / "labels.json").exists()
     steps = [int(r["step"]) for r in csv.DictReader(open(run_copy / "metrics.csv"))]
     assert steps == [128]
 

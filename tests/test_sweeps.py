@@ -159,6 +159,17 @@ def test_killed_sweep_loses_nothing_and_a_rerun_completes_it(tmp_path):
         assert steps == sorted(set(steps)) and steps[-1] == 6144  # nothing logged twice after the resume
 
 
+def test_a_restarted_cell_keeps_its_labels(tmp_path):
+    """A failed cell is trained again from the start; the report must still know what the sweep calls it."""
+    spec = _spec(tmp_path / "out", seeds=1, algorithms=["ppo"], noise={"noisy 0.1": "gaussian:0.1"})
+    run_sweep(parse_sweep(spec), progress=False)
+    cell = tmp_path / "out/CartPole-v1/noisy_0.1/PPO/seed0"
+    runs.write_status(cell, "failed", step=0)
+    again = run_sweep(parse_sweep(spec), progress=False)
+    assert again.count("done") == 1 and runs.read_status(cell)["state"] == "finished"
+    assert set(load_evaluations([tmp_path / "out"])["noise"]) == {"noisy 0.1"}
+
+
 def test_ray_backend_runs_cells_as_ray_tasks(tmp_path):
     pytest.importorskip("ray")
     spec = _spec(tmp_path / "out", seeds=1)

@@ -15,7 +15,6 @@ import copy
 import dataclasses
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ METRICS = ["iteration", "step", "tokens", "time", "tokens_per_s", "reward", "sco
            "entropy", "response_length", "loss", "policy_loss", "rl_loss", "reverse_loss", "value_loss", "clip_fraction",
            "approx_kl", "sign_change_ratio", "nll"]
 EVAL_COLUMNS = [*runs.EVAL_COLUMNS, "kl", "win_rate", "perplexity", "response_length"]
-SAMPLES = "samples"
+SAMPLES = runs.SAMPLES
 PROCESS_SEED_STRIDE = 100_003  # process r of a multi-process run samples with seed + r * stride
 
 
@@ -215,7 +214,7 @@ class RLHFTrainer:
         if resume:
             self._restore()
         elif self.run_dir is not None and self.is_main and runs.holds_run(self.run_dir):
-            shutil.rmtree(self.run_dir)  # --overwrite
+            runs.clear_run(self.run_dir)  # --overwrite
 
     # -- one iteration -----------------------------------------------------------------------------------
     def _generate(self, prompts: Sequence[str], generator: torch.Generator) -> tuple[Generated, list[str]]:
