@@ -103,7 +103,8 @@ class Trainer:
         if resume:
             checkpoint = runs.safe_torch_load(self.run_dir / runs.CHECKPOINT)
             step = checkpoint.get("counters", {}).get("global_step", 0) if isinstance(checkpoint, dict) else 0
-            if step > cfg.total_steps:
+            # a run ends at the first whole rollout at or past total_steps: a checkpoint there is a finished run
+            if step >= cfg.total_steps + cfg.n_steps * cfg.n_envs:
                 raise SymrlError(f"the run in {self.run_dir} is already at step {step}, beyond --steps "
                                  f"{cfg.total_steps}; omit --steps or give a larger value")
 
@@ -152,6 +153,8 @@ class Trainer:
                 for name, columns in ((runs.METRICS, runs.METRIC_COLUMNS), (runs.EVAL, runs.EVAL_COLUMNS)):
                     runs.truncate_csv(self.run_dir / name, columns, self.global_step)
             runs.write_config(self.run_dir, cfg.to_dict())
+            if self.resumed and self.global_step < cfg.total_steps:  # the model of a shorter budget: rewritten at the end
+                (self.run_dir / runs.MODEL).unlink(missing_ok=True)
             metrics_log = runs.CsvLog(self.run_dir / runs.METRICS, runs.METRIC_COLUMNS)
             eval_log = runs.CsvLog(self.run_dir / runs.EVAL, runs.EVAL_COLUMNS)
             writer = _tensorboard(self.run_dir, cfg, self.global_step)
@@ -290,6 +293,7 @@ class Trainer:
                       "time": self.elapsed},
             evaluations=self.evaluations,
             rng={"torch": torch.get_rng_state(),
+                 "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
                  "reward_noise": self.reward_noise.rng.bit_generator.state,
                  "adv_noise": self.adv_noise.rng.bit_generator.state,
                  "policy": self.policy_rng.bit_generator.state},
@@ -304,6 +308,8 @@ class Trainer:
             self.reward_scaler.load_state_dict(state["reward_norm"])
             counters = state["counters"]
             torch.set_rng_state(state["rng"]["torch"])
+            if self.device.type == "cuda" and state["rng"].get("cuda") is not None:  # the GPU's action sampling
+                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
             self.reward_noise.rng.bit_generator.state = state["rng"]["reward_noise"]
             self.adv_noise.rng.bit_generator.state = state["rng"]["adv_noise"]
             if "policy" in state["rng"]:

@@ -7,6 +7,7 @@
 - An Atari run with ALE's vector env trains on the GPU in float32 and with bfloat16 bodies, evaluates and
   loads back.
 - Symmetric PPO solves CartPole on the GPU.
+- A resumed GPU run continues the GPU's random generator (the policy samples its actions with it).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import symrl
 from symrl.algos import ppo_update
 from symrl.config import make_config
 from symrl.policies import ActorCritic
-from symrl.trainer import Trainer, make_optimizer
+from symrl import runs
+from symrl.trainer import Trainer, make_optimizer, resume_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -75,3 +77,14 @@ def test_sppo_solves_cartpole_on_gpu():
     result = symrl.train(algo="sppo", env="CartPole-v1", total_steps=60_000, seed=0, stop_return=475.0,
                          device="cuda", progress=False, tensorboard=False)
     assert max(e["mean_return"] for e in result.evaluations) >= 475.0, result.evaluations
+
+
+def test_resume_restores_the_gpu_generator(tmp_path):
+    out = tmp_path / "run"
+    symrl.train(algo="ppo", env="CartPole-v1", total_steps=256, n_steps=64, n_envs=2, eval_episodes=0, device="cuda",
+                progress=False, tensorboard=False, out=out)
+    saved = runs.safe_torch_load(out / runs.CHECKPOINT)["rng"]["cuda"]
+    torch.cuda.manual_seed(12345)
+    trainer = Trainer(resume_config(out, total_steps=512), out=out, resume=True)
+    trainer.envs.close()
+    assert torch.equal(torch.cuda.get_rng_state(), saved)

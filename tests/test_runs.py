@@ -25,6 +25,7 @@ import symrl
 from symrl import runs
 from symrl.cli import main
 from symrl.errors import SymrlError
+from symrl.trainer import Trainer
 
 ROLLOUT = 128  # n_steps 64 x n_envs 2
 EVAL_FREQ = 256
@@ -377,6 +378,38 @@ def test_resume_with_steps_below_the_checkpoint_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error:") and "1024" in err[0]
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_a_run_killed_after_its_last_checkpoint_resumes_as_finished(tmp_path):
+    """--steps 200 with 128-step rollouts ends at 256; a kill before the "finished" status leaves a checkpoint
+    past --steps, which is the finished run, not an error."""
+    out = tmp_path / "run"
+    train_cartpole(out, 200)
+    model = torch.load(out / runs.MODEL, weights_only=True)["policy"]
+    (out / runs.MODEL).unlink()
+    runs.write_status(out, "running", step=256)
+    assert cli(["train", "--resume", "--out", out, "--no-progress"]) == 0
+    assert runs.read_status(out)["state"] == "finished" and runs.read_status(out)["step"] == 256
+    again = torch.load(out / runs.MODEL, weights_only=True)["policy"]
+    assert all(torch.equal(model[k], again[k]) for k in model)
+    assert [int(r["step"]) for r in read_rows(out / runs.METRICS)] == [128, 256]
+
+
+def test_extending_a_run_drops_its_old_final_model_until_the_new_one(tmp_path, monkeypatch):
+    """A killed extension must not leave the shorter run's model.pt, which Agent.load would prefer."""
+    out = tmp_path / "run"
+    train_cartpole(out, 512)
+    old_model = (out / runs.MODEL).read_bytes()
+
+    def killed(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "update", killed)
+    assert cli(["train", "--resume", "--out", out, "--steps", 1024, "--no-progress"]) != 0
+    monkeypatch.undo()
+    assert not (out / runs.MODEL).exists() and runs.read_status(out)["state"] == "interrupted"
+    resume(out, 1024)
+    assert (out / runs.MODEL).read_bytes() != old_model and runs.read_status(out)["step"] == 1024
 
 
 def test_the_first_run_in_a_process_starts_from_the_same_weights_as_a_later_one():
