@@ -18,10 +18,10 @@ import pytest
 import torch
 
 import symrl
+from symrl import runs
 from symrl.algos import ppo_update
 from symrl.config import make_config
 from symrl.policies import ActorCritic
-from symrl import runs
 from symrl.trainer import Trainer, make_optimizer, resume_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
