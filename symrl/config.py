@@ -153,7 +153,7 @@ class Config:
             raise SymrlError(f"bins must be >= 2 (or 0 for no discretisation), got {self.bins}")
         check_ranges(self, positive_finite=("learning_rate", "clip_range", "optimizer_eps"),
                      positive=("max_grad_norm", "clip_obs", "clip_reward", "clip_range_vf"),
-                     non_negative=("vf_coef", "alpha", "beta", "policy_coef", "torch_threads", "noop_max"))
+                     non_negative=("seed", "vf_coef", "alpha", "beta", "policy_coef", "torch_threads", "noop_max"))
         if self.frame_stack < 1:
             raise SymrlError(f"frame_stack must be >= 1 (1 = no stacking), got {self.frame_stack}")
         if not 0.0 <= self.rmsprop_alpha < 1.0:

@@ -30,7 +30,12 @@ from .policies import ActorCritic, uses_cnn
 from .rollout import Collector, RolloutBuffer
 from .threads import set_torch_threads
 
+# Evaluation episode j of evaluation k of the run with seed s starts from seed
+# EVAL_SEED_OFFSET + s * EVAL_SEEDS_PER_RUN + k * eval_episodes + j: apart from the training envs' seeds (s + i),
+# and, below a million evaluation episodes per run, apart from every other run's (seeds s and s + 1 shared
+# nine in ten of them when the runs' windows were only 1 apart).
 EVAL_SEED_OFFSET = 1_000_000
+EVAL_SEEDS_PER_RUN = 1_000_000
 
 
 @dataclass
@@ -255,7 +260,7 @@ class Trainer:
 
     def _evaluate(self, eval_log, writer, progress) -> None:
         cfg = self.cfg
-        seed = cfg.seed + EVAL_SEED_OFFSET + len(self.evaluations) * cfg.eval_episodes
+        seed = EVAL_SEED_OFFSET + cfg.seed * EVAL_SEEDS_PER_RUN + len(self.evaluations) * cfg.eval_episodes
         returns = evaluate(self.policy, self.eval_envs, self.obs_norm, cfg.eval_episodes, self.deterministic_eval, seed)
         row = {"step": self.global_step, "mean_return": float(returns.mean()), "std_return": float(returns.std()),
                "episodes": len(returns)}

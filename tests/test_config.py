@@ -390,6 +390,7 @@ def test_validate_rejects(overrides):
         (dict(beta=-1.0), "beta must be >= 0"),
         (dict(policy_coef=-1.5), "policy_coef must be >= 0"),
         (dict(torch_threads=-1), "torch_threads must be >= 0"),
+        (dict(seed=-1), "seed must be >= 0"),
         (dict(stop_return=float("nan")), "stop_return is nan"),
         (dict(ent_coef=float("nan")), "ent_coef is nan"),
         (dict(learning_rate=float("inf")), "learning_rate must be a positive finite number"),

@@ -67,6 +67,7 @@ def test_grid_labels_folders_and_override_order(tmp_path):
     ({"out": None}, "field `out`"),
     ({"algorithms": {"X": {"algo": "dqn"}}}, "algorithms.X.algo"),
     ({"seeds": "three"}, "field `seeds`"),
+    ({"seeds": [0, -1]}, "field `seeds`"),
     ({"overrides": {"gama": 0.9}}, "gama"),
     ({"envs": ["NoSuchEnv-v0"]}, "NoSuchEnv-v0"),
     ({"cells": [{"where": {"colour": 1}, "set": {}}]}, "cells[0].where"),

@@ -97,7 +97,7 @@ class RLHFConfig:
             raise SymrlError(f"algo must be ppo or sppo (symmetric PPO), got {self.algo!r}")
         check_ranges(self, positive_finite=("learning_rate", "clip_range", "temperature", "kl_horizon"),
                      positive=("max_grad_norm", "value_clip", "kl_stop", "kl_target"),
-                     non_negative=("alpha", "beta", "policy_coef", "kl_coef", "vf_coef", "nll_coef", "min_new_tokens",
+                     non_negative=("seed", "alpha", "beta", "policy_coef", "kl_coef", "vf_coef", "nll_coef", "min_new_tokens",
                                    "top_k", "lora_r", "lora_dropout"))
         if not 0.0 <= self.lam <= 1.0:
             raise SymrlError(f"lam (GAE's lambda) must lie in [0, 1], got {self.lam}")

@@ -158,11 +158,11 @@ def _seeds(value: Any, source: str) -> list[int]:
         return [0]
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return list(range(value))
-    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value):
         if len(set(value)) != len(value):
             raise _fail(source, "seeds", f"lists a seed twice: {value}")
         return list(value)
-    raise _fail(source, "seeds", f"must be a positive count or a list of integers, got {value!r}")
+    raise _fail(source, "seeds", f"must be a positive count or a list of non-negative integers, got {value!r}")
 
 
 def _cell_rules(value: Any, source: str) -> list[tuple[dict, dict]]:
