@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import symrl
 from symrl.config import make_config
 from symrl.envs import env_spec, make_eval_env, make_train_envs
 from symrl.envs.make import build_env
@@ -467,3 +468,17 @@ def test_serial_vector_env_matches_gymnasium_sync_vector_env():
     assert ours.single_action_space == ref.single_action_space
     ours.close()
     ref.close()
+
+
+def test_module_prefixed_env_ids_import_the_module_that_registers_them(tmp_path, monkeypatch):
+    """``module:EnvName-v0`` as in gym.make: how a sweep's worker processes find an environment a package registers."""
+    (tmp_path / "symrl_test_plugin.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('SymrlPluginCartPole-v0', entry_point='gymnasium.envs.classic_control:CartPoleEnv',"
+        " max_episode_steps=50)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = symrl.train(algo="ppo", env="symrl_test_plugin:SymrlPluginCartPole-v0", total_steps=256, n_steps=64,
+                         n_envs=2, eval_episodes=1, eval_freq=256, progress=False, tensorboard=False)
+    assert result.steps == 256 and 0 < result.final_return <= 50
+    with pytest.raises(SymrlError, match="cannot import 'no_such_plugin'"):
+        symrl.make_config("ppo", "no_such_plugin:Env-v0")

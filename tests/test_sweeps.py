@@ -262,3 +262,26 @@ def test_killed_ray_worker_is_retried_and_the_cell_resumes(tmp_path):
     assert "failed 0" in stdout
     status = runs.read_status(cell)
     assert status["state"] == "finished" and status["step"] == 8192
+
+
+def test_ctrl_c_stops_a_local_sweep_at_once(tmp_path):
+    """Ctrl-C (SIGINT to the process group) ends the sweep; the queued cells do not start."""
+    out = tmp_path / "out"
+    spec = _spec(out, steps=200_000, seeds=3, algorithms=["ppo"], overrides={**TINY, "checkpoint_freq": 512})
+    path = _write(tmp_path, spec)
+    process = subprocess.Popen([sys.executable, "-m", "symrl.cli", "sweep", str(path), "--workers", "1", "--no-progress"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    first = out / "CartPole-v1/clean/PPO/seed0"
+    deadline = time.time() + 120
+    while not (first / runs.CHECKPOINT).exists() and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130 and "interrupted" in stderr, stderr[-3000:]
+    assert runs.read_status(first)["state"] != "finished"  # resumed from its checkpoint when the sweep runs again
+    assert not (out / "CartPole-v1/clean/PPO/seed1").exists() and not (out / "CartPole-v1/clean/PPO/seed2").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib
 
 import gymnasium as gym
 
@@ -21,8 +22,18 @@ def _register_ale() -> bool:
 
 
 def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
-    """The registered spec of ``env_id``, or a :class:`SymrlError` that suggests close ids."""
+    """The registered spec of ``env_id``, or a :class:`SymrlError` that suggests close ids.
+
+    ``module:EnvName-v0`` imports ``module`` first, as ``gym.make`` does: the way to use an environment that a
+    package registers in the worker processes of a sweep, which do not run the script that registered it."""
     _register_ale()
+    if ":" in env_id:
+        module, _, env_id = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise SymrlError(f"cannot import {module!r}, which should register {env_id!r} ({exc}); "
+                             "check that it is installed or on PYTHONPATH") from None
     try:
         return gym.spec(env_id)
     except gym.error.Error:

@@ -244,7 +244,8 @@ def _run_local(sweep: Sweep, todo: list[Cell], workers: int, summary: SweepSumma
 
 def _submit_local(sweep: Sweep, todo: list[Cell], workers: int, threads: int, summary: SweepSummary,
                   tick: Callable[[], None]) -> None:
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    try:
         futures: dict[Future, Cell] = {
             pool.submit(run_cell, str(sweep.run_dir(c)), c.config.to_dict(), c.labels, threads): c for c in todo
         }
@@ -255,10 +256,31 @@ def _submit_local(sweep: Sweep, todo: list[Cell], workers: int, threads: int, su
                 cell = futures[future]
                 try:
                     _record(summary, cell.key, future.result())
+                except KeyboardInterrupt:  # a worker's cell was interrupted: Ctrl-C reached the workers
+                    raise
                 except Exception as exc:  # noqa: BLE001 - a worker died (e.g. killed): report, go on
                     error = f"worker died: {exc.__class__.__name__}: {exc}"
                     _record(summary, cell.key, {"outcome": "failed", "error": error})
             tick()
+    except BaseException:
+        # Ctrl-C: stop at once. Leaving the pool the usual way would wait for it, and its workers, which report
+        # an interrupted cell as that cell's result, would go on with every queued cell.
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel a process pool's queued cells and end its workers (an interrupted cell resumes on the next run)."""
+    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+        pool.terminate_workers()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def _init_local_ray(ray, workers: int) -> None:
