@@ -13,6 +13,7 @@ transformers = pytest.importorskip("transformers")
 
 from tiny_lm import WORDS, tiny_gpt2, tiny_tokenizer  # noqa: E402
 
+from symrl import runs  # noqa: E402
 from symrl.errors import SymrlError  # noqa: E402
 from symrl.losses import symmetric_ppo_loss  # noqa: E402
 from symrl.rlhf import RLHFConfig, RLHFTrainer, Sampling, generate, score  # noqa: E402
@@ -192,6 +193,18 @@ def test_evaluation_is_clean_seeded_and_measures_kl_win_rate_and_perplexity():
     assert last["train_score"] == pytest.approx(last["score"], abs=1e-6)  # flipping all around the mean keeps it
     with pytest.raises(SymrlError, match="reward_noise"):
         RLHFConfig(reward_noise="flip:2").validate()
+
+
+def test_resume_on_another_kind_of_device_warns_and_samples_from_a_fresh_seed(tmp_path):
+    RLHFTrainer(RLHFConfig(iterations=1, checkpoint_every=1, **CFG), _model(), _tokenizer(), _good_fraction, PROMPTS,
+                out=tmp_path).run()
+    state = runs.safe_torch_load(tmp_path / runs.CHECKPOINT)
+    state["processes"][0]["generator"] = torch.zeros(16, dtype=torch.uint8)  # the size of a CUDA generator's state
+    runs.atomic_torch_save(state, tmp_path / runs.CHECKPOINT)
+    with pytest.warns(UserWarning, match="another kind of device"):
+        resumed = RLHFTrainer(RLHFConfig(iterations=2, **CFG), _model(), _tokenizer(), _good_fraction, PROMPTS,
+                              out=tmp_path, resume=True)
+    assert len(resumed.run()) == 1 and resumed.iteration == 2
 
 
 def test_lora_policy_trains_adapters_only_with_the_adapters_off_as_reference(tmp_path):

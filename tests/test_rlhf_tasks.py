@@ -63,6 +63,9 @@ def test_imdb_task_trains_evaluates_and_resumes_through_the_cli(stand_ins, tmp_p
     # prompts are the first half of each review: prompt + reference is the whole review
     test_reviews = [json.loads(line)["text"] for line in (stand_ins["imdb"] / "test.jsonl").read_text().splitlines()]
     assert (sample["prompt"] + sample["reference"]).split() in [review.split() for review in test_reviews]
+    # the checkpoint's optimizer and KL controller would override these: refused, not silently ignored
+    assert main(["rlhf", "--resume", "--out", str(out), "--iterations", "3", "--set", "learning_rate=1e-3"]) == 2
+    assert "cannot change learning_rate when resuming" in capsys.readouterr().err
     assert main(["rlhf", "--resume", "--out", str(out), "--iterations", "3", "--no-progress"]) == 0
     assert [line.split(",")[0] for line in (out / "metrics.csv").read_text().splitlines()[1:]] == ["1", "2", "3"]
     assert "done: 3 iterations" in capsys.readouterr().out

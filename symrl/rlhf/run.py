@@ -32,6 +32,9 @@ def resume_config(out: Path, **overrides: Any) -> RLHFConfig:
     """The saved config of the run in ``out`` (its ``info`` left out), with ``overrides`` (e.g. more iterations)."""
     if not (out / runs.CHECKPOINT).exists():
         raise SymrlError(f"{out} has no checkpoint to resume; start the run without --resume")
+    changed = sorted(set(overrides) - {"iterations"})  # the checkpoint holds the rest (optimizer, KL controller...)
+    if changed:
+        raise SymrlError(f"cannot change {', '.join(changed)} when resuming; drop them or start a new run")
     saved = read_config_mapping(out / runs.CONFIG)
     saved.pop("info", None)
     return RLHFConfig(**coerce_values({**saved, **overrides}, RLHFConfig)).validate()

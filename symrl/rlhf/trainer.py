@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -467,7 +468,12 @@ class RLHFTrainer:
         self.iteration, self.kl.value = int(state["iteration"]), float(state["kl_coef"])
         if self.rank < len(state["processes"]):  # more processes than saved: the new ones start from their seeds
             saved = state["processes"][self.rank]
-            self.generator.set_state(saved["generator"])
+            try:
+                self.generator.set_state(saved["generator"])
+            except RuntimeError:  # a CUDA generator's state on a CPU, or the other way round (device: auto)
+                self.generator.manual_seed(self.cfg.seed + PROCESS_SEED_STRIDE * self.rank + self.iteration)
+                warnings.warn(f"{self.run_dir} was trained on another kind of device than {self.device}; its sampling "
+                              "generator cannot carry over, so sampling continues from a fresh seed", stacklevel=2)
             self.rng.bit_generator.state = saved["rng"]
             if self.noise is not None and saved["noise_rng"] is not None:
                 self.noise.rng.bit_generator.state = saved["noise_rng"]
