@@ -32,6 +32,16 @@ def _positive_int(text: str) -> int:
     return int(value)
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="symrl", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -46,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--env", help="any registered Gymnasium id, e.g. CartPole-v1, HalfCheetah-v4, PongNoFrameskip-v4")
     t.add_argument("--preset", help=f"settings family ({', '.join(FAMILIES)}) or a YAML file; default: the env's family")
     t.add_argument("--steps", type=_positive_int, help="total environment steps (agent steps for Atari); accepts 1e6")
-    t.add_argument("--seed", type=int, help="seeds torch, the environments and the noise generators (default 0)")
+    t.add_argument("--seed", type=_seed, help="seeds torch, the environments and the noise generators (default 0)")
     t.add_argument("--n-envs", type=_positive_int, help="number of parallel training environments")
     t.add_argument("--vec-backend", choices=("sync", "async", "ale", "envpool"),
                    help="how training environments step: in this process and a worker process per further core "
@@ -78,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     e.add_argument("run_dir", type=Path, help="a run directory written by `symrl train`")
     e.add_argument("--episodes", type=_positive_int, default=10, help="number of episodes")
-    e.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
+    e.add_argument("--seed", type=_seed, default=0, help="seed of the evaluation episodes")
     mode = e.add_mutually_exclusive_group()
     mode.add_argument("--deterministic", dest="deterministic", action="store_true", default=None, help="act with the mode of the policy")
     mode.add_argument("--stochastic", dest="deterministic", action="store_false", help="sample actions (default for Atari)")
@@ -120,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--reward-noise", metavar="KIND:VALUE",
                    help="training reward noise: flip:P (the centred score changes sign with probability P) or gaussian:SIGMA")
     h.add_argument("--iterations", type=_positive_int, help="PPO iterations (default: the task's preset)")
-    h.add_argument("--seed", type=int, help="seeds sampling, minibatches, noise and the value head (default 0)")
+    h.add_argument("--seed", type=_seed, help="seeds sampling, minibatches, noise and the value head (default 0)")
     h.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any RLHF config key, e.g. --set learning_rate=1e-5 --set policy_model=./gpt2-imdb")
     h.add_argument("--out", type=Path, help="run directory (default runs/rlhf-TASK-ALGO-seedS)")

@@ -109,6 +109,8 @@ def write_report(
     colors = {algorithm: f"C{index % 10}" for index, algorithm in enumerate(algorithms)}
 
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise SymrlError(f"{out} is a file; --out takes the folder the report is written into (e.g. {out.parent / 'report'})")
     (out / FIGURES).mkdir(parents=True, exist_ok=True)
     summary = summary_table(evaluations, seed=seed)
     lines = _header(run_dirs, evaluations)

@@ -34,19 +34,20 @@ CONFIG_COLUMNS = [
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     """Run directories (those holding ``config.yaml``) at or below each path, sorted; an error if none."""
-    found: set[Path] = set()
+    found: dict[Path, Path] = {}  # by resolved path: a run named twice (relative and absolute, or nested) counts once
     for path in map(Path, paths):
         if not path.exists():
             raise SymrlError(f"{path} does not exist; pass run directories or folders that contain them")
         if (path / runs.CONFIG).is_file():
-            found.add(path)
+            found.setdefault(path.resolve(), path)
         else:
-            found.update(config.parent for config in path.rglob(runs.CONFIG))
+            for config in path.rglob(runs.CONFIG):
+                found.setdefault(config.parent.resolve(), config.parent)
     if not found:
         names = ", ".join(str(p) for p in paths)
         raise SymrlError(f"no symrl runs (directories with {runs.CONFIG}) in {names}; "
                          "pass a sweep's out folder or run directories")
-    return sorted(found)
+    return sorted(found.values())
 
 
 def default_labels(config: dict) -> dict:
@@ -69,10 +70,16 @@ def run_labels(run_dir: Path, config: Optional[dict] = None) -> dict:
     path = Path(run_dir) / runs.LABELS
     if path.is_file():
         try:
-            labels.update({k: v for k, v in json.loads(path.read_text()).items() if v is not None})
+            saved = json.loads(path.read_text())
         except ValueError:
-            raise SymrlError(f"{path} is not valid JSON; delete it to fall back to labels from config.yaml") from None
-    labels["seed"] = int(config.get("seed", 0))
+            saved = None
+        if not isinstance(saved, dict):
+            raise SymrlError(f"{path} is not a JSON object of labels; delete it to fall back to labels from config.yaml")
+        labels.update({k: v for k, v in saved.items() if v is not None})
+    seed = config.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SymrlError(f"{Path(run_dir) / runs.CONFIG}: seed must be an integer, got {seed!r}; fix it or remove the run")
+    labels["seed"] = seed
     return labels
 
 
@@ -83,7 +90,11 @@ def read_config(run_dir: Path) -> dict:
 def _run_columns(run_dir: Path) -> dict:
     config = read_config(run_dir)
     status = runs.read_status(run_dir)
-    row = {"run": str(run_dir), **run_labels(run_dir, config)}
+    try:
+        labels = run_labels(run_dir, config)
+    except (TypeError, ValueError) as exc:  # e.g. bins: many
+        raise SymrlError(f"{Path(run_dir) / runs.CONFIG} holds a malformed value ({exc}); fix it or remove the run") from None
+    row = {"run": str(run_dir), **labels}
     row.update({key: config.get(key) for key in CONFIG_COLUMNS})
     row["state"] = status.get("state", "unknown")
     return row
@@ -109,6 +120,8 @@ def _load(paths: Iterable[str | Path], filename: str) -> pd.DataFrame:
         table = _read_csv(run_dir / filename)
         if table.empty:
             continue
+        if "step" not in table or (filename == runs.EVAL and "mean_return" not in table):
+            raise SymrlError(f"{run_dir / filename} lacks the step or mean_return column; is it a symrl file?")
         for key, value in _run_columns(run_dir).items():
             table[key] = value
         frames.append(table)

@@ -209,6 +209,11 @@ def test_eval_bad_episodes(capsys, finished_run):
     assert_one_error(code, err, r"--episodes")
 
 
+def test_eval_negative_seed(capsys, finished_run):
+    code, _, err = run_cli(capsys, ["eval", finished_run, "--seed", "-1"])
+    assert_one_error(code, err, r"--seed: '-1' must be >= 0")
+
+
 def test_subprocess_exit_code_and_single_stderr_line(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(

@@ -208,6 +208,35 @@ def test_folder_without_runs_is_refused(tmp_path: Path) -> None:
         report.summary_table([tmp_path / "empty"])
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda run: (run / "labels.json").write_text("[1, 2]"), "not a JSON object of labels"),
+    (lambda run: (run / "config.yaml").write_text("env: CartPole-v1\nseed: null\n"), "seed must be an integer"),
+    (lambda run: (run / "config.yaml").write_text("env: CartPole-v1\nseed: 0\nbins: many\n"), "malformed value"),
+    (lambda run: (run / "eval.csv").write_text("step,score\n100,1.0\n"), "lacks the step or mean_return column"),
+])
+def test_damaged_run_files_are_one_line_errors(tmp_path: Path, damage, message) -> None:
+    run_dir = write_run(tmp_path / "runs", "CartPole-v1", "clean", "PPO", 0)
+    damage(run_dir)
+    with pytest.raises(SymrlError, match=message) as error:
+        report.write_report(run_dir, tmp_path / "out", reps=50)
+    assert "\n" not in str(error.value)
+
+
+def test_a_run_named_twice_counts_once(tmp_path: Path, monkeypatch) -> None:
+    run_dir = write_run(tmp_path / "runs", "CartPole-v1", "clean", "PPO", 0)
+    monkeypatch.chdir(tmp_path)
+    table = report.summary_table([Path("runs") / run_dir.name, run_dir.resolve(), tmp_path / "runs"])
+    assert table["n"].tolist() == [1]
+
+
+def test_report_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "runs", "CartPole-v1", "clean", "PPO", 0)
+    (tmp_path / "report.md").write_text("mine")
+    with pytest.raises(SymrlError, match="is a file; --out takes the folder"):
+        report.write_report(run_dir, tmp_path / "report.md", reps=50)
+    assert (tmp_path / "report.md").read_text() == "mine"
+
+
 def test_markdown_to_html_escapes_and_renders(tmp_path: Path) -> None:
     page = report.markdown_to_html("# a <b>\n\ntext **bold** `x<y`\n\n| h1 | h2 |\n|---|---|\n| a\\|b | **c** |\n\n- item\n",
                                    tmp_path)
