@@ -367,14 +367,17 @@ def _control_section(final: pd.DataFrame, seed: int) -> list[str]:
     defaults = {"alpha": 1.0, "beta": 0.0, "z": -1.0, "policy_coef": 1.0, "bins": 0}
     for key, default in defaults.items():
         table[key] = pd.to_numeric(table[key], errors="coerce").fillna(default) if key in table else default
-    table["c"] = table["alpha"] + table["beta"] * table["z"].abs()
+    # the MAE variant's reverse term is the RCE one with z = -2 (symrl.losses)
+    mae = table["loss_variant"].eq("mae") if "loss_variant" in table else False
+    table["c"] = table["policy_coef"] * (table["alpha"] + table["beta"] * table["z"].abs().where(~mae, 2.0))
     symmetric = table[(table["algo"] == "sppo") & (table["beta"] > 0)]
     control = table[(table["algo"] == "ppo") & (table["beta"] == 0) & (table["policy_coef"] != 1)]
     if symmetric.empty:
         return []
     lines = [
         "## SPPO vs the scaled-PPO control", "",
-        "With the authors' reverse mask, SPPO's policy gradient equals PPO's multiplied by c = α + β·abs(z), so PPO with "
+        "With the authors' reverse mask, SPPO's policy gradient equals PPO's multiplied by c = α + β·abs(z) (times the "
+        "SPPO run's own policy_coef; 2 in place of abs(z) for the MAE variant), so PPO with "
         "policy_coef = c is the control that isolates that rescaling: a difference between SPPO and the control points to "
         "something other than the rescaling, and no difference means SPPO's effect is the rescaling alone. Pairs share "
         "environment, noise setting and action discretisation (bins).", "",

@@ -26,7 +26,7 @@ from .errors import SymrlError
 LABEL_COLUMNS = ["algorithm", "env", "noise", "seed"]
 # config fields copied next to the labels (a report states them; filters use them)
 CONFIG_COLUMNS = [
-    "algo", "total_steps", "bins", "alpha", "beta", "z", "policy_coef", "reverse_mask", "per_dim_reverse",
+    "algo", "total_steps", "bins", "alpha", "beta", "z", "policy_coef", "loss_variant", "reverse_mask", "per_dim_reverse",
     "reward_noise", "adv_noise", "n_envs", "n_steps", "learning_rate", "eval_episodes",
     "iterations", "batch_size",  # language-model runs (symrl rlhf)
 ]

@@ -177,6 +177,18 @@ def test_sppo_vs_scaled_ppo_section(study: dict) -> None:
     assert "| 200 | yes |" in clean  # SPPO 403 vs control 203 (means over seeds), CIs separate
 
 
+def test_control_c_of_the_mae_variant(tmp_path: Path) -> None:
+    """MAE's reverse term has the gradient of RCE's with z = -2: c = 0.5 + 1 * 2 = 2.5, not 0.5 + 1 * |z| = 1.5."""
+    sppo = write_run(tmp_path / "runs", "CartPole-v1", "clean", "SPPO", 0)
+    (sppo / "config.yaml").write_text(yaml.safe_dump({**yaml.safe_load((sppo / "config.yaml").read_text()),
+                                                      "loss_variant": "mae"}))
+    write_run(tmp_path / "runs", "CartPole-v1", "clean", "scaled PPO", 0)
+    markdown = report.write_report(tmp_path / "runs", tmp_path / "out", reps=50).read_text(encoding="utf-8")
+    section = markdown.split("## SPPO vs the scaled-PPO control\n", 1)[1]
+    row = next(line for line in section.splitlines() if line.startswith("| CartPole-v1 | clean | SPPO"))
+    assert [cell.strip() for cell in row.strip("|").split("|")][8:] == ["2.5", "1.5", "no"]
+
+
 def test_aggregates_and_normalisation_stated(study: dict) -> None:
     md = study["md"]
     assert "human-normalised" in md and "Pong" in md and "min-max" in md
