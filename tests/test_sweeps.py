@@ -285,3 +285,70 @@ def test_ctrl_c_stops_a_local_sweep_at_once(tmp_path):
     assert process.returncode == 130 and "interrupted" in stderr, stderr[-3000:]
     assert runs.read_status(first)["state"] != "finished"  # resumed from its checkpoint when the sweep runs again
     assert not (out / "CartPole-v1/clean/PPO/seed1").exists() and not (out / "CartPole-v1/clean/PPO/seed2").exists()
+
+
+DYING_ENV = """
+import os
+import gymnasium as gym
+from gymnasium.envs.classic_control import CartPoleEnv
+
+
+class DyingCartPole(CartPoleEnv):
+    '''CartPole whose process dies at its tenth step: a crash in a simulator, or the kernel's out-of-memory killer.'''
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps == 10:
+            os._exit(9)
+        return super().step(action)
+
+
+gym.register("DyingCartPole-v0", entry_point=DyingCartPole, max_episode_steps=500)
+"""
+
+
+def test_a_cell_that_kills_its_worker_fails_alone(tmp_path, monkeypatch):
+    """The other cells finish; the dying cell is retried in fresh workers, then reported with its exit code."""
+    (tmp_path / "symrl_dying_env.py").write_text(DYING_ENV)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the spawned workers start with this process's sys.path
+    spec = _spec(tmp_path / "out", seeds=2, algorithms=["ppo"],
+                 envs=["CartPole-v1", "symrl_dying_env:DyingCartPole-v0"])
+    summary = run_sweep(parse_sweep(spec), workers=2, progress=False)
+    assert (summary.count("done"), summary.count("failed")) == (2, 2), summary.to_dict()
+    errors = [summary.errors[key] for key in summary.errors]
+    assert len(errors) == 2 and all("exit code 9" in e and "4 times" in e for e in errors), errors
+    for seed in (0, 1):
+        assert runs.read_status(tmp_path / f"out/CartPole-v1/clean/PPO/seed{seed}")["state"] == "finished"
+
+
+def test_a_killed_local_worker_is_replaced_and_its_cell_resumes(tmp_path):
+    out = tmp_path / "out"
+    spec = _spec(out, steps=8192, seeds=1, algorithms=["ppo"], overrides={**TINY, "checkpoint_freq": 512, "eval_freq": 2048})
+    path = _write(tmp_path, spec)
+    process = subprocess.Popen([sys.executable, "-m", "symrl.cli", "sweep", str(path), "--workers", "1", "--no-progress"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    cell = out / "CartPole-v1/clean/PPO/seed0"
+    try:
+        deadline = time.time() + 120
+        while not (cell / runs.CHECKPOINT).exists() and time.time() < deadline:
+            time.sleep(0.05)
+        workers = subprocess.run(["pgrep", "-f", "-P", str(process.pid), "multiprocessing.spawn"], capture_output=True,
+                                 text=True).stdout.split()
+        assert workers, "no worker process running the cell"
+        for pid in workers:
+            os.kill(int(pid), signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, stderr[-3000:]
+    assert "failed 0" in stdout
+    status = runs.read_status(cell)
+    assert status["state"] == "finished" and status["step"] == 8192
+    steps = [int(row.split(",")[0]) for row in (cell / runs.METRICS).read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps)) and steps[-1] == 8192

@@ -21,9 +21,8 @@ import os
 import sys
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import connection, get_context
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -242,45 +241,100 @@ def _run_local(sweep: Sweep, todo: list[Cell], workers: int, summary: SweepSumma
                 os.environ[name] = value
 
 
+RETRIES = 3  # a cell whose worker process dies runs again (from its checkpoint) this many times, as on Ray
+
+
+class _CellWorker:
+    """A worker process that trains the cells it is sent, one at a time, so a dead worker names its cell."""
+
+    def __init__(self, threads: int):
+        context = get_context("spawn")  # a fresh interpreter: no PyTorch thread pools copied from this process
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve_cells, args=(child, threads), name="symrl-sweep-worker")
+        self.process.start()
+        child.close()
+        self.cell: Optional[Cell] = None
+
+    def start(self, sweep: Sweep, cell: Cell) -> None:
+        self.cell = cell
+        self.conn.send((str(sweep.run_dir(cell)), cell.config.to_dict(), cell.labels))
+
+    def result(self) -> Optional[dict]:
+        """The finished cell's result, or None if the worker died (or has nothing to say yet)."""
+        try:
+            return self.conn.recv() if self.conn.poll() else None
+        except (EOFError, OSError):
+            return None
+
+    def stop(self, now: bool) -> None:
+        if not now:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=5)
+        self.conn.close()
+
+
+def _serve_cells(conn, threads: int) -> None:
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):  # the sweep is gone
+            return
+        if job is None:
+            return
+        try:
+            result = run_cell(*job, threads)
+        except KeyboardInterrupt:  # Ctrl-C reached this process too; the sweep stops its workers
+            return
+        conn.send(result)
+
+
 def _submit_local(sweep: Sweep, todo: list[Cell], workers: int, threads: int, summary: SweepSummary,
                   tick: Callable[[], None]) -> None:
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    """Run ``todo`` on ``workers`` worker processes. A cell whose worker dies (killed, out of memory, a crash in
+    a simulator) runs again in a new worker, resuming from its checkpoint, up to RETRIES times, then counts as
+    failed; the other cells go on. Ctrl-C ends every worker at once (their cells resume on the next run)."""
+    queue, retries = list(todo), dict.fromkeys((c.key for c in todo), 0)
+    pool: list[_CellWorker] = []
     try:
-        futures: dict[Future, Cell] = {
-            pool.submit(run_cell, str(sweep.run_dir(c)), c.config.to_dict(), c.labels, threads): c for c in todo
-        }
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
-            for future in done:
-                cell = futures[future]
-                try:
-                    _record(summary, cell.key, future.result())
-                except KeyboardInterrupt:  # a worker's cell was interrupted: Ctrl-C reached the workers
-                    raise
-                except Exception as exc:  # noqa: BLE001 - a worker died (e.g. killed): report, go on
-                    error = f"worker died: {exc.__class__.__name__}: {exc}"
-                    _record(summary, cell.key, {"outcome": "failed", "error": error})
+        pool = [_CellWorker(threads) for _ in range(min(workers, len(queue)))]
+        while queue or any(w.cell is not None for w in pool):
+            for worker in pool:
+                if worker.cell is None and queue:
+                    worker.start(sweep, queue.pop(0))
+            busy = [w for w in pool if w.cell is not None]
+            connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=2.0)
+            for index, worker in enumerate(pool):
+                cell = worker.cell
+                if cell is None:
+                    continue
+                result = worker.result()
+                if result is not None:
+                    _record(summary, cell.key, result)
+                    worker.cell = None
+                elif not worker.process.is_alive():
+                    code = worker.process.exitcode
+                    worker.stop(now=True)
+                    pool[index] = _CellWorker(threads)
+                    if retries[cell.key] < RETRIES:
+                        retries[cell.key] += 1
+                        queue.insert(0, cell)
+                    else:
+                        error = (f"worker died: its process stopped with exit code {code} (killed, out of memory or a "
+                                 f"crash) {RETRIES + 1} times")
+                        _record(summary, cell.key, {"outcome": "failed", "error": error})
             tick()
     except BaseException:
-        # Ctrl-C: stop at once. Leaving the pool the usual way would wait for it, and its workers, which report
-        # an interrupted cell as that cell's result, would go on with every queued cell.
-        _stop_pool(pool)
+        for worker in pool:
+            worker.stop(now=True)
         raise
-    pool.shutdown(wait=True)
-
-
-def _stop_pool(pool: ProcessPoolExecutor) -> None:
-    """Cancel a process pool's queued cells and end its workers (an interrupted cell resumes on the next run)."""
-    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
-        pool.terminate_workers()
-        return
-    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.join(timeout=5)
+    for worker in pool:
+        worker.stop(now=False)
 
 
 def _init_local_ray(ray, workers: int) -> None:
