@@ -14,7 +14,7 @@ transformers = pytest.importorskip("transformers")
 from tiny_lm import WORDS, tiny_gpt2, tiny_tokenizer  # noqa: E402
 
 from symrl import runs  # noqa: E402
-from symrl.errors import SymrlError  # noqa: E402
+from symrl.errors import SymrlError, TrainingDiverged  # noqa: E402
 from symrl.losses import symmetric_ppo_loss  # noqa: E402
 from symrl.rlhf import RLHFConfig, RLHFTrainer, Sampling, generate, score  # noqa: E402
 from symrl.rlhf.advantages import token_gae  # noqa: E402
@@ -205,6 +205,30 @@ def test_resume_on_another_kind_of_device_warns_and_samples_from_a_fresh_seed(tm
         resumed = RLHFTrainer(RLHFConfig(iterations=2, **CFG), _model(), _tokenizer(), _good_fraction, PROMPTS,
                               out=tmp_path, resume=True)
     assert len(resumed.run()) == 1 and resumed.iteration == 2
+
+
+def test_a_non_finite_loss_stops_the_run_and_records_why(tmp_path):
+    nan_reward = lambda prompts, responses: [float("nan")] * len(prompts)  # noqa: E731
+    trainer = RLHFTrainer(RLHFConfig(iterations=2, **CFG), _model(), _tokenizer(), nan_reward, PROMPTS, out=tmp_path)
+    with pytest.raises(TrainingDiverged, match="non-finite loss"):
+        trainer.run()
+    assert runs.read_status(tmp_path)["state"] == "failed"
+
+
+def test_every_process_stops_when_one_has_a_non_finite_loss():
+    """With several processes the check is a mean over them: a finite loss here, a NaN in another process."""
+    trainer = RLHFTrainer(RLHFConfig(iterations=1, **CFG), _model(), _tokenizer(), _good_fraction, PROMPTS)
+
+    class OtherProcessDiverged:  # what accelerate's reduce returns when the other of two processes saw a NaN
+        num_processes = 2
+
+        def reduce(self, tensor, reduction):
+            assert reduction == "mean"
+            return (tensor + 0.0) / 2
+
+    assert trainer._finite_everywhere(torch.tensor(1.5))
+    trainer.accelerator = OtherProcessDiverged()
+    assert not trainer._finite_everywhere(torch.tensor(1.5))
 
 
 def test_lora_policy_trains_adapters_only_with_the_adapters_off_as_reference(tmp_path):

@@ -280,7 +280,7 @@ class RLHFTrainer:
                     nll = self._reference_nll()
                     loss = loss + cfg.nll_coef * nll
                     logs.setdefault("nll", []).append(float(nll.detach()))
-                if not torch.isfinite(loss):
+                if not self._finite_everywhere(loss):
                     raise TrainingDiverged(f"non-finite loss at iteration {self.iteration}; the last checkpoint is kept")
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.accelerator is not None:
@@ -366,6 +366,14 @@ class RLHFTrainer:
         row["tokens_per_s"] = row["tokens"] / max(seconds, 1e-9)
         self.history.append(row)
         return row
+
+    def _finite_everywhere(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite in every process: they stop together, where one process stopping alone
+        would leave the others waiting in the gradients' all-reduce (and the main one would not record why)."""
+        finite = torch.isfinite(loss.detach()).float().reshape(1)
+        if self.processes > 1:
+            finite = self.accelerator.reduce(finite, "mean")
+        return bool(finite.item() == 1.0)
 
     @property
     def processes(self) -> int:
