@@ -90,8 +90,8 @@ def test_in_process_training_splits_over_the_cores_when_there_are_several_envs()
 MAIN_PROCESS = os.getpid()
 
 
-class FailingEnv(gym.Env):
-    """Fails on its third step in a worker process: an error the main process must report."""
+class StepCountingEnv(gym.Env):
+    """Counts its steps since the last reset in ``t``; the envs below misbehave at a given step."""
 
     observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
     action_space = gym.spaces.Discrete(2)
@@ -100,6 +100,10 @@ class FailingEnv(gym.Env):
         super().reset(seed=seed)
         self.t = 0
         return np.zeros(2, np.float32), {}
+
+
+class FailingEnv(StepCountingEnv):
+    """Fails on its third step in a worker process: an error the main process must report."""
 
     def step(self, action):
         self.t += 1
@@ -118,16 +122,8 @@ def test_an_error_in_a_worker_process_is_raised_in_the_main_process():
     envs.close()
 
 
-class BigInfoEnv(gym.Env):
+class BigInfoEnv(StepCountingEnv):
     """Episodes of 3 steps whose last info holds an RGB frame: more than a pipe buffer for a few envs."""
-
-    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-    action_space = gym.spaces.Discrete(2)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return np.zeros(2, np.float32), {}
 
     def step(self, action):
         self.t += 1
