@@ -36,6 +36,23 @@ def test_truncation_returns_the_final_observation_and_resets_in_the_same_step():
     envs.close()
 
 
+def test_a_lost_life_ends_the_episode_but_not_the_game():
+    """Breakout has 5 lives: episodic life ends an episode per life, and a game (its statistics) every 5."""
+    envs = EnvPoolVectorEnv(make_config("ppo", "BreakoutNoFrameskip-v4", n_envs=2, vec_env="envpool", seed=0))
+    envs.reset(seed=0)
+    rng = np.random.default_rng(0)
+    terminations, games = 0, []
+    for _ in range(1500):
+        _, _, terminated, _, infos = envs.step(rng.integers(0, 4, 2))
+        terminations += int(terminated.sum())
+        final = infos.get("final_info", {}) if infos else {}
+        if "episode" in final:
+            games += [int(length) for length in final["episode"]["l"][final["_episode"]]]
+    envs.close()
+    assert len(games) >= 4 and terminations >= 4 * len(games), (terminations, games)
+    assert min(games) > 100  # whole games of 5 lives, not single lives restarted as new games
+
+
 def test_discretised_actions_map_to_bin_values():
     cfg = make_config("sppo", "HalfCheetah-v4", n_envs=1, vec_env="envpool", bins=11)
     envs = EnvPoolVectorEnv(cfg)

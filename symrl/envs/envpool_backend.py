@@ -6,6 +6,9 @@ environment is reset in the same step (EnvPool resets it on the *next* step othe
 observation and episode statistics come back in ``final_obs`` / ``final_info``. Episode statistics count
 whole games (the raw score, also under EnvPool's episodic life) as ``RecordEpisodeStatistics`` does.
 
+With episodic life, a lost life ends the agent's episode and the game goes on: EnvPool continues it on that
+environment's next step (whose action it ignores), where the wrapper stack continues it in the same step.
+
 Only training uses EnvPool; evaluation keeps the Gymnasium/ale-py environments, so scores follow the
 standard protocol. Atari preprocessing is EnvPool's own (noop-max, frame-skip 4 with max-pool, 84x84
 grey, frame stack, fire reset, episodic life when training), the same steps as symrl's wrappers.
@@ -90,8 +93,11 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         done = terminated | truncated
         game_over = (info["terminated"].astype(bool) | truncated) if self.atari else done
         infos = self.episodes.step(info["reward"] if self.atari else reward, done, game_over, obs)
-        if done.any():
-            ids = np.flatnonzero(done)
+        # A lost life (episodic life) ends the agent's episode but not the game: EnvPool continues the game on this
+        # env's next step, which ignores its action. An explicit reset() here would restart the whole game.
+        restart = (done & game_over) if self.atari else done
+        if restart.any():
+            ids = np.flatnonzero(restart)
             fresh, fresh_info = self.env.reset(ids.astype(np.int32))
             obs = obs.copy()
             obs[fresh_info["env_id"]] = fresh
