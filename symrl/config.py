@@ -137,7 +137,7 @@ class Config:
             raise SymrlError("engine=numpy computes in float32 only; use engine=auto (torch for bf16) or precision=fp32")
         _choice("lr_schedule", self.lr_schedule, ("constant", "linear"))
         _choice("clip_schedule", self.clip_schedule, ("constant", "linear"))
-        _choice("optimizer", self.optimizer, ("adam", "rmsprop"))
+        _choice("optimizer", self.optimizer, ("adam", "rmsprop", "rmsprop_tf"))
         _choice("loss_variant", self.loss_variant, ("rce", "mae"))
         _choice("reverse_mask", self.reverse_mask, ("ppo", "none"))
         _choice("network", self.network, ("auto", "mlp", "cnn"))

@@ -26,6 +26,7 @@ from .errors import SymrlError, TrainingDiverged
 from .evaluation import default_deterministic, evaluate, make_eval_envs
 from .fast import make_engine
 from .noise import AdvantageNoise, RewardNoise, parse_adv_noise, parse_reward_noise
+from .optimizers import RMSpropTFLike
 from .policies import ActorCritic, uses_cnn
 from .rollout import Collector, RolloutBuffer
 from .threads import set_torch_threads
@@ -55,9 +56,12 @@ class RunResult:
 
 
 def make_optimizer(cfg: Config, policy: torch.nn.Module) -> torch.optim.Optimizer:
-    """Adam for the PPO family, RMSprop (alpha 0.99, eps 1e-5) for A2C, as in the authors' presets."""
+    """Adam for the PPO family, RMSprop (alpha 0.99, eps 1e-5) for A2C, as in the authors' presets: PyTorch's on
+    MuJoCo, TensorFlow's rule (:class:`symrl.optimizers.RMSpropTFLike`) on Atari."""
     # Multi-tensor (foreach) and fused kernels: the same update rule, one kernel for all parameters
     # instead of a handful per parameter (the Nature CNN has 1.7M parameters in a few large tensors).
+    if cfg.optimizer == "rmsprop_tf":
+        return RMSpropTFLike(policy.parameters(), lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha, eps=cfg.optimizer_eps)
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(policy.parameters(), lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha,
                                    eps=cfg.optimizer_eps, foreach=True)

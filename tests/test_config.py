@@ -173,7 +173,7 @@ def test_atari_a2c_preset_matches_spec():
         n_steps=5,
         batch_size=None,
         n_epochs=1,
-        optimizer="rmsprop",
+        optimizer="rmsprop_tf",  # TensorFlow-like, as the authors (rl-zoo3 a2c.yml)
         optimizer_eps=1e-5,
         learning_rate=7e-4,
         gamma=0.99,

@@ -129,7 +129,7 @@ def test_gradient_equals_autograd(case):
     assert np.abs(expected).max() > 1e-3  # the comparison is not vacuous
 
 
-@pytest.mark.parametrize("kind", ["adam", "rmsprop"])
+@pytest.mark.parametrize("kind", ["adam", "rmsprop", "rmsprop_tf"])
 def test_flat_optimizer_equals_torch_optim_and_hands_its_state_over(kind):
     torch.manual_seed(0)
     cfg = Config(optimizer=kind, learning_rate=1e-2, net_arch=[8])

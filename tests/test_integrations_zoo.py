@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -38,6 +39,17 @@ def test_hyperparameter_files_are_safe_yaml_with_symmetric_settings():
         table = yaml.safe_load((HYPERPARAMS / f"{algo}.yml").read_text())
         for env, params in table.items():
             assert params["z"] < 0 and "alpha" in params and "beta" in params, env
+
+
+def test_atari_sa2c_and_sppo_use_the_zoo_a2c_and_ppo_optimiser_and_network_settings():
+    """The symmetric algorithms differ from the Zoo's A2C/PPO on Atari by the loss only (A2C: RMSpropTFLike)."""
+    import rl_zoo3  # noqa: PLC0415
+
+    zoo = Path(rl_zoo3.__file__).parent / "hyperparams"
+    for ours, theirs in (("sa2c", "a2c"), ("sppo", "ppo")):
+        mine = yaml.safe_load((HYPERPARAMS / f"{ours}.yml").read_text())["atari"]
+        reference = yaml.safe_load((zoo / f"{theirs}.yml").read_text())["atari"]
+        assert mine.get("policy_kwargs") == reference.get("policy_kwargs"), ours
 
 
 def test_conf_file_is_added_only_when_missing():

@@ -1,5 +1,6 @@
 """Adam and RMSprop on the flat parameter vector, in NumPy, bit-for-bit the update rules of
-``torch.optim.Adam`` / ``torch.optim.RMSprop`` (no weight decay, no momentum, not centred, no amsgrad).
+``torch.optim.Adam`` / ``torch.optim.RMSprop`` (no weight decay, no momentum, not centred, no amsgrad) and of
+:class:`symrl.optimizers.RMSpropTFLike`.
 
 The moment buffers are views stored *in the torch optimiser's own state*, so ``optimizer.state_dict()``
 (checkpoints) and ``load_state_dict`` (resume) keep working, and a run can switch between this engine and
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import TrainingDiverged
+from ..optimizers import RMSpropTFLike
 
 
 class FlatOptimizer:
@@ -24,15 +26,17 @@ class FlatOptimizer:
         if len(optimizer.param_groups) != 1:
             raise ValueError("the NumPy engine needs an optimiser with one parameter group")
         group = optimizer.param_groups[0]
-        self.kind = "adam" if isinstance(optimizer, torch.optim.Adam) else "rmsprop"
+        self.kind = ("adam" if isinstance(optimizer, torch.optim.Adam) else
+                     "rmsprop_tf" if isinstance(optimizer, RMSpropTFLike) else "rmsprop")
         if self.kind == "rmsprop" and (group["momentum"] or group["centered"]):
             raise ValueError("the NumPy engine implements RMSprop without momentum and not centred")
-        if group["weight_decay"] or group.get("amsgrad") or group.get("maximize"):
+        if group.get("weight_decay") or group.get("amsgrad") or group.get("maximize"):
             raise ValueError("the NumPy engine implements neither weight decay, amsgrad nor maximize")
         self.optimizer, self.group, self.params = optimizer, group, params
         self.param = flat.numpy()
         names = ("exp_avg", "exp_avg_sq") if self.kind == "adam" else ("square_avg",)
-        self.buffers = {name: torch.zeros_like(flat) for name in names}
+        start = torch.ones_like if self.kind == "rmsprop_tf" else torch.zeros_like  # TF's average starts at 1
+        self.buffers = {name: start(flat) for name in names}
         self.step_count = 0
         offset = 0
         for p in params:  # adopt existing state (after a resume), then make the state views of the flat buffers
@@ -80,8 +84,11 @@ class FlatOptimizer:
             s = self.state["square_avg"]
             s *= alpha
             s += grad * grad * (1.0 - alpha)
-            denom = np.sqrt(s)
-            denom += eps
+            if self.kind == "rmsprop_tf":  # eps inside the square root
+                denom = np.sqrt(s + eps)
+            else:
+                denom = np.sqrt(s)
+                denom += eps
             self.param -= (grad / denom) * lr
         return norm
 
