@@ -85,12 +85,15 @@ class ActorCritic(nn.Module):
         self.kind = _action_kind(action_space)
         self.cnn = uses_cnn(cfg, obs_space)
 
+        # ortho_init: false leaves every layer at PyTorch's default initialisation, as Stable-Baselines3 does
+        init = _ortho if cfg.ortho_init else (lambda module, gain: module)
+
         def body() -> nn.Module:
             if self.cnn:
                 if len(obs_space.shape) != 3:
                     raise SymrlError(f"network=cnn needs image observations [C, H, W], got shape {obs_space.shape}")
-                return _ortho(NatureCNN(*obs_space.shape), math.sqrt(2))
-            return _ortho(MLP(int(np.prod(obs_space.shape)), cfg.net_arch, cfg.activation), math.sqrt(2))
+                return init(NatureCNN(*obs_space.shape), math.sqrt(2))
+            return init(MLP(int(np.prod(obs_space.shape)), cfg.net_arch, cfg.activation), math.sqrt(2))
 
         self.actor_body = body()
         self.critic_body = self.actor_body if cfg.shared_network else body()
@@ -113,11 +116,8 @@ class ActorCritic(nn.Module):
         if self.cnn:  # convolution weights in NHWC too (see NatureCNN.forward)
             self.actor_body.to(memory_format=torch.channels_last)
             self.critic_body.to(memory_format=torch.channels_last)
-        self.action_head = _ortho(nn.Linear(hidden, self.n_logits), 0.01)
-        self.value_head = _ortho(nn.Linear(self.critic_body.out_dim, 1), 1.0)
-        if not cfg.ortho_init:
-            for module in (self.action_head, self.value_head):
-                module.reset_parameters()
+        self.action_head = init(nn.Linear(hidden, self.n_logits), 0.01)
+        self.value_head = init(nn.Linear(self.critic_body.out_dim, 1), 1.0)
 
     # -- distributions -------------------------------------------------------------------------------
     def _run_body(self, body: nn.Module, obs: torch.Tensor) -> torch.Tensor:

@@ -173,14 +173,15 @@ class Trainer:
         recent_returns: list[float] = []
         try:
             while self.global_step < cfg.total_steps:
-                remaining = 1.0 - self.global_step / cfg.total_steps
+                stats = self.collector.collect(self.policy, self.buffer, self.engine)
+                self.global_step += cfg.n_steps * cfg.n_envs
+                # the schedules' progress counts this rollout's steps, as in Stable-Baselines3 (and the authors'
+                # runs): the k-th of n updates runs at 1 - k/n of the initial learning rate and clip range
+                remaining = max(0.0, 1.0 - self.global_step / cfg.total_steps)
                 lr = _schedule(cfg.learning_rate, cfg.lr_schedule, remaining)
                 clip_range = _schedule(cfg.clip_range, cfg.clip_schedule, remaining)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-
-                stats = self.collector.collect(self.policy, self.buffer, self.engine)
-                self.global_step += cfg.n_steps * cfg.n_envs
                 batch = self._batch()
                 logs = self.update(batch, clip_range)
                 self.updates += 1

@@ -481,3 +481,31 @@ def test_load_config_file_errors(tmp_path):
     path.write_text("algo: ppo\nbins: 1\n")
     with pytest.raises(SymrlError, match="bins"):
         load_config_file(path)
+
+
+@pytest.mark.parametrize("ortho", [True, False])
+def test_ortho_init_switches_every_layer(ortho):
+    """ortho_init: orthogonal weights and zero biases everywhere (gain sqrt 2 in the bodies); off: PyTorch's
+    defaults everywhere, bodies included (Stable-Baselines3's ortho_init=False; the authors' Humanoid)."""
+    import gymnasium as gym  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    from symrl.policies import ActorCritic  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    space = gym.spaces.Box(-1, 1, (17,), np.float32)
+    policy = ActorCritic(space, gym.spaces.Box(-1, 1, (6,), np.float32), Config(ortho_init=ortho, net_arch=[32, 32]))
+    layers = [m for m in policy.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(layers) == 6  # 2 + 2 hidden layers, the action and the value head
+    for layer in layers:
+        biases_zero = bool((layer.bias == 0).all())
+        assert biases_zero == ortho, layer
+    hidden = policy.actor_body.net[2].weight.detach()  # 32 x 32
+    orthogonal = torch.allclose(hidden @ hidden.T, 2.0 * torch.eye(32), atol=1e-4)
+    assert orthogonal == ortho
+
+
+def test_humanoid_ppo_preset_has_no_orthogonal_init():
+    assert make_config("ppo", "Humanoid-v4").ortho_init is False
+    assert make_config("ppo", "HalfCheetah-v4").ortho_init is True

@@ -429,3 +429,12 @@ def test_the_first_run_in_a_process_starts_from_the_same_weights_as_a_later_one(
         later.envs.close()
     finally:
         torch.set_num_threads(before)
+
+
+def test_linear_schedules_count_the_rollout_just_collected_as_stable_baselines3_does(tmp_path):
+    """SB3 updates its progress after collecting a rollout: update k of n runs at 1 - k/n of the initial values."""
+    symrl.train(algo="ppo", env="CartPole-v1", total_steps=4 * ROLLOUT, lr_schedule="linear", clip_schedule="linear",
+                learning_rate=1e-3, clip_range=0.2, out=tmp_path / "run", **{**API_TINY, "eval_episodes": 0})
+    rows = read_rows(tmp_path / "run" / runs.METRICS)
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([7.5e-4, 5e-4, 2.5e-4, 0.0])
+    assert [float(r["clip_range"]) for r in rows] == pytest.approx([0.15, 0.1, 0.05, 0.0])
