@@ -132,6 +132,14 @@ def test_existing_run_dir_needs_resume_or_overwrite(capsys, run_copy):
     assert snapshot(run_copy) == before
 
 
+def test_a_new_run_in_a_folder_without_a_run_leaves_its_files(capsys, tmp_path):
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "mine.mp4").write_text("the user's")
+    code, _, err = run_cli(capsys, ["train", *CARTPOLE, "--steps", "128", "--out", tmp_path, *QUIET, *TINY])
+    assert code == 0, err
+    assert (tmp_path / "videos" / "mine.mp4").read_text() == "the user's"
+
+
 def test_overwrite_replaces_the_run_and_nothing_else(capsys, run_copy):
     """--overwrite removes the old run's outputs, not the folder: it may be a project folder or a sweep cell."""
     (run_copy / "videos").mkdir()
