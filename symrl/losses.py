@@ -50,6 +50,9 @@ class PolicyLoss:
     """PPO only: mean of (r - 1) - log r, an unbiased low-variance KL(old || new) estimate."""
     active_fraction: Optional[torch.Tensor] = None
     """PPO only: share of samples where the clipped objective has a gradient (the reverse mask m_t)."""
+    per_sample: Optional[torch.Tensor] = None
+    """PPO only: the loss of each sample (token) before the masked mean, ``alpha * rl + beta * reverse``, 0 where
+    masked: for frameworks that aggregate it themselves (veRL's agg_loss, OpenRLHF's aggregate_loss)."""
 
 
 def masked_mean(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -161,7 +164,8 @@ def symmetric_ppo_loss(
     clipped_ratio = ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
     surrogate = ratio * adv
     clipped_surrogate = clipped_ratio * adv
-    rl_loss = -masked_mean(torch.min(surrogate, clipped_surrogate), mask)
+    rl_terms = -torch.min(surrogate, clipped_surrogate)
+    rl_loss = masked_mean(rl_terms, mask)
 
     with torch.no_grad():
         in_range = (ratio >= 1.0 - clip_range) & (ratio <= 1.0 + clip_range)
@@ -176,7 +180,11 @@ def symmetric_ppo_loss(
     else:
         reverse = _reverse_terms(joint_lp, z, variant) / old_joint.exp()
     weight = adv * active.to(adv.dtype) if reverse_mask == "ppo" else adv
-    reverse_loss = masked_mean(weight * reverse, mask)
+    reverse_terms = weight * reverse
+    reverse_loss = masked_mean(reverse_terms, mask)
+    per_sample = alpha * rl_terms + beta * reverse_terms
+    if mask is not None:
+        per_sample = torch.where(mask.bool(), per_sample, torch.zeros_like(per_sample))
 
     return PolicyLoss(
         loss=alpha * rl_loss + beta * reverse_loss,
@@ -185,5 +193,6 @@ def symmetric_ppo_loss(
         clip_fraction=clip_fraction,
         approx_kl=approx_kl,
         active_fraction=active_fraction,
+        per_sample=per_sample,
     )
 
