@@ -50,6 +50,9 @@ class PolicyLoss:
     """PPO only: mean of (r - 1) - log r, an unbiased low-variance KL(old || new) estimate."""
     active_fraction: Optional[torch.Tensor] = None
     """PPO only: share of samples where the clipped objective has a gradient (the reverse mask m_t)."""
+    clipped_fraction: Optional[torch.Tensor] = None
+    """PPO only: share of samples whose clipped surrogate is the smaller one, which the minimum takes (what veRL
+    and OpenRLHF report as their clip fraction)."""
     per_sample: Optional[torch.Tensor] = None
     """PPO only: the loss of each sample (token) before the masked mean, ``alpha * rl + beta * reverse``, 0 where
     masked: for frameworks that aggregate it themselves (veRL's agg_loss, OpenRLHF's aggregate_loss)."""
@@ -173,6 +176,7 @@ def symmetric_ppo_loss(
         clip_fraction = masked_mean((~in_range).to(ratio.dtype), mask)
         approx_kl = masked_mean(ratio - 1.0 - log_ratio, mask)
         active_fraction = masked_mean(active.to(ratio.dtype), mask)
+        clipped_fraction = masked_mean((clipped_surrogate < surrogate).to(ratio.dtype), mask)
 
     # Divide by p_old per sample (jointly, or per dimension for the per-dimension variant).
     if per_dim_reverse and dim_lp is not None:
@@ -193,6 +197,7 @@ def symmetric_ppo_loss(
         clip_fraction=clip_fraction,
         approx_kl=approx_kl,
         active_fraction=active_fraction,
+        clipped_fraction=clipped_fraction,
         per_sample=per_sample,
     )
 

@@ -148,8 +148,11 @@ RUN_OUTPUTS = (CONFIG, METRICS, EVAL, STATUS, Path(CHECKPOINT).parent.as_posix()
 
 
 def clear_run(run_dir: Path) -> None:
-    """Remove a run's outputs from ``run_dir`` for ``--overwrite``. Other files stay: the directory may be a
-    project folder, and a sweep writes the cell's ``labels.json`` before it (re)starts the run."""
+    """Remove a run's outputs from ``run_dir`` for ``--overwrite``; nothing where it holds no run. Other files
+    stay: the directory may be a project folder, and a sweep writes the cell's ``labels.json`` before it
+    (re)starts the run."""
+    if not holds_run(run_dir):
+        return
     for name in RUN_OUTPUTS:
         path = Path(run_dir) / name
         if path.is_dir() and not path.is_symlink():

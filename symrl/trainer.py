@@ -127,8 +127,7 @@ class Trainer:
         obs_space, action_space = self.envs.single_observation_space, self.envs.single_action_space
         _check_policy_fits(cfg, action_space)
         if self.run_dir is not None and not resume:  # only now that the run can start
-            if runs.holds_run(self.run_dir):  # --overwrite (a folder without a run keeps everything)
-                runs.clear_run(self.run_dir)
+            runs.clear_run(self.run_dir)  # --overwrite
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(cfg.device)
         set_torch_threads(cfg, uses_cnn(cfg, obs_space))  # before the weights: their init depends on it (LAPACK QR)

@@ -71,10 +71,6 @@ class SymmetricPolicyLoss(nn.Module):
                          global_batch_size)
         self.last_stats = {"clip_fraction": float(out.clip_fraction), "approx_kl": float(out.approx_kl),
                            "rl_loss": float(out.rl_loss.detach()), "reverse_loss": float(out.reverse_loss.detach())}
-        with torch.no_grad():  # OpenRLHF's metrics: the share of tokens whose clipped surrogate is the smaller
-            log_ratio = log_probs - old_log_probs
-            ratio = log_ratio.exp()
-            clipped = ratio.clamp(1.0 - self.clip_eps, 1.0 + self.clip_eps) * advantages < ratio * advantages
-            clip_ratio = masked_mean(clipped.to(ratio.dtype), action_mask)
-            ppo_kl = masked_mean(-log_ratio, action_mask)
-        return loss, clip_ratio, ppo_kl, None, None  # vllm_kl, is_filter_ratio: OpenRLHF's, with its correction off
+        ppo_kl = masked_mean((old_log_probs - log_probs).detach(), action_mask)
+        # vllm_kl and is_filter_ratio are None, as OpenRLHF returns them with its correction off
+        return loss, out.clipped_fraction, ppo_kl, None, None

@@ -77,12 +77,8 @@ def symmetric_ppo_policy_loss(
     )
     loss_mat = out.per_sample if rollout_is_weights is None else out.per_sample * rollout_is_weights
     pg_loss = _aggregate(loss_mat, response_mask, loss_agg_mode, config)
-    with torch.no_grad():  # veRL's metrics: the share of tokens whose clipped surrogate is the smaller
-        ratio = (log_prob - old_log_prob).exp()
-        clipped = ratio.clamp(1.0 - clip, 1.0 + clip) * advantages < ratio * advantages
-        clipfrac = masked_mean(clipped.to(ratio.dtype), response_mask)
-        ppo_kl = masked_mean(old_log_prob - log_prob, response_mask)
-    metrics = {"actor/pg_clipfrac": float(clipfrac), "actor/ppo_kl": float(ppo_kl),
+    ppo_kl = masked_mean((old_log_prob - log_prob).detach(), response_mask)
+    metrics = {"actor/pg_clipfrac": float(out.clipped_fraction), "actor/ppo_kl": float(ppo_kl),
                "actor/pg_clipfrac_lower": 0.0,  # the dual clip's share; symmetric PPO has no dual clip
                "actor/reverse_loss": float(out.reverse_loss.detach())}
     return pg_loss, metrics

@@ -214,7 +214,7 @@ class RLHFTrainer:
         self.history_eval: list[dict] = []
         if resume:
             self._restore()
-        elif self.run_dir is not None and self.is_main and runs.holds_run(self.run_dir):
+        elif self.run_dir is not None and self.is_main:
             runs.clear_run(self.run_dir)  # --overwrite
 
     # -- one iteration -----------------------------------------------------------------------------------
@@ -370,10 +370,7 @@ class RLHFTrainer:
     def _finite_everywhere(self, loss: torch.Tensor) -> bool:
         """Whether the loss is finite in every process: they stop together, where one process stopping alone
         would leave the others waiting in the gradients' all-reduce (and the main one would not record why)."""
-        finite = torch.isfinite(loss.detach()).float().reshape(1)
-        if self.processes > 1:
-            finite = self.accelerator.reduce(finite, "mean")
-        return bool(finite.item() == 1.0)
+        return self._mean_over_processes({"finite": float(torch.isfinite(loss.detach()))})["finite"] == 1.0
 
     @property
     def processes(self) -> int:
