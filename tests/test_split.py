@@ -102,6 +102,24 @@ class StepCountingEnv(gym.Env):
         return np.zeros(2, np.float32), {}
 
 
+def split_envs_of(env_class: type, n_envs: int):
+    """``n_envs`` of a test environment class (registered under its name), split over 2 processes and reset."""
+    env_id = f"SymrlTest{env_class.__name__}-v0"
+    gym.register(env_id, entry_point=env_class)
+    envs = make_split_envs(symrl.make_config("ppo", env_id, n_envs=n_envs), 2)
+    envs.reset(seed=0)
+    return envs
+
+
+def assert_a_worker_error_is_raised(env_class: type, message: str) -> None:
+    """Stepping ``env_class`` split over 2 processes raises ``message`` (a regex) from the worker within 3 steps."""
+    envs = split_envs_of(env_class, 2)
+    with pytest.raises(SymrlError, match=message):
+        for _ in range(3):
+            envs.step(np.zeros(2, np.int64))
+    envs.close()
+
+
 class FailingEnv(StepCountingEnv):
     """Fails on its third step in a worker process: an error the main process must report."""
 
@@ -113,13 +131,7 @@ class FailingEnv(StepCountingEnv):
 
 
 def test_an_error_in_a_worker_process_is_raised_in_the_main_process():
-    gym.register("SymrlTestFailing-v0", entry_point=FailingEnv)
-    envs = make_split_envs(symrl.make_config("ppo", "SymrlTestFailing-v0", n_envs=2), 2)
-    envs.reset(seed=0)
-    with pytest.raises(SymrlError, match="worker process failed: RuntimeError: the simulator blew up"):
-        for _ in range(3):
-            envs.step(np.zeros(2, np.int64))
-    envs.close()
+    assert_a_worker_error_is_raised(FailingEnv, "worker process failed: RuntimeError: the simulator blew up")
 
 
 class BigInfoEnv(StepCountingEnv):
@@ -134,9 +146,7 @@ class BigInfoEnv(StepCountingEnv):
 @pytest.mark.timeout(60)  # it hung when the worker sent the report before signalling that it was done
 def test_large_final_infos_do_not_block_the_worker():
     """A worker's report of finished episodes may exceed the pipe's buffer (64 KiB on Linux)."""
-    gym.register("SymrlTestBigInfo-v0", entry_point=BigInfoEnv)
-    envs = make_split_envs(symrl.make_config("ppo", "SymrlTestBigInfo-v0", n_envs=8), 2)
-    envs.reset(seed=0)
+    envs = split_envs_of(BigInfoEnv, 8)
     try:
         for _ in range(2):
             envs.step(np.zeros(8, np.int64))
@@ -154,13 +164,7 @@ class UnpicklableInfoEnv(BigInfoEnv):
 
 
 def test_an_unpicklable_final_info_is_a_clear_error():
-    gym.register("SymrlTestUnpicklableInfo-v0", entry_point=UnpicklableInfoEnv)
-    envs = make_split_envs(symrl.make_config("ppo", "SymrlTestUnpicklableInfo-v0", n_envs=2), 2)
-    envs.reset(seed=0)
-    with pytest.raises(SymrlError, match="worker process failed: .*pickle"):
-        for _ in range(3):
-            envs.step(np.zeros(2, np.int64))
-    envs.close()
+    assert_a_worker_error_is_raised(UnpicklableInfoEnv, "worker process failed: .*pickle")
 
 
 def test_stepping_before_reset_and_unsupported_reset_arguments_are_clear_errors():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -240,48 +241,60 @@ def test_study_files_resolve(name, cells):
         assert scaled.config.policy_coef == dsppo.config.alpha + dsppo.config.beta * abs(dsppo.config.z)
 
 
-def test_killed_ray_worker_is_retried_and_the_cell_resumes(tmp_path):
-    """Ray's task retry re-runs a cell whose worker process died; the cell continues from its checkpoint."""
-    pytest.importorskip("ray")
-    out = tmp_path / "out"
-    spec = _spec(out, steps=8192, seeds=1, algorithms=["ppo"], overrides={**TINY, "checkpoint_freq": 512, "eval_freq": 2048})
-    path = _write(tmp_path, spec)
-    process = subprocess.Popen([sys.executable, "-m", "symrl.cli", "sweep", str(path), "--backend", "ray", "--workers", "1",
-                                "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    cell = out / "CartPole-v1/clean/PPO/seed0"
-    deadline = time.time() + 180
+@contextlib.contextmanager
+def _sweep_process(tmp_path: Path, spec: dict, *flags: str):
+    """``symrl sweep`` on ``spec`` in its own process group, killed with its workers if the test leaves it running."""
+    command = [sys.executable, "-m", "symrl.cli", "sweep", str(_write(tmp_path, spec)), *flags, "--no-progress"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _wait_for_checkpoint(process: subprocess.Popen, cell: Path, seconds: float = 180) -> None:
+    deadline = time.time() + seconds
     while not (cell / runs.CHECKPOINT).is_file():
         assert time.time() < deadline and process.poll() is None, process.communicate()
-        time.sleep(0.1)
-    workers = subprocess.run(["pgrep", "-f", "ray::run_cell"], capture_output=True, text=True).stdout.split()
-    assert workers, "no Ray worker running the cell"
-    for pid in workers:
-        os.kill(int(pid), signal.SIGKILL)
-    stdout, stderr = process.communicate(timeout=300)
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_a_killed_worker_is_replaced_and_its_cell_resumes(tmp_path, backend):
+    """A cell whose worker process died runs again (Ray's task retry, or a new local worker) from its checkpoint."""
+    if backend == "ray":
+        pytest.importorskip("ray")
+    out = tmp_path / "out"
+    spec = _spec(out, steps=8192, seeds=1, algorithms=["ppo"], overrides={**TINY, "checkpoint_freq": 512, "eval_freq": 2048})
+    cell = out / "CartPole-v1/clean/PPO/seed0"
+    with _sweep_process(tmp_path, spec, "--backend", backend, "--workers", "1") as process:
+        _wait_for_checkpoint(process, cell)
+        find = ["pgrep", "-f", "ray::run_cell"] if backend == "ray" else \
+            ["pgrep", "-f", "-P", str(process.pid), "multiprocessing.spawn"]
+        workers = subprocess.run(find, capture_output=True, text=True).stdout.split()
+        assert workers, "no worker process running the cell"
+        for pid in workers:
+            os.kill(int(pid), signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr[-3000:]
     assert "failed 0" in stdout
     status = runs.read_status(cell)
     assert status["state"] == "finished" and status["step"] == 8192
+    steps = [int(row.split(",")[0]) for row in (cell / runs.METRICS).read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps)) and steps[-1] == 8192
 
 
 def test_ctrl_c_stops_a_local_sweep_at_once(tmp_path):
     """Ctrl-C (SIGINT to the process group) ends the sweep; the queued cells do not start."""
     out = tmp_path / "out"
     spec = _spec(out, steps=200_000, seeds=3, algorithms=["ppo"], overrides={**TINY, "checkpoint_freq": 512})
-    path = _write(tmp_path, spec)
-    process = subprocess.Popen([sys.executable, "-m", "symrl.cli", "sweep", str(path), "--workers", "1", "--no-progress"],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
     first = out / "CartPole-v1/clean/PPO/seed0"
-    deadline = time.time() + 120
-    while not (first / runs.CHECKPOINT).exists() and time.time() < deadline:
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGINT)
-    try:
+    with _sweep_process(tmp_path, spec, "--workers", "1") as process:
+        _wait_for_checkpoint(process, first, seconds=120)
+        os.killpg(process.pid, signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130 and "interrupted" in stderr, stderr[-3000:]
     assert runs.read_status(first)["state"] != "finished"  # resumed from its checkpoint when the sweep runs again
     assert not (out / "CartPole-v1/clean/PPO/seed1").exists() and not (out / "CartPole-v1/clean/PPO/seed2").exists()
@@ -323,32 +336,3 @@ def test_a_cell_that_kills_its_worker_fails_alone(tmp_path, monkeypatch):
     assert len(errors) == 2 and all("exit code 9" in e and "4 times" in e for e in errors), errors
     for seed in (0, 1):
         assert runs.read_status(tmp_path / f"out/CartPole-v1/clean/PPO/seed{seed}")["state"] == "finished"
-
-
-def test_a_killed_local_worker_is_replaced_and_its_cell_resumes(tmp_path):
-    out = tmp_path / "out"
-    spec = _spec(out, steps=8192, seeds=1, algorithms=["ppo"], overrides={**TINY, "checkpoint_freq": 512, "eval_freq": 2048})
-    path = _write(tmp_path, spec)
-    process = subprocess.Popen([sys.executable, "-m", "symrl.cli", "sweep", str(path), "--workers", "1", "--no-progress"],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    cell = out / "CartPole-v1/clean/PPO/seed0"
-    try:
-        deadline = time.time() + 120
-        while not (cell / runs.CHECKPOINT).exists() and time.time() < deadline:
-            time.sleep(0.05)
-        workers = subprocess.run(["pgrep", "-f", "-P", str(process.pid), "multiprocessing.spawn"], capture_output=True,
-                                 text=True).stdout.split()
-        assert workers, "no worker process running the cell"
-        for pid in workers:
-            os.kill(int(pid), signal.SIGKILL)
-        stdout, stderr = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 0, stderr[-3000:]
-    assert "failed 0" in stdout
-    status = runs.read_status(cell)
-    assert status["state"] == "finished" and status["step"] == 8192
-    steps = [int(row.split(",")[0]) for row in (cell / runs.METRICS).read_text().splitlines()[1:]]
-    assert steps == sorted(set(steps)) and steps[-1] == 8192
