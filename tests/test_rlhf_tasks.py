@@ -241,6 +241,13 @@ def test_two_processes_share_gradients_through_accelerate(stand_ins, tmp_path):
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     first, second = state["processes"]
     assert not torch.equal(first["generator"], second["generator"])  # each process drew its own samples
+    # resumed by one process: the step axis goes on counting trajectories (4 more), nothing logged is dropped
+    assert main(["rlhf", "--task", "imdb", "--resume", "--iterations", "3", "--out", str(out), "--no-progress"]) == 0
+    for name in ("metrics.csv", "eval.csv"):
+        rows = (out / name).read_text().splitlines()
+        column = rows[0].split(",").index("step")
+        steps = [int(float(row.split(",")[column])) for row in rows[1:]]
+        assert steps == ([8, 16, 20] if name == "metrics.csv" else [0, 8, 16, 20]), name
 
 
 def test_rlhf_sweep_runs_cells_skips_finished_ones_and_reports(stand_ins, tmp_path):

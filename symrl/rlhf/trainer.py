@@ -210,6 +210,7 @@ class RLHFTrainer:
         self._reference_scores: Optional[np.ndarray] = None
         self.kl = kl_controller(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
         self.iteration = 0
+        self.trajectories = 0  # over all processes; a resumed run may use another number of processes
         self.history: list[dict] = []
         self.history_eval: list[dict] = []
         if resume:
@@ -328,7 +329,7 @@ class RLHFTrainer:
             prompts += chunk
             responses += texts
         scores = np.asarray(self.reward_fn(prompts, responses), dtype=np.float64)
-        row = {"step": self.iteration * cfg.batch_size * self.processes, "mean_return": float(scores.mean()),
+        row = {"step": self.trajectories, "mean_return": float(scores.mean()),
                "std_return": float(scores.std()), "episodes": len(scores), "kl": float(np.mean(kls)),
                "response_length": float(np.mean(lengths))}
         samples = [{"prompt": p, "response": r, "score": float(s)} for p, r, s in zip(prompts, responses, scores, strict=True)]
@@ -359,8 +360,9 @@ class RLHFTrainer:
         logs = self._mean_over_processes(self.update(batch))
         self.kl.update(stats["kl"], self.cfg.batch_size * self.processes)
         self.iteration += 1
+        self.trajectories += self.cfg.batch_size * self.processes
         seconds = time.time() - start
-        row = {"iteration": self.iteration, "step": self.iteration * self.cfg.batch_size * self.processes,
+        row = {"iteration": self.iteration, "step": self.trajectories,
                "time": seconds, "kl_coef": self.kl.value, **stats, **logs}
         row["tokens"] = int(round(stats["tokens"] * self.processes))
         row["tokens_per_s"] = row["tokens"] / max(seconds, 1e-9)
@@ -457,7 +459,8 @@ class RLHFTrainer:
         if self.is_main:
             self._write_config()
             state = {"policy": _trained_state(self.policy), "value_model": _trained_state(self.value_model),
-                     "optimizer": self.optimizer.state_dict(), "iteration": self.iteration, "kl_coef": self.kl.value,
+                     "optimizer": self.optimizer.state_dict(), "iteration": self.iteration,
+                     "trajectories": self.trajectories, "kl_coef": self.kl.value,
                      "processes": random_states}
             runs.atomic_torch_save(state, self.run_dir / runs.CHECKPOINT)
         if self.accelerator is not None:
@@ -471,6 +474,7 @@ class RLHFTrainer:
         _load_trained_state(self.value_model, state["value_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration, self.kl.value = int(state["iteration"]), float(state["kl_coef"])
+        self.trajectories = int(state.get("trajectories", self.iteration * self.cfg.batch_size * len(state["processes"])))
         if self.rank < len(state["processes"]):  # more processes than saved: the new ones start from their seeds
             saved = state["processes"][self.rank]
             try:
@@ -486,7 +490,7 @@ class RLHFTrainer:
             return
         # drop rows a killed run logged after its checkpoint: metrics by iteration, evaluations by step
         runs.truncate_csv(self.run_dir / runs.METRICS, METRICS, self.iteration, key="iteration")
-        runs.truncate_csv(self.run_dir / runs.EVAL, EVAL_COLUMNS, self.iteration * self.cfg.batch_size * self.processes)
+        runs.truncate_csv(self.run_dir / runs.EVAL, EVAL_COLUMNS, self.trajectories)
 
 
 def _adamw(parameters: list, lr: float) -> torch.optim.Optimizer:
