@@ -296,7 +296,8 @@ def test_ctrl_c_stops_a_local_sweep_at_once(tmp_path):
         os.killpg(process.pid, signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "interrupted" in stderr, stderr[-3000:]
-    assert runs.read_status(first)["state"] != "finished"  # resumed from its checkpoint when the sweep runs again
+    assert runs.read_status(first)["state"] == "interrupted"  # resumed from its checkpoint when the sweep runs again
+    assert "leaked" not in stderr, stderr[-3000:]
     assert not (out / "CartPole-v1/clean/PPO/seed1").exists() and not (out / "CartPole-v1/clean/PPO/seed2").exists()
 
 

@@ -242,6 +242,7 @@ def _run_local(sweep: Sweep, todo: list[Cell], workers: int, summary: SweepSumma
 
 
 RETRIES = 3  # a cell whose worker process dies runs again (from its checkpoint) this many times, as on Ray
+INTERRUPT_GRACE = 10.0  # seconds interrupted workers get to write their cells' status before they are terminated
 
 
 class _CellWorker:
@@ -298,7 +299,8 @@ def _submit_local(sweep: Sweep, todo: list[Cell], workers: int, threads: int, su
                   tick: Callable[[], None]) -> None:
     """Run ``todo`` on ``workers`` worker processes. A cell whose worker dies (killed, out of memory, a crash in
     a simulator) runs again in a new worker, resuming from its checkpoint, up to RETRIES times, then counts as
-    failed; the other cells go on. Ctrl-C ends every worker at once (their cells resume on the next run)."""
+    failed; the other cells go on. Ctrl-C stops every worker at once: each marks its cell "interrupted" (within
+    INTERRUPT_GRACE seconds, or it is terminated) and the cells resume on the next run."""
     queue, retries = list(todo), dict.fromkeys((c.key for c in todo), 0)
     pool: list[_CellWorker] = []
     try:
@@ -329,7 +331,11 @@ def _submit_local(sweep: Sweep, todo: list[Cell], workers: int, threads: int, su
                                  f"crash) {RETRIES + 1} times")
                         _record(summary, cell.key, {"outcome": "failed", "error": error})
             tick()
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C reached the workers too: let them record "interrupted"
+            deadline = time.time() + INTERRUPT_GRACE
+            for worker in pool:
+                worker.process.join(timeout=max(deadline - time.time(), 0.0))
         for worker in pool:
             worker.stop(now=True)
         raise
