@@ -7,7 +7,7 @@ setup:
 	./scripts/setup.sh test
 
 # The main job on an embedded default: PPO vs SPPO vs the scaled-PPO control on CartPole-v1, clean and with
-# noisy rewards, 3 seeds (a sweep: re-running skips what is done), then the table and the report.
+# noisy rewards, 5 seeds (a sweep: re-running skips what is done), then the table and the report.
 demo: setup
 	.venv/bin/symrl demo --out runs/demo
 

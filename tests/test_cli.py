@@ -245,9 +245,11 @@ TRAIN_FLAGS = ["--algo", "--env", "--preset", "--steps", "--seed", "--bins", "--
                "--alpha", "--beta", "--z", "--set", "--out", "--resume", "--policy-coef", "--overwrite",
                "--no-progress", "--n-envs", "--eval-freq", "--eval-episodes"]
 EVAL_FLAGS = ["--episodes", "--video", "--seed", "--deterministic", "--stochastic"]
+RLHF_FLAGS = ["--task", "--algo", "--iterations", "--reward-noise", "--set", "--resume",
+              "learning_rate", "kl_coef", "policy_model"]  # --set lists the config keys
 
 
-@pytest.mark.parametrize("command,flags", [("train", TRAIN_FLAGS), ("eval", EVAL_FLAGS)])
+@pytest.mark.parametrize("command,flags", [("train", TRAIN_FLAGS), ("eval", EVAL_FLAGS), ("rlhf", RLHF_FLAGS)])
 def test_help(capsys, command, flags):
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
@@ -257,6 +259,7 @@ def test_help(capsys, command, flags):
     assert err == ""
     for flag in flags:
         assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", out), f"{command} --help does not mention {flag}"
+    assert "default: None" not in out and "default: []" not in out  # only defaults worth showing
 
 
 # --------------------------------------------------------------------------------------------------
