@@ -184,12 +184,18 @@ def _print_summary(summary) -> int:
 
 
 def _print_table(dirs) -> None:
-    """The report's per-environment table: final evaluation, mean over seeds [95% bootstrap CI]."""
+    """The report's per-environment table: final evaluation, mean over seeds [95% t-interval]; then what the
+    report warns about on stderr."""
     from .report import format_ci, summary_table  # noqa: PLC0415
+    from .results import load_evaluations  # noqa: PLC0415
+    from .stats import pooling_warnings  # noqa: PLC0415
 
-    table = summary_table(dirs)
+    evaluations = load_evaluations(dirs)
+    table = summary_table(evaluations)
     table["final return [95% CI]"] = [format_ci(r.mean, r.low, r.high, r.n) for r in table.itertuples()]
     print(table[["env", "noise", "algorithm", "final return [95% CI]"]].to_string(index=False))
+    for warning in pooling_warnings(evaluations):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """A study's report: run directories -> ``report.md`` and a self-contained ``report.html`` with figures.
 
 The report states what the comparison of robust-RL algorithms rests on, each number with its uncertainty:
-per-environment final returns with bootstrap CIs over seeds, rliable's aggregates across environments,
+per-environment final returns with t-intervals over seeds, rliable's aggregates across environments,
 learning curves, the advantage sign-change ratio, and SPPO next to the scaled-PPO control that isolates
 the rescaling SPPO's loss amounts to. The HTML page is rendered from the Markdown by a small renderer
 here, so both always hold the same numbers, and it embeds its figures, so it can be mailed as one file.
@@ -22,7 +22,6 @@ from matplotlib.figure import Figure  # no pyplot: figures render with Agg, what
 from . import results, runs, stats
 from .errors import SymrlError
 
-N_BOOT = 10_000
 AGGREGATE_REPS = 2000
 FIGURES = "figures"
 SUMMARY_COLUMNS = [*stats.GROUP_COLUMNS, "mean", "low", "high", "n", "unfinished"]
@@ -63,11 +62,8 @@ def _as_paths(paths: PathLike | Iterable[PathLike]) -> list[PathLike]:
 # --------------------------------------------------------------------------------------------------
 # the per-environment table (also printed by the CLI)
 # --------------------------------------------------------------------------------------------------
-def summary_table(
-    source: PathLike | Iterable[PathLike] | pd.DataFrame, confidence: float = stats.CONFIDENCE, n_boot: int = N_BOOT,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Final evaluation per (env, noise, algorithm): mean over seeds with its bootstrap CI.
+def summary_table(source: PathLike | Iterable[PathLike] | pd.DataFrame, confidence: float = stats.CONFIDENCE) -> pd.DataFrame:
+    """Final evaluation per (env, noise, algorithm): mean over seeds with its t-interval (:func:`symrl.stats.mean_ci`).
 
     ``source`` is run directories / folders holding runs, or :func:`symrl.results.load_evaluations`' table.
     Each run contributes its last evaluation (runs of unequal length each their own). Columns ``env, noise,
@@ -79,7 +75,7 @@ def summary_table(
     rows = []
     if not final.empty:
         for (env, noise, algorithm), group in final.groupby(stats.GROUP_COLUMNS, sort=True):
-            mean, low, high = stats.bootstrap_ci(group["mean_return"], confidence=confidence, n_boot=n_boot, seed=seed)
+            mean, low, high = stats.mean_ci(group["mean_return"], confidence=confidence)
             state = group["state"] if "state" in group else pd.Series("finished", index=group.index)
             rows.append({"env": env, "noise": noise, "algorithm": algorithm, "mean": mean, "low": low, "high": high,
                          "n": int(group["mean_return"].notna().sum()), "unfinished": int((state != "finished").sum())})
@@ -97,7 +93,7 @@ def write_report(
 
     ``paths`` are run directories or folders that hold them (a sweep's output). ``baseline`` is the algorithm
     label the probability of improvement compares with (default: "PPO" if present, else the first label
-    alphabetically). ``seed`` seeds every bootstrap; ``reps`` is the number of rliable resamples.
+    alphabetically). ``seed`` seeds rliable's bootstraps; ``reps`` is the number of its resamples.
     A path without runs raises :class:`SymrlError`.
     """
     run_dirs = results.find_runs(_as_paths(paths))
@@ -112,14 +108,17 @@ def write_report(
     if out.exists() and not out.is_dir():
         raise SymrlError(f"{out} is a file; --out takes the folder the report is written into (e.g. {out.parent / 'report'})")
     (out / FIGURES).mkdir(parents=True, exist_ok=True)
-    summary = summary_table(evaluations, seed=seed)
+    summary = summary_table(evaluations)
     lines = _header(run_dirs, evaluations)
+    warnings = stats.pooling_warnings(evaluations)
+    if warnings:
+        lines += ["## Warnings", ""] + [f"- {_md(warning)}" for warning in warnings] + [""]
     lines += _final_section(summary)
     lines += _aggregate_section(final, baseline, seed, reps, out, colors)
     lines += _learning_curve_section(evaluations, out, colors)
     lines += _sign_change_section(metrics, out, colors)
-    lines += _language_model_section(evaluations, out, colors, seed)
-    lines += _control_section(final, seed)
+    lines += _language_model_section(evaluations, out, colors)
+    lines += _control_section(final)
     markdown = "\n".join(lines).rstrip() + "\n"
 
     markdown_path = out / "report.md"
@@ -196,9 +195,9 @@ def _final_section(summary: pd.DataFrame) -> list[str]:
     if summary.empty:
         return lines + ["No run has an evaluation yet.", ""]
     lines += [
-        "Mean return of each run's last evaluation, averaged over seeds, with a 95% percentile-bootstrap CI over seeds "
-        f"({N_BOOT:,} resamples). Bold: the highest mean, only where its CI is separated from every other algorithm's "
-        "CI in that setting.", "",
+        "Mean return of each run's last evaluation, averaged over seeds, with a 95% t-interval over seeds (none for "
+        "one seed). Bold: the highest mean, only where its CI is separated from every other algorithm's CI in that "
+        "setting.", "",
     ]
     for env, env_rows in summary.groupby("env", sort=True):
         algorithms = sorted(env_rows["algorithm"].unique())
@@ -256,6 +255,13 @@ def _aggregate_section(
         "Normalisation:", "",
     ]
     lines += [f"- {_md(normalizations[env].describe(env))}" for env in sorted(normalizations)]
+    notes = [note for noise, scope in stats.aggregate_scopes(normalized).items() if (note := scope.describe(noise))]
+    unfinished = int((final["state"] != "finished").sum()) if "state" in final else 0
+    if unfinished:
+        notes.append(f"{_count(unfinished, 'run')} not finished {'is' if unfinished == 1 else 'are'} included with "
+                     f"{'its' if unfinished == 1 else 'their'} last evaluation (marked {UNFINISHED_MARK} above).")
+    if notes:
+        lines += ["", "Scope:", ""] + [f"- {_md(note)}" for note in notes]
     lines += ["", "| noise | algorithm | IQM | optimality gap | runs per env × envs |", "|---|---|---|---|---|"]
     for (noise, algorithm), rows in aggregates.groupby(["noise", "algorithm"], sort=True):
         by_metric = rows.set_index("metric")
@@ -322,9 +328,9 @@ def _sign_change_section(metrics: pd.DataFrame, out: Path, colors: dict[str, str
 LM_COLUMNS = {"kl": "KL to the reference", "win_rate": "win rate vs reference", "perplexity": "perplexity on references"}
 
 
-def _language_model_section(evaluations: pd.DataFrame, out: Path, colors: dict[str, str], seed: int) -> list[str]:
+def _language_model_section(evaluations: pd.DataFrame, out: Path, colors: dict[str, str]) -> list[str]:
     """For `symrl rlhf` runs: KL to the reference, win rate and perplexity at the final evaluation with
-    bootstrap CIs over seeds, and KL over training (nothing for Gymnasium runs)."""
+    t-intervals over seeds, and KL over training (nothing for Gymnasium runs)."""
     present = [c for c in LM_COLUMNS if c in evaluations and pd.to_numeric(evaluations[c], errors="coerce").notna().any()]
     if "kl" not in present:
         return []
@@ -335,7 +341,7 @@ def _language_model_section(evaluations: pd.DataFrame, out: Path, colors: dict[s
     lines = ["## Language-model runs: KL, win rate, perplexity", "",
              "At each run's last evaluation (fixed held-out prompts, clean reward): the KL of the policy to the frozen "
              "reference on its own samples, the win rate against the human reference (ties count half) and the "
-             "policy's perplexity on prompt + reference; mean over seeds with a 95% bootstrap CI.", "",
+             "policy's perplexity on prompt + reference; mean over seeds with a 95% t-interval.", "",
              "| task | noise | algorithm | " + " | ".join(LM_COLUMNS[c] for c in present) + " |",
              "|---|---|---|" + "---|" * len(present)]
     for (env, noise, algorithm), rows in final.groupby(stats.GROUP_COLUMNS, sort=True):
@@ -345,7 +351,7 @@ def _language_model_section(evaluations: pd.DataFrame, out: Path, colors: dict[s
             if values.empty:
                 cells.append("–")
                 continue
-            mean, low, high = stats.bootstrap_ci(values, n_boot=N_BOOT, seed=seed)
+            mean, low, high = stats.mean_ci(values)
             cells.append(format_ci(mean, low, high, len(values)))
         lines.append(f"| {_md(env)} | {_md(noise)} | {_md(algorithm)} | " + " | ".join(cells) + " |")
     lines.append("")
@@ -359,7 +365,7 @@ def _language_model_section(evaluations: pd.DataFrame, out: Path, colors: dict[s
     return lines
 
 
-def _control_section(final: pd.DataFrame, seed: int) -> list[str]:
+def _control_section(final: pd.DataFrame) -> list[str]:
     """SPPO next to PPO with policy_coef = c, the control for SPPO's rescaling of PPO's gradient."""
     if final.empty or "algo" not in final:
         return []
@@ -368,7 +374,7 @@ def _control_section(final: pd.DataFrame, seed: int) -> list[str]:
     for key, default in defaults.items():
         table[key] = pd.to_numeric(table[key], errors="coerce").fillna(default) if key in table else default
     # the MAE variant's reverse term is the RCE one with z = -2 (symrl.losses)
-    mae = table["loss_variant"].eq("mae") if "loss_variant" in table else False
+    mae = table["loss_variant"].eq("mae") if "loss_variant" in table else pd.Series(False, index=table.index)
     table["c"] = table["policy_coef"] * (table["alpha"] + table["beta"] * table["z"].abs().where(~mae, 2.0))
     symmetric = table[(table["algo"] == "sppo") & (table["beta"] > 0)]
     control = table[(table["algo"] == "ppo") & (table["beta"] == 0) & (table["policy_coef"] != 1)]
@@ -379,8 +385,10 @@ def _control_section(final: pd.DataFrame, seed: int) -> list[str]:
         "With the authors' reverse mask, SPPO's policy gradient equals PPO's multiplied by c = α + β·abs(z) (times the "
         "SPPO run's own policy_coef; 2 in place of abs(z) for the MAE variant), so PPO with "
         "policy_coef = c is the control that isolates that rescaling: a difference between SPPO and the control points to "
-        "something other than the rescaling, and no difference means SPPO's effect is the rescaling alone. Pairs share "
-        "environment, noise setting and action discretisation (bins).", "",
+        "something other than the rescaling. The difference comes with a 95% Welch t-interval: where it excludes 0 the "
+        "two differ; where it includes 0 the study did not resolve a difference, which is not evidence that there is "
+        "none (its width says how large a difference these seeds could miss). Pairs share environment, noise setting "
+        "and action discretisation (bins).", "",
     ]
     keys = ["env", "noise", "bins"]
     rows_out = []
@@ -388,39 +396,52 @@ def _control_section(final: pd.DataFrame, seed: int) -> list[str]:
         controls = control[(control[keys] == pd.Series(key, index=keys)).all(axis=1)]
         for sppo_label, sppo_group in sppo_rows.groupby("algorithm", sort=True):
             for control_label, control_group in controls.groupby("algorithm", sort=True):
-                rows_out.append(_control_row(key[0], key[1], sppo_label, sppo_group, control_label, control_group, seed))
+                rows_out.append(_control_row(key[0], key[1], sppo_label, sppo_group, control_label, control_group))
     if not rows_out:
         return lines + ["No SPPO run has a scaled-PPO control (`ppo` with beta = 0 and policy_coef = c) on the same "
                         "environment, noise setting and action discretisation; train one to tell SPPO from a rescaled PPO.", ""]
-    lines += ["| environment | noise | SPPO | scaled-PPO control | SPPO final | control final | difference | CIs separate | "
-              "c (SPPO) | policy_coef (control) | c matches |", "|---" * 11 + "|"]
+    lines += ["| environment | noise | SPPO | scaled-PPO control | SPPO final | control final | difference (SPPO − control) | "
+              "verdict | c (SPPO) | policy_coef (control) | c matches |", "|---" * 11 + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows_out]
     lines.append("")
-    reverse_mask = symmetric["reverse_mask"].fillna("ppo") if "reverse_mask" in symmetric else "ppo"
+    other_mask = symmetric["reverse_mask"].fillna("ppo").ne("ppo") if "reverse_mask" in symmetric else False
     per_dim = symmetric["per_dim_reverse"].eq(True) if "per_dim_reverse" in symmetric else False
-    if ((reverse_mask != "ppo") | per_dim).any():
+    if np.any(other_mask | per_dim):
         lines += ["Note: some SPPO runs do not use the authors' mask (reverse_mask other than ppo, or a per-dimension "
                   "reverse term), so for them the gradient is not exactly PPO's times c.", ""]
     return lines
 
 
 def _control_row(
-    env: str, noise: str, sppo_label: str, sppo: pd.DataFrame, control_label: str, control: pd.DataFrame, seed: int
+    env: str, noise: str, sppo_label: str, sppo: pd.DataFrame, control_label: str, control: pd.DataFrame
 ) -> list[str]:
-    sppo_ci = stats.bootstrap_ci(sppo["mean_return"], n_boot=N_BOOT, seed=seed)
-    control_ci = stats.bootstrap_ci(control["mean_return"], n_boot=N_BOOT, seed=seed)
+    sppo_ci, control_ci = stats.mean_ci(sppo["mean_return"]), stats.mean_ci(control["mean_return"])
+    difference = stats.difference_ci(sppo["mean_return"], control["mean_return"])
+
+    def unfinished(runs: pd.DataFrame) -> str:
+        return f" {UNFINISHED_MARK}" if "state" in runs and (runs["state"] != "finished").any() else ""
+
     coefficients = sorted({round(float(c), 6) for c in sppo["c"]})
     policy_coefs = sorted({round(float(c), 6) for c in control["policy_coef"]})
     matches = all(np.isclose(c, p) for c in coefficients for p in policy_coefs)
     return [
         _md(env), _md(noise), _md(sppo_label), _md(control_label),
-        format_ci(*sppo_ci, sppo["mean_return"].notna().sum()),
-        format_ci(*control_ci, control["mean_return"].notna().sum()),
-        format_number(sppo_ci[0] - control_ci[0]),
-        "yes" if stats.separated(sppo_ci, control_ci) else "no",
+        format_ci(*sppo_ci, sppo["mean_return"].notna().sum()) + unfinished(sppo),
+        format_ci(*control_ci, control["mean_return"].notna().sum()) + unfinished(control),
+        format_interval(*difference), _verdict(difference),
         ", ".join(format_number(c) for c in coefficients), ", ".join(format_number(p) for p in policy_coefs),
         "yes" if matches else "no",
     ]
+
+
+def _verdict(difference: tuple[float, float, float]) -> str:
+    """What a difference's interval says: higher, lower, or not resolved (it contains 0, or there is none)."""
+    _, low, high = difference
+    if low > 0:
+        return "SPPO higher"
+    if high < 0:
+        return "SPPO lower"
+    return "not resolved"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -174,7 +174,39 @@ def test_sppo_vs_scaled_ppo_section(study: dict) -> None:
         assert cells[2:4] == ["SPPO", "scaled PPO"]
         assert cells[8:] == ["1.5", "1.5", "yes"]
     clean = next(row for row in rows if row.startswith("| CartPole-v1 | clean"))
-    assert "| 200 | yes |" in clean  # SPPO 403 vs control 203 (means over seeds), CIs separate
+    # SPPO 400, 403, 406 vs control 200, 203, 206: Welch's interval 200 +- t(4) * sqrt(3 + 3)
+    half = stats.difference_ci([0.0, 3.0, 6.0], [0.0, 3.0, 6.0])[2]
+    assert cells_of(clean)[6:8] == [report.format_interval(200.0, 200.0 - half, 200.0 + half), "SPPO higher"]
+    gaussian = next(row for row in rows if row.startswith("| CartPole-v1 | gaussian"))
+    assert cells_of(gaussian)[7] == "not resolved"  # 110 vs 105 with seeds 100 apart
+    assert "not evidence that there is none" in section
+
+
+def cells_of(row: str) -> list[str]:
+    return [cell.strip() for cell in row.strip("|").split("|")]
+
+
+def test_runs_of_different_configs_under_one_label_are_warned_about(tmp_path: Path) -> None:
+    """Two SPPO configs (beta 1 and 20) without a sweep's labels share the label SPPO: the report says so."""
+    for seed in (0, 1):
+        write_run(tmp_path / "runs", "CartPole-v1", "clean", "SPPO", seed)
+    other = tmp_path / "runs" / "CartPole-v1_clean_SPPO_s1"
+    (other / "config.yaml").write_text(yaml.safe_dump({**yaml.safe_load((other / "config.yaml").read_text()), "beta": 20.0}))
+    markdown = report.write_report(tmp_path / "runs", tmp_path / "out", reps=50).read_text(encoding="utf-8")
+    warnings = markdown.split("## Warnings\n", 1)[1].split("##", 1)[0]
+    assert "CartPole-v1 / clean / SPPO: its runs differ in beta" in warnings
+
+
+def test_control_section_of_a_table_without_loss_columns() -> None:
+    """A hand-built table (not from run directories) has no loss_variant or reverse_mask column."""
+    final = pd.DataFrame([{"env": "E", "noise": "clean", "algorithm": label, "algo": algo, "seed": seed, "alpha": alpha,
+                           "beta": beta, "z": -1.0, "policy_coef": coef, "bins": 0, "mean_return": value + seed}
+                          for label, algo, alpha, beta, coef, value in (("SPPO", "sppo", 0.5, 1.0, 1.0, 10.0),
+                                                                        ("scaled PPO", "ppo", 1.0, 0.0, 1.5, 5.0))
+                          for seed in range(3)])
+    row = next(line for line in report._control_section(final) if line.startswith("| E | clean | SPPO"))
+    assert cells_of(row)[6:] == [report.format_interval(5.0, *stats.difference_ci([10.0, 11.0, 12.0], [5.0, 6.0, 7.0])[1:]),
+                                 "SPPO higher", "1.5", "1.5", "yes"]
 
 
 def test_control_c_of_the_mae_variant(tmp_path: Path) -> None:
@@ -195,6 +227,7 @@ def test_aggregates_and_normalisation_stated(study: dict) -> None:
     assert "### Probability of improvement over PPO" in md
     improvement = [line for line in md.splitlines() if line.startswith("| clean | SPPO |") and line.count("|") == 4]
     assert improvement and float(improvement[0].split("|")[3].split("[")[0]) > 0.8
+    assert "1 run not finished is included with its last evaluation" in md  # the aggregates say so too
 
 
 def test_sign_change_skipped_without_data(tmp_path: Path) -> None:
