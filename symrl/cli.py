@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -33,14 +34,22 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, least: int) -> int:
     try:
         value = float(text.replace("_", ""))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number; give e.g. 100000 or 1e5") from None
-    if value <= 0 or value != int(value):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive whole number of steps")
+    if value < least or value != int(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= {least}")
     return int(value)
+
+
+def _positive_int(text: str) -> int:
+    return _whole_number(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _whole_number(text, 0)
 
 
 def _seed(text: str) -> int:
@@ -86,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--policy-coef", type=float,
                    help="multiplies the whole policy loss; ppo with c = alpha + beta*|z| is the scaled-PPO control of SPPO")
     t.add_argument("--eval-freq", type=_positive_int, help="evaluate every N steps on a clean environment")
-    t.add_argument("--eval-episodes", type=_positive_int, help="episodes per evaluation")
+    t.add_argument("--eval-episodes", type=_non_negative_int, help="episodes per evaluation (0: no evaluation)")
     t.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set gamma=0.98 --set net_arch=[128,128]; keys: " + ", ".join(FIELDS))
     t.add_argument("--out", type=Path, help="run directory (default runs/ALGO-ENV-seedS)")
@@ -163,10 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _sweep(args: argparse.Namespace) -> int:
     from .sweeps import load_sweep, run_sweep  # noqa: PLC0415
-    from .sweeps.runner import plan  # noqa: PLC0415
+    from .sweeps.runner import check_compatible, plan  # noqa: PLC0415
 
     sweep = load_sweep(args.spec)
     if args.dry_run:
+        check_compatible(sweep)  # what the run would refuse first
         for cell in sweep.cells:
             print(f"{plan(sweep.run_dir(cell), cell):>7}  {sweep.run_dir(cell)}")
         print(f"{len(sweep.cells)} cells")
@@ -192,6 +202,9 @@ def _print_table(dirs) -> None:
 
     evaluations = load_evaluations(dirs)
     table = summary_table(evaluations)
+    if table.empty:
+        print("no run has an evaluation yet")
+        return
     table["final return [95% CI]"] = [format_ci(r.mean, r.low, r.high, r.n) for r in table.itertuples()]
     print(table[["env", "noise", "algorithm", "final return [95% CI]"]].to_string(index=False))
     for warning in pooling_warnings(evaluations):
@@ -236,14 +249,22 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out is None:
             raise SymrlError("--resume needs --out DIR, the run directory to continue")
+        given = [flag for flag, value in (("--algo", args.algo), ("--env", args.env), ("--preset", args.preset),
+                                          ("--overwrite", args.overwrite)) if value]
+        if given:
+            raise SymrlError(f"--resume continues the run in --out with its own settings; drop {', '.join(given)}")
         result = train(out=args.out, resume=True, **overrides)
     else:
+        named = [key for key in ("algo", "env", "preset") if key in overrides]
+        if named:
+            raise SymrlError(f"--set {named[0]}=... is not an override; give it as --{named[0]}")
         if not args.algo or not args.env:
             raise SymrlError("train needs --algo and --env, e.g. symrl train --algo sppo --env CartPole-v1")
         cfg = make_config(args.algo, args.env, args.preset, **overrides)
         out = args.out or Path("runs") / f"{cfg.algo}-{cfg.env.replace('/', '_')}-seed{cfg.seed}"
         result = train(cfg, out=out, overwrite=args.overwrite)
-    print(f"done: {result.steps} steps, final evaluation return {result.final_return:.2f}; results in {result.run_dir}")
+    final = f"final evaluation return {result.final_return:.2f}" if result.evaluations else "no evaluation"
+    print(f"done: {result.steps} steps, {final}; results in {result.run_dir}")
     return 0
 
 
@@ -332,8 +353,16 @@ def _record(agent, args: argparse.Namespace):
                 total += float(reward)
                 done = terminated or truncated
             returns.append(total)
+    except Exception as exc:
+        if "OpenGL" not in str(exc):
+            raise
+        raise SymrlError("rendering found no OpenGL context (no display); set MUJOCO_GL=egl (a GPU's EGL) or "
+                         "MUJOCO_GL=osmesa (software), e.g. MUJOCO_GL=egl symrl eval ... --video") from None
     finally:
-        env.close()
+        try:
+            env.close()
+        except Exception:  # noqa: BLE001 - closing a renderer that never started can fail too
+            pass
     print(f"videos written to {folder}")
     return np.asarray(returns)
 
@@ -350,6 +379,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("error: interrupted; continue with `symrl train --resume --out DIR` (a sweep or the demo: run it again)",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `symrl sweep FILE --dry-run | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -172,14 +172,17 @@ class Config:
 def check_ranges(cfg: Any, positive_finite: tuple = (), positive: tuple = (), non_negative: tuple = ()) -> None:
     """Range checks shared by the control and language-model configs; each error names the field.
 
-    No float field may be NaN (it passes every comparison and never means anything). ``positive`` fields
-    may be inf, "no limit" (max_grad_norm, clip_obs...), or null where the field is optional. Every config
+    No float field may be NaN (it passes every comparison and never means anything) or infinite, except
+    ``positive`` fields, where inf means "no limit" (max_grad_norm, clip_obs...), as null does where the field
+    is optional. Every config
     has a discount ``gamma`` in (0, 1] and a negative, finite ``z`` ("log 0" of the reverse cross entropy).
     """
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if isinstance(value, float) and math.isnan(value):
             raise SymrlError(f"{f.name} is nan; give a number")
+        if isinstance(value, float) and math.isinf(value) and f.name not in positive:
+            raise SymrlError(f"{f.name} must be a finite number, got {value}")
     for name in positive_finite:
         if not 0 < getattr(cfg, name) < math.inf:
             raise SymrlError(f"{name} must be a positive finite number, got {getattr(cfg, name)}")
@@ -295,6 +298,25 @@ def detect_family(env_id: str) -> str:
     return "classic"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the last one silently,
+    so ``PPO: ppo`` then ``PPO: sppo`` would run sppo under the label PPO)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in keys:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            keys.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml_file(text: str) -> Any:
+    """A user's YAML file (a preset, a sweep): safe loading, and a key given twice in a mapping is an error."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_preset(name_or_path: str) -> dict:
     """Load a preset by family name (packaged YAML) or from a YAML file path."""
     if name_or_path in FAMILIES:
@@ -308,12 +330,50 @@ def load_preset(name_or_path: str) -> dict:
             )
         text, source = path.read_text(), str(path)
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_yaml_file(text) or {}
     except yaml.YAMLError as exc:
-        raise SymrlError(f"{source} is not valid YAML ({str(exc).splitlines()[0]}); fix the file") from None
-    if not isinstance(data, dict):
-        raise SymrlError(f"{source} must be a mapping of sections (common, a2c, ppo, symmetric, envs)")
+        raise SymrlError(f"{source} is not valid YAML ({yaml_error_line(exc)}); fix the file") from None
+    _check_preset(data, source)
     return data
+
+
+PRESET_SECTIONS = ("common", "a2c", "ppo", "symmetric", "envs")
+
+
+def _check_preset(data: Any, source: str) -> None:
+    """A preset's shape: sections of config keys; ``symmetric`` per algorithm (sa2c, sppo); ``envs`` per
+    environment name, each with ``common``/``a2c``/``ppo`` sections. Keys are checked when a config is made."""
+    def mapping(value: Any, where: str) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise SymrlError(f"{source}: {where} must be a mapping, got {value!r}; see symrl/presets/*.yaml for the layout")
+        return value
+
+    def known(keys: Any, allowed: tuple, where: str) -> None:
+        unknown = sorted(map(str, set(keys) - set(allowed)))
+        if unknown:
+            raise SymrlError(f"{source}: unknown {where} {unknown[0]!r}; use {', '.join(allowed)}")
+
+    known(mapping(data, "the file"), PRESET_SECTIONS, "section")
+    for section in ("common", "a2c", "ppo"):
+        mapping(data.get(section), section)
+    symmetric = mapping(data.get("symmetric"), "symmetric")
+    known(symmetric, ("sa2c", "sppo"), "symmetric algorithm")
+    for algo, values in symmetric.items():
+        mapping(values, f"symmetric.{algo}")
+    for env, sections in mapping(data.get("envs"), "envs").items():
+        known(mapping(sections, f"envs.{env}"), ("common", "a2c", "ppo"), f"section of envs.{env}")
+        for section, values in sections.items():
+            mapping(values, f"envs.{env}.{section}")
+
+
+def yaml_error_line(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: the problem and where it is."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark is not None else ""
+        return f"{exc.problem}{mark}"
+    return str(exc).splitlines()[0]
 
 
 def _env_key(env_id: str) -> str:

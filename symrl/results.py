@@ -13,6 +13,7 @@ the noise spec (``clean`` without noise).
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Iterable, Optional
@@ -106,10 +107,12 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    """A run's CSV log without a last row cut off by a killed writer (every whole row ends with a newline)."""
     if not path.is_file() or path.stat().st_size == 0:
         return pd.DataFrame()
+    text = path.read_text(errors="replace")
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(io.StringIO(text[: text.rfind("\n") + 1]))
     except (pd.errors.ParserError, pd.errors.EmptyDataError):
         return pd.DataFrame()
 
@@ -122,6 +125,13 @@ def _load(paths: Iterable[str | Path], filename: str) -> pd.DataFrame:
             continue
         if "step" not in table or (filename == runs.EVAL and "mean_return" not in table):
             raise SymrlError(f"{run_dir / filename} lacks the step or mean_return column; is it a symrl file?")
+        for column in ["step", "mean_return"] if filename == runs.EVAL else ["step"]:
+            numbers = pd.to_numeric(table[column], errors="coerce")
+            bad = numbers.isna() & table[column].notna()
+            if bad.any():
+                raise SymrlError(f"{run_dir / filename}: {column} {table[column][bad].iloc[0]!r} on row "
+                                 f"{int(bad.idxmax()) + 2} is not a number; fix or delete that row")
+            table[column] = numbers
         for key, value in _run_columns(run_dir).items():
             table[key] = value
         frames.append(table)

@@ -51,11 +51,20 @@ METRIC_COLUMNS = [
 EVAL_COLUMNS = ["step", "mean_return", "std_return", "episodes"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a temporary file, then a rename), readable as an ordinary file
+    would be (``0666`` less the umask; ``mkstemp`` alone would make it private to its owner)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -133,6 +142,9 @@ def write_config(run_dir: Path, config: dict) -> None:
 
 
 def write_status(run_dir: Path, state: str, **fields: Any) -> None:
+    """``status.json``; a NaN (e.g. the final return of a run without evaluations) is written as null, since
+    JSON has no NaN."""
+    fields = {k: None if isinstance(v, float) and v != v else v for k, v in fields.items()}
     atomic_write_text(Path(run_dir) / STATUS, json.dumps({"state": state, **fields}, indent=1))
 
 

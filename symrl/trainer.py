@@ -107,6 +107,8 @@ class Trainer:
         if self.run_dir is not None and not resume and runs.holds_run(self.run_dir) and not overwrite:
             raise SymrlError(f"{self.run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it, "
                              "or choose another --out")
+        if self.run_dir is not None and self.run_dir.exists() and not self.run_dir.is_dir():
+            raise SymrlError(f"{self.run_dir} is a file; --out takes the run's directory")
 
         checkpoint = None
         if resume:
@@ -114,8 +116,8 @@ class Trainer:
             step = checkpoint.get("counters", {}).get("global_step", 0) if isinstance(checkpoint, dict) else 0
             # a run ends at the first whole rollout at or past total_steps: a checkpoint there is a finished run
             if step >= cfg.total_steps + cfg.n_steps * cfg.n_envs:
-                raise SymrlError(f"the run in {self.run_dir} is already at step {step}, beyond --steps "
-                                 f"{cfg.total_steps}; omit --steps or give a larger value")
+                raise SymrlError(f"the run in {self.run_dir} is already at step {step}, beyond a budget of "
+                                 f"{cfg.total_steps} steps; keep its budget or give a larger one")
 
         torch.manual_seed(cfg.seed)
         reward_seq, adv_seq, policy_seq = np.random.SeedSequence(cfg.seed).spawn(3)
@@ -126,9 +128,6 @@ class Trainer:
         self.envs = make_train_envs(cfg)
         obs_space, action_space = self.envs.single_observation_space, self.envs.single_action_space
         _check_policy_fits(cfg, action_space)
-        if self.run_dir is not None and not resume:  # only now that the run can start
-            runs.clear_run(self.run_dir)  # --overwrite
-            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(cfg.device)
         set_torch_threads(cfg, uses_cnn(cfg, obs_space))  # before the weights: their init depends on it (LAPACK QR)
         self.policy = ActorCritic(obs_space, action_space, cfg).to(self.device)
@@ -139,6 +138,13 @@ class Trainer:
         self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, obs_space, action_space, lp_shape)
         self.eval_envs = make_eval_envs(cfg, min(cfg.eval_episodes, 16)) if cfg.eval_episodes else None
         self.deterministic_eval = default_deterministic(cfg)
+        if self.run_dir is not None and not resume:  # only now that everything was checked: the run can start
+            runs.clear_run(self.run_dir)  # --overwrite
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                self.close()
+                raise SymrlError(f"cannot create {self.run_dir} ({exc.strerror}); choose another --out") from None
 
         self.global_step = 0
         self.updates = 0
@@ -156,13 +162,14 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------------------
     def run(self) -> RunResult:
         cfg = self.cfg
+        nothing_to_do = self.resumed and self._done()
         metrics_log = eval_log = writer = None
         if self.run_dir is not None:
             if self.resumed:  # drop rows a killed run logged after its checkpoint
                 for name, columns in ((runs.METRICS, runs.METRIC_COLUMNS), (runs.EVAL, runs.EVAL_COLUMNS)):
                     runs.truncate_csv(self.run_dir / name, columns, self.global_step)
             runs.write_config(self.run_dir, cfg.to_dict())
-            if self.resumed and self.global_step < cfg.total_steps:  # the model of a shorter budget: rewritten at the end
+            if self.resumed and not self._done():  # the model of a shorter budget: rewritten at the end
                 (self.run_dir / runs.MODEL).unlink(missing_ok=True)
             metrics_log = runs.CsvLog(self.run_dir / runs.METRICS, runs.METRIC_COLUMNS)
             eval_log = runs.CsvLog(self.run_dir / runs.EVAL, runs.EVAL_COLUMNS)
@@ -172,7 +179,7 @@ class Trainer:
         start_time, start_step, elapsed_before = time.time(), self.global_step, self.elapsed
         recent_returns: list[float] = []
         try:
-            while self.global_step < cfg.total_steps:
+            while not self._done():
                 stats = self.collector.collect(self.policy, self.buffer, self.engine)
                 self.global_step += cfg.n_steps * cfg.n_envs
                 # the schedules' progress counts this rollout's steps, as in Stable-Baselines3 (and the authors'
@@ -217,7 +224,8 @@ class Trainer:
                 if last:
                     break
             if self.run_dir is not None:
-                self._save_model()
+                if not (nothing_to_do and (self.run_dir / runs.MODEL).is_file()):  # a resumed finished run keeps its
+                    self._save_model()
                 runs.write_status(self.run_dir, "finished", step=self.global_step, final_return=self._final())
         except TrainingDiverged as exc:
             if self.run_dir is not None:
@@ -235,9 +243,7 @@ class Trainer:
                     log.close()
             if writer:
                 writer.close()
-            self.envs.close()
-            if self.eval_envs is not None:
-                self.eval_envs.close()
+            self.close()
 
         from .agent import Agent  # noqa: PLC0415
 
@@ -275,6 +281,17 @@ class Trainer:
             _tb_scalars(writer, "eval", row, self.global_step)
         if cfg.progress:
             progress.write(f"eval step={self.global_step} return={row['mean_return']:.1f} +- {row['std_return']:.1f}")
+
+    def close(self) -> None:
+        """Close the training and evaluation environments (their worker processes)."""
+        self.envs.close()
+        if self.eval_envs is not None:
+            self.eval_envs.close()
+
+    def _done(self) -> bool:
+        """Whether the run has used its budget or reached ``stop_return`` (so a resumed finished run stays done)."""
+        reached = self.cfg.stop_return is not None and bool(self.evaluations) and self._final() >= self.cfg.stop_return
+        return self.global_step >= self.cfg.total_steps or reached
 
     def _final(self) -> float:
         return self.evaluations[-1]["mean_return"] if self.evaluations else float("nan")

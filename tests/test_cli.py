@@ -102,6 +102,11 @@ BAD_TRAIN = [
     ("missing-algo", ["--env", "CartPole-v1"], r"--algo"),
     ("unknown-algo", ["--algo", "dqn", "--env", "CartPole-v1"], r"dqn"),
     ("unknown-env-with-preset", ["--algo", "ppo", "--env", "CartPol-v1", "--preset", "classic"], r"CartPole-v1"),
+    ("cnn-on-vector-obs", [*CARTPOLE, "--set", "network=cnn"], r"network=cnn"),  # found when the network is built
+    ("set-algo", [*CARTPOLE, "--set", "algo=sppo"], r"--set algo=\.\.\. is not an override; give it as --algo"),
+    ("alpha-inf", [*CARTPOLE, "--alpha", "inf"], r"alpha must be a finite number"),
+    ("env-needs-a-package", ["--algo", "ppo", "--env", "HalfCheetah-v3"], r"HalfCheetah-v3 needs a package"),
+    ("tuple-observations", ["--algo", "ppo", "--env", "Blackjack-v1"], r"Tuple.*not supported.*FlattenObservation"),
 ]
 
 @pytest.mark.parametrize("argv,pattern", [pytest.param(a, p, id=i) for i, a, p in BAD_TRAIN])
@@ -189,6 +194,45 @@ def test_resume_with_changed_setting(capsys, run_copy):
                                     "--no-progress"])
     assert_one_error(code, err, r"cannot change seed")
     assert snapshot(run_copy) == before
+
+
+def test_resume_refuses_a_new_algorithm_env_or_overwrite(capsys, run_copy):
+    before = snapshot(run_copy)
+    code, _, err = run_cli(capsys, ["train", "--resume", "--out", run_copy, "--algo", "sppo", "--overwrite", "--no-progress"])
+    assert_one_error(code, err, r"--resume continues the run in --out with its own settings; drop --algo, --overwrite")
+    assert snapshot(run_copy) == before
+
+
+def test_out_that_is_a_file_or_cannot_be_made(capsys, tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    code, _, err = run_cli(capsys, ["train", *CARTPOLE, "--steps", "256", "--out", tmp_path / "afile", *QUIET])
+    assert_one_error(code, err, r"afile is a file; --out takes the run's directory")
+    code, _, err = run_cli(capsys, ["train", *CARTPOLE, "--steps", "256", "--out", tmp_path / "afile" / "run", *QUIET])
+    assert_one_error(code, err, r"cannot create .*afile/run .*choose another --out")
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_malformed_preset_file_is_one_line(capsys, tmp_path):
+    for text, pattern in (("common: 5\n", r"common must be a mapping"), ("envs: {CartPole: 5}\n", r"envs.CartPole must"),
+                          ("symetric: {}\n", r"unknown section 'symetric'"), ("ppo: {gamma: 0.9}\nppo: {}\n", r"duplicate key")):
+        (tmp_path / "preset.yaml").write_text(text)
+        code, _, err = run_cli(capsys, ["train", *CARTPOLE, "--preset", tmp_path / "preset.yaml", "--out", tmp_path / "r",
+                                        *QUIET])
+        assert_one_error(code, err, pattern)
+
+
+def test_resuming_a_run_that_reached_stop_return_changes_nothing(capsys, tmp_path):
+    out = tmp_path / "stopped"
+    argv = ["train", "--algo", "a2c", *CARTPOLE[2:], "--steps", "5000", "--out", out, *QUIET, *TINY,
+            "--set", "stop_return=5"]
+    assert run_cli(capsys, argv)[0] == 0
+    before = snapshot(out)
+    steps = runs.read_status(out)["step"]
+    assert steps < 5000  # stopped at the first evaluation
+    code, stdout, _ = run_cli(capsys, ["train", "--resume", "--out", out, "--no-progress"])
+    assert code == 0 and f"done: {steps} steps" in stdout
+    assert {k: v for k, v in snapshot(out).items() if k != "status.json"} == {
+        k: v for k, v in before.items() if k != "status.json"}  # the model and logs are untouched
 
 
 def test_eval_missing_dir(capsys, tmp_path):

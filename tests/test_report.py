@@ -258,6 +258,8 @@ def test_folder_without_runs_is_refused(tmp_path: Path) -> None:
     (lambda run: (run / "config.yaml").write_text("env: CartPole-v1\nseed: null\n"), "seed must be an integer"),
     (lambda run: (run / "config.yaml").write_text("env: CartPole-v1\nseed: 0\nbins: many\n"), "malformed value"),
     (lambda run: (run / "eval.csv").write_text("step,score\n100,1.0\n"), "lacks the step or mean_return column"),
+    (lambda run: (run / "eval.csv").write_text("step,mean_return\n100,1.0\n200,lots\n"),
+     "mean_return 'lots' on row 3 is not a number; fix or delete that row"),
 ])
 def test_damaged_run_files_are_one_line_errors(tmp_path: Path, damage, message) -> None:
     run_dir = write_run(tmp_path / "runs", "CartPole-v1", "clean", "PPO", 0)
@@ -265,6 +267,13 @@ def test_damaged_run_files_are_one_line_errors(tmp_path: Path, damage, message) 
     with pytest.raises(SymrlError, match=message) as error:
         report.write_report(run_dir, tmp_path / "out", reps=50)
     assert "\n" not in str(error.value)
+
+
+def test_a_row_cut_off_by_a_killed_writer_is_not_read(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "runs", "CartPole-v1", "clean", "PPO", 0)
+    whole = (run_dir / "eval.csv").read_text()
+    (run_dir / "eval.csv").write_text(whole + "6000,12")  # the writer died in the middle of "6000,123.5,1.0,5"
+    assert results.load_evaluations([run_dir])["step"].max() == 5000
 
 
 def test_a_run_named_twice_counts_once(tmp_path: Path, monkeypatch) -> None:

@@ -307,6 +307,23 @@ def test_atomic_write_text_replaces_and_leaves_no_temp_files(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
 
 
+def test_atomic_files_are_as_readable_as_ordinary_ones(tmp_path):
+    """mkstemp makes its file private (0600); a run's config or model on shared storage must not be."""
+    old = os.umask(0o022)
+    try:
+        runs.atomic_write_text(tmp_path / "status.json", "{}")
+        (tmp_path / "plain.txt").write_text("")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "status.json").stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_status_json_holds_null_for_nan(tmp_path):
+    runs.write_status(tmp_path, "finished", step=256, final_return=float("nan"))
+    assert json.loads((tmp_path / runs.STATUS).read_text(), parse_constant=lambda name: pytest.fail(name)) == {
+        "state": "finished", "step": 256, "final_return": None}
+
+
 def test_failed_atomic_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "file.txt"
     runs.atomic_write_text(target, "good")

@@ -72,14 +72,29 @@ def test_grid_labels_folders_and_override_order(tmp_path):
     ({"overrides": {"gama": 0.9}}, "gama"),
     ({"envs": ["NoSuchEnv-v0"]}, "NoSuchEnv-v0"),
     ({"cells": [{"where": {"colour": 1}, "set": {}}]}, "cells[0].where"),
-    ({"overrides": {"seed": 3}}, "overrides set `seed`"),
-    ({"cells": [{"where": {"algorithm": "PPO"}, "set": {"seed": 3}}]}, "PPO / CartPole-v1 / clean: overrides set `seed`"),
+    ({"overrides": {"seed": 3}}, "field `overrides`: sets `seed`, which a sweep takes from `seeds`"),
+    ({"cells": [{"where": {"algorithm": "PPO"}, "set": {"seed": 3}}]}, "field `cells[0].set`: sets `seed`"),
+    ({"overrides": {"env": "Acrobot-v1"}}, "field `overrides`: sets `env`, which a sweep takes from `envs`"),
+    ({"envs": {"CartPole-v1": {"preset": "classic"}}}, "field `envs.CartPole-v1`: sets `preset`"),
+    ({"cells": [{"where": {"algorithm": "PPO"}, "set": {"algo": "sppo"}}]}, "field `cells[0].set`: sets `algo`"),
+    ({"cells": [{"where": {"algorithm": "DQN"}, "set": {"gamma": 0.9}}]}, "field `cells[0].where`: matches no cell"),
+    ({"algorithms": ["ppo", "ppo"]}, "field `algorithms`: lists ppo twice"),
+    ({"envs": ["CartPole-v1", "CartPole-v1"]}, "field `envs`: lists CartPole-v1 twice"),
 ])
 def test_malformed_sweep_files_name_the_field(tmp_path, change, message):
     spec = {**_spec(tmp_path / "out"), **change}
     spec = {k: v for k, v in spec.items() if v is not None}
     with pytest.raises(SymrlError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_sweep(_write(tmp_path, spec))
+
+
+def test_a_key_given_twice_is_an_error_and_rules_match_labels_in_any_case(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text(f"out: {tmp_path / 'out'}\nalgorithms:\n  PPO: ppo\n  PPO: sppo\nenvs: [CartPole-v1]\n")
+    with pytest.raises(SymrlError, match="duplicate key 'PPO' \\(line 4\\)"):
+        load_sweep(path)
+    spec = {**_spec(tmp_path / "out"), "algorithms": ["ppo"], "cells": [{"where": {"algorithm": "ppo"}, "set": {"gamma": 0.9}}]}
+    assert {cell.config.gamma for cell in load_sweep(_write(tmp_path, spec)).cells} == {0.9}  # the label is PPO
 
 
 def test_cli_malformed_file_is_one_error_line_before_anything_starts(tmp_path):
@@ -159,6 +174,24 @@ def test_killed_sweep_loses_nothing_and_a_rerun_completes_it(tmp_path):
         assert status["state"] == "finished" and status["step"] == 6144
         steps = [int(row.split(",")[0]) for row in (cell / runs.EVAL).read_text().splitlines()[1:]]
         assert steps == sorted(set(steps)) and steps[-1] == 6144  # nothing logged twice after the resume
+
+
+def test_an_interrupted_cell_beyond_lowered_steps_keeps_its_progress(tmp_path, capsys):
+    """A cell interrupted at step 512 in a sweep whose steps are then lowered to 256: it cannot resume there, and
+    it must not become 'failed' either (the next run would restart it from zero); the dry run names the refusal."""
+    spec = _spec(tmp_path / "out", seeds=1, algorithms=["ppo"], steps=512)
+    run_sweep(parse_sweep(spec), workers=1, progress=False)
+    cell = tmp_path / "out/CartPole-v1/clean/PPO/seed0"
+    runs.write_status(cell, "interrupted", step=512)
+    checkpoint = (cell / runs.CHECKPOINT).read_bytes()
+    spec["steps"] = 256
+    for _ in range(2):
+        summary = run_sweep(parse_sweep(spec), workers=1, progress=False)
+        assert "already at step 512, beyond a budget of 256 steps" in summary.errors["CartPole-v1/clean/PPO/seed0"]
+        assert runs.read_status(cell)["state"] == "interrupted" and (cell / runs.CHECKPOINT).read_bytes() == checkpoint
+    spec["overrides"] = {**TINY, "gamma": 0.5}
+    result = _cli("sweep", str(_write(tmp_path, spec)), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 2 and "holds a run with a different config (gamma" in result.stderr
 
 
 def test_a_restarted_cell_keeps_its_labels(tmp_path):

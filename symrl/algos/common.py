@@ -41,7 +41,7 @@ def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: tor
     """Backward, global grad-norm clipping, step. A non-finite loss stops training before any update."""
     if not torch.isfinite(loss):
         raise TrainingDiverged(
-            f"the loss became {loss.item()} (non-finite); training stopped and the last good checkpoint is kept. "
+            f"the loss became {loss.item()} (non-finite); training stopped and the last checkpoint (if one was written) is kept. "
             "Lower learning_rate or check the reward scale"
         )
     optimizer.zero_grad(set_to_none=True)

@@ -47,7 +47,8 @@ def gym_make(env_id: str, **kwargs) -> gym.Env:
     env_spec(env_id)
     try:
         return gym.make(env_id, **kwargs)
-    except gym.error.DependencyNotInstalled as exc:
-        raise SymrlError(f"{env_id} needs a package that is not installed ({str(exc).splitlines()[0]})") from None
+    except (gym.error.DependencyNotInstalled, ImportError) as exc:  # e.g. mujoco-py for v3 MuJoCo ids, jax for phys2d
+        raise SymrlError(f"{env_id} needs a package that is not installed ({str(exc).splitlines()[0]}); install it "
+                         "or use another version of the environment") from None
     except TypeError as exc:
         raise SymrlError(f"{env_id} rejected env_kwargs {kwargs} ({exc}); fix --set env_kwargs=...") from None

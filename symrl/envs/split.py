@@ -131,8 +131,8 @@ class SplitVectorEnv(gym.vector.VectorEnv):
         self.share = make_share(shares[0])  # bad settings fail here, in this process
         for space in (self.share.observation_space, self.share.action_space):
             if space.shape is None or space.dtype is None:
-                raise SymrlError(f"environments split over processes need array spaces (Box, Discrete, ...), not "
-                                 f"{space}; use --vec-backend async")
+                raise SymrlError(f"{space} is not supported: symrl needs Box observations and Discrete, MultiDiscrete "
+                                 "or Box actions; flatten the space with a wrapper (e.g. gymnasium's FlattenObservation)")
         self.single_observation_space = self.share.observation_space
         self.single_action_space = self.share.action_space
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, n_envs)

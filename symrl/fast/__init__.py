@@ -84,7 +84,7 @@ class NumpyEngine:
         loss = cfg.policy_coef * terms["policy_loss"] + cfg.vf_coef * v_loss - cfg.ent_coef * entropy_mean
         if not np.isfinite(loss):
             raise TrainingDiverged(
-                f"the loss became {loss} (non-finite); training stopped and the last good checkpoint is kept. "
+                f"the loss became {loss} (non-finite); training stopped and the last checkpoint (if one was written) is kept. "
                 "Lower learning_rate or check the reward scale"
             )
         n = values.shape[0]

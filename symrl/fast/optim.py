@@ -59,7 +59,7 @@ class FlatOptimizer:
         norm = math.sqrt(float(np.dot(grad, grad)))
         if not math.isfinite(norm):
             raise TrainingDiverged(
-                "the gradient became non-finite; training stopped and the last good checkpoint is kept. "
+                "the gradient became non-finite; training stopped and the last checkpoint (if one was written) is kept. "
                 "Lower learning_rate or check the reward scale"
             )
         coef = max_grad_norm / (norm + 1e-6)

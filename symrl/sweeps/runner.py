@@ -131,7 +131,10 @@ def run_cell(run_dir: str, config: dict, labels: dict, threads: int) -> dict:
         if isinstance(exc, KeyboardInterrupt):
             raise
         message = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
-        if runs.read_status(path).get("state") != "failed":
+        # a run that refuses to resume (e.g. the sweep's steps now below its progress) keeps its state: marked
+        # failed, the next sweep would restart it from zero and lose what it trained
+        refused = action == "resume" and isinstance(exc, SymrlError) and runs.read_status(path).get("state") != "failed"
+        if not refused and runs.read_status(path).get("state") != "failed":
             runs.write_status(path, "failed", error=message, traceback=traceback.format_exc(limit=8))
         return {"outcome": "failed", "error": message, "seconds": time.time() - start}
 

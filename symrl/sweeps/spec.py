@@ -1,6 +1,6 @@
 """Sweep files: a grid of algorithms x environments x noise settings x seeds, resolved to run configs.
 
-A sweep file is YAML (read with ``yaml.safe_load``)::
+A sweep file is YAML (read safely; a key given twice in a mapping is an error)::
 
     name: demo                         # optional; default: the file name
     out: runs/demo                     # required: one run directory per cell is made below it
@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from ..config import ALGOS, make_config
+from ..config import ALGOS, load_yaml_file, make_config, yaml_error_line
 from ..errors import SymrlError
 
 TOP_LEVEL = ("name", "out", "kind", "steps", "seeds", "preset", "algorithms", "envs", "noise", "overrides", "cells")
@@ -76,12 +76,14 @@ def slug(label: str) -> str:
 def load_sweep(path: str | Path) -> Sweep:
     """Read and fully resolve a sweep file."""
     path = Path(path)
+    if path.is_dir():
+        raise SymrlError(f"{path} is a folder; pass the path of a YAML sweep file (see studies/)")
     if not path.is_file():
         raise SymrlError(f"sweep file {path} does not exist; pass the path of a YAML sweep file (see studies/)")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml_file(path.read_text())
     except yaml.YAMLError as exc:
-        raise SymrlError(f"{path} is not valid YAML ({str(exc).splitlines()[0]}); fix the file") from None
+        raise SymrlError(f"{path} is not valid YAML ({yaml_error_line(exc)}); fix the file") from None
     return parse_sweep(data, default_name=path.stem, source=str(path))
 
 
@@ -107,10 +109,17 @@ def is_rlhf(config: Any) -> bool:
     return "task" in config if isinstance(config, dict) else hasattr(config, "task")
 
 
+def _unique(values: list, source: str, field: str) -> list:
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise _fail(source, field, f"lists {repeated[0]} twice; each entry makes its own cells")
+    return values
+
+
 def _algorithms(value: Any, source: str, algos: tuple = ALGOS) -> dict[str, dict]:
     """label -> overrides including ``algo``."""
     if isinstance(value, list):
-        value = {str(name).upper(): str(name) for name in value}
+        value = {str(name).upper(): str(name) for name in _unique(value, source, "algorithms")}
     if not isinstance(value, dict) or not value:
         raise _fail(source, "algorithms", f"must be a non-empty list of names ({', '.join(algos)}) or a mapping "
                     "label -> {algo: ..., overrides}")
@@ -128,7 +137,7 @@ def _envs(value: Any, source: str) -> dict[str, dict]:
     if isinstance(value, str):
         value = [value]
     if isinstance(value, list):
-        value = {str(env): {} for env in value}
+        value = {str(env): {} for env in _unique(value, source, "envs")}
     if not isinstance(value, dict) or not value:
         raise _fail(source, "envs", "must be a non-empty list of Gymnasium ids or a mapping id -> overrides")
     return {str(env): _mapping(spec, source, f"envs.{env}") for env, spec in value.items()}
@@ -139,7 +148,7 @@ def _noise(value: Any, source: str) -> dict[str, dict]:
     if value is None:
         return {"clean": {}}
     if isinstance(value, list):
-        value = {("clean" if spec is None else str(spec)): spec for spec in value}
+        value = {("clean" if spec is None else str(spec)): spec for spec in _unique(value, source, "noise")}
     if not isinstance(value, dict) or not value:
         raise _fail(source, "noise", "must be a list of reward-noise specs (null = clean) or a mapping label -> spec")
     out = {}
@@ -184,7 +193,20 @@ def _cell_rules(value: Any, source: str) -> list[tuple[dict, dict]]:
 
 
 def _matches(where: dict, labels: dict, seed: int) -> bool:
-    return all(seed == value if key == "seed" else str(labels[key]) == str(value) for key, value in where.items())
+    """Labels match case-insensitively: ``algorithms: [ppo]`` makes the label PPO, which ``algorithm: ppo`` names."""
+    return all(seed == value if key == "seed" else str(labels[key]).lower() == str(value).lower()
+               for key, value in where.items())
+
+
+RESERVED = {"algo": "`algorithms`", "env": "`envs`", "preset": "the top-level `preset`", "seed": "`seeds`"}
+
+
+def _check_not_reserved(overrides: dict, source: str, field: str) -> None:
+    """Keys the grid itself sets (under the label that names them) are not overrides."""
+    for key, where in RESERVED.items():
+        if key in overrides:
+            raise _fail(source, field, f"sets `{key}`, which a sweep takes from {where} (a count or a list such as "
+                        "[0, 5, 7] for seeds)" if key == "seed" else f"sets `{key}`, which a sweep takes from {where}")
 
 
 def _resolve(kind: str, algo: str, env: str, preset: Any, overrides: dict) -> Any:
@@ -211,6 +233,7 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
     if kind == "rlhf" and data.get("preset") is not None:
         raise _fail(source, "preset", "does not apply to rlhf sweeps; each task has its preset (use overrides)")
     base: dict[str, Any] = dict(_mapping(data.get("overrides"), source, "overrides"))
+    _check_not_reserved(base, source, "overrides")
     if data.get("steps") is not None:
         base["iterations" if kind == "rlhf" else "total_steps"] = data["steps"]
     algorithms = _algorithms(data["algorithms"], source, RLHF_ALGOS if kind == "rlhf" else ALGOS)
@@ -219,6 +242,11 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
     seeds = _seeds(data.get("seeds"), source)
     rules = _cell_rules(data.get("cells"), source)
     preset = data.get("preset")
+    for field, overrides in [*((f"envs.{e}", o) for e, o in envs.items()), *((f"noise.{n}", o) for n, o in noises.items()),
+                             *((f"algorithms.{a}", {k: v for k, v in o.items() if k != "algo"}) for a, o in algorithms.items()),
+                             *((f"cells[{i}].set", values) for i, (_, values) in enumerate(rules))]:
+        _check_not_reserved(overrides, source, field)
+    used = [False] * len(rules)
 
     cells, keys = [], set()
     for env, env_overrides in envs.items():
@@ -228,13 +256,11 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
                 resolved: dict[str, Any] = {}
                 for seed in seeds:
                     overrides = {**base, **env_overrides, **noise_overrides, **algo_overrides}
-                    for where, values in rules:
+                    for index, (where, values) in enumerate(rules):
                         if _matches(where, labels, seed):
                             overrides.update(values)
+                            used[index] = True
                     algo = overrides.pop("algo")
-                    if "seed" in overrides:
-                        raise SymrlError(f"{source}: cell {algorithm} / {env} / {noise}: overrides set `seed`; a sweep's "
-                                         "seeds come from `seeds:` (a count or a list such as [0, 5, 7])")
                     cache_key = repr(sorted(overrides.items(), key=lambda kv: kv[0]))
                     if cache_key not in resolved:  # resolving checks the env; once per distinct setting
                         try:
@@ -247,5 +273,9 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
                         raise _fail(source, "algorithms/noise", f"two labels map to the same folder {key}; rename one")
                     keys.add(key)
                     cells.append(Cell(key=key, labels=labels, config=config))
+    if not all(used):
+        index = used.index(False)
+        raise _fail(source, f"cells[{index}].where", f"matches no cell ({rules[index][0]}); the labels are algorithms "
+                    f"{', '.join(algorithms)}, envs {', '.join(envs)}, noise {', '.join(noises)}, seeds {seeds}")
     name = str(data.get("name") or default_name)
     return Sweep(name=name, out=Path(str(data["out"])), cells=tuple(cells))
