@@ -153,7 +153,8 @@ class Config:
             raise SymrlError(f"bins must be >= 2 (or 0 for no discretisation), got {self.bins}")
         check_ranges(self, positive_finite=("learning_rate", "clip_range", "optimizer_eps"),
                      positive=("max_grad_norm", "clip_obs", "clip_reward", "clip_range_vf"),
-                     non_negative=("seed", "vf_coef", "alpha", "beta", "policy_coef", "torch_threads", "noop_max"))
+                     non_negative=("seed", "vf_coef", "alpha", "beta", "policy_coef", "torch_threads", "noop_max"),
+                     unbounded=("stop_return",))
         if self.frame_stack < 1:
             raise SymrlError(f"frame_stack must be >= 1 (1 = no stacking), got {self.frame_stack}")
         if not 0.0 <= self.rmsprop_alpha < 1.0:
@@ -169,20 +170,19 @@ class Config:
         return self
 
 
-def check_ranges(cfg: Any, positive_finite: tuple = (), positive: tuple = (), non_negative: tuple = ()) -> None:
+def check_ranges(cfg: Any, positive_finite: tuple = (), positive: tuple = (), non_negative: tuple = (),
+                 unbounded: tuple = ()) -> None:
     """Range checks shared by the control and language-model configs; each error names the field.
 
     No float field may be NaN (it passes every comparison and never means anything) or infinite, except
     ``positive`` fields, where inf means "no limit" (max_grad_norm, clip_obs...), as null does where the field
-    is optional. Every config
+    is optional, and ``unbounded`` ones (e.g. stop_return: inf never stops). Every config
     has a discount ``gamma`` in (0, 1] and a negative, finite ``z`` ("log 0" of the reverse cross entropy).
     """
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if isinstance(value, float) and math.isnan(value):
             raise SymrlError(f"{f.name} is nan; give a number")
-        if isinstance(value, float) and math.isinf(value) and f.name not in positive:
-            raise SymrlError(f"{f.name} must be a finite number, got {value}")
     for name in positive_finite:
         if not 0 < getattr(cfg, name) < math.inf:
             raise SymrlError(f"{name} must be a positive finite number, got {getattr(cfg, name)}")
@@ -196,6 +196,10 @@ def check_ranges(cfg: Any, positive_finite: tuple = (), positive: tuple = (), no
         raise SymrlError(f"gamma (the discount) must lie in (0, 1], got {cfg.gamma}")
     if not -math.inf < cfg.z < 0:
         raise SymrlError(f"z (log 0 in the reverse cross entropy) must be negative and finite, got {cfg.z}; the paper uses -1")
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and math.isinf(value) and f.name not in (*positive, *unbounded):
+            raise SymrlError(f"{f.name} must be a finite number, got {value}")
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:

@@ -34,7 +34,7 @@ from ..errors import SymrlError
 from .spec import Cell, Sweep, budget, is_rlhf
 
 OUTCOMES = ("done", "skipped", "resumed", "failed")
-IGNORED_FIELDS = {"total_steps", "iterations", "progress", "info"}  # may differ between a saved run and its cell
+IGNORED_FIELDS = {"total_steps", "iterations", "progress", "tensorboard", "info"}  # may differ: results are the same
 
 
 @dataclass
