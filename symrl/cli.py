@@ -338,6 +338,8 @@ def _record(agent, args: argparse.Namespace):
 
     deterministic = default_deterministic(agent.config) if args.deterministic is None else args.deterministic
     folder = args.run_dir / runs.VIDEOS
+    for old in folder.glob("*.mp4") if folder.is_dir() else ():  # this evaluation's episodes only
+        old.unlink()
     try:
         env = gym.wrappers.RecordVideo(agent.make_env(render_mode="rgb_array"), str(folder),
                                        episode_trigger=lambda _: True, disable_logger=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import re
 from pathlib import Path
 from typing import Iterable, Optional
@@ -469,7 +470,14 @@ def _plot_panels(rows: pd.DataFrame, path: Path, colors: dict[str, str], title: 
         axis.set_ylabel(ylabel)
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    figure.savefig(path, dpi=100)
+    _save_figure(figure, path)
+
+
+def _save_figure(figure: Figure, path: Path) -> None:
+    """A PNG written atomically, like every other file of a report."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    runs.atomic_write_bytes(path, buffer.getvalue())
 
 
 def _plot_aggregates(aggregates: pd.DataFrame, path: Path, colors: dict[str, str]) -> None:
@@ -488,7 +496,7 @@ def _plot_aggregates(aggregates: pd.DataFrame, path: Path, colors: dict[str, str
         axis.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(range(len(labels)), [f"{algorithm} · {noise}" for noise, algorithm in labels], fontsize=8)
     axes[0].invert_yaxis()
-    figure.savefig(path, dpi=100)
+    _save_figure(figure, path)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -353,8 +353,10 @@ def test_train_then_eval_and_video(capsys, tmp_path):
     assert code == 0, err
     assert re.search(r"mean return -?\d+\.\d+ \+- \d+\.\d+ over 2 episodes", stdout), stdout
 
+    (out / "videos").mkdir()
+    (out / "videos" / "rl-video-episode-7.mp4").write_bytes(b"an older evaluation's episode")
     code, stdout, err = run_cli(capsys, ["eval", out, "--episodes", "1", "--video"])
     assert code == 0, err
     assert "over 1 episodes" in stdout
     videos = list((out / "videos").glob("*.mp4"))
-    assert videos and all(v.stat().st_size > 0 for v in videos)
+    assert len(videos) == 1 and videos[0].stat().st_size > 100  # this evaluation's one episode, nothing older

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -259,6 +260,12 @@ def test_backend_errors(tmp_path):
         run_sweep(sweep, address="auto", progress=False)
     with pytest.raises(SymrlError, match="unknown backend"):
         run_sweep(sweep, backend="slurm", progress=False)
+    with socket.socket() as closed:  # a port nobody listens on: refused at once, not minutes of Ray's retries
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    pytest.importorskip("ray")
+    with pytest.raises(SymrlError, match=f"cannot reach the Ray cluster at 127.0.0.1:{port}"):
+        run_sweep(sweep, backend="ray", address=f"127.0.0.1:{port}", progress=False)
 
 
 @pytest.mark.parametrize("name,cells", [("paper_atari", 360), ("paper_atari_a2c", 240), ("paper_mujoco", 2400),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 import traceback
@@ -364,6 +365,19 @@ def _init_local_ray(ray, workers: int) -> None:
         ray_constants.ENABLE_RAY_CLUSTER = cluster_switch
 
 
+def _check_reachable(address: str, seconds: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` (or ``ray://host:port``) nobody answers at: ``ray.init`` would retry for
+    minutes. ``auto`` and other forms are left to Ray."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as exc:
+        raise SymrlError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc.__class__.__name__}); "
+                         "check the address, or drop --address to start a local Ray") from None
+
+
 def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str], summary: SweepSummary,
              tick: Callable[[], None]) -> None:
     try:
@@ -375,6 +389,7 @@ def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str
         if address is None:
             _init_local_ray(ray, workers)
         else:
+            _check_reachable(address)
             try:
                 ray.init(address=address, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
