@@ -31,11 +31,22 @@ def _ortho(module: nn.Module, gain: float) -> nn.Module:
     return module
 
 
+def image_layout(shape: tuple) -> tuple[int, int, int, bool]:
+    """``(channels, height, width, channels_last)`` of an image observation: [C, H, W] as symrl's Atari
+    stack makes them, or [H, W, C] with 1, 3 or 4 channels as Gymnasium's pixel tasks (CarRacing) give them."""
+    if len(shape) != 3:
+        raise SymrlError(f"network=cnn needs image observations [C, H, W] or [H, W, C], got shape {shape}")
+    if shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4):
+        return shape[2], shape[0], shape[1], True
+    return shape[0], shape[1], shape[2], False
+
+
 class NatureCNN(nn.Module):
     """Mnih et al. (2015): 32x8x8/4, 64x4x4/2, 64x3x3/1, FC 512, on frames stacked as channels."""
 
-    def __init__(self, in_channels: int, height: int, width: int):
+    def __init__(self, in_channels: int, height: int, width: int, channels_last_input: bool = False):
         super().__init__()
+        self.channels_last_input = channels_last_input  # [N, H, W, C] observations, viewed as [N, C, H, W]
         self.conv = nn.Sequential(
             nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),
             nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
@@ -51,6 +62,8 @@ class NatureCNN(nn.Module):
         # channels-last (NHWC) frames: oneDNN's faster convolution path on a CPU; the values, and so
         # the algorithm, are unchanged. The rollout buffer stores frames channels-last already, so for
         # minibatches this is a plain element-wise conversion.
+        if self.channels_last_input:
+            obs = obs.permute(0, 3, 1, 2)  # a view, already laid out channels-last
         frames = obs.to(dtype=torch.float32, memory_format=torch.channels_last, copy=True).div_(255.0)
         return self.fc(self.conv(frames))
 
@@ -90,9 +103,8 @@ class ActorCritic(nn.Module):
 
         def body() -> nn.Module:
             if self.cnn:
-                if len(obs_space.shape) != 3:
-                    raise SymrlError(f"network=cnn needs image observations [C, H, W], got shape {obs_space.shape}")
-                return init(NatureCNN(*obs_space.shape), math.sqrt(2))
+                channels, height, width, channels_last = image_layout(obs_space.shape)
+                return init(NatureCNN(channels, height, width, channels_last), math.sqrt(2))
             return init(MLP(int(np.prod(obs_space.shape)), cfg.net_arch, cfg.activation), math.sqrt(2))
 
         self.actor_body = body()

@@ -18,7 +18,7 @@ import torch
 
 from .envs.normalize import ObsNormalizer, RewardScaler
 from .noise import RewardNoise
-from .policies import ActorCritic
+from .policies import ActorCritic, image_layout
 
 if TYPE_CHECKING:
     from .fast import NumpyEngine
@@ -39,7 +39,7 @@ class RolloutBuffer:
     def __init__(self, n_steps: int, n_envs: int, obs_space: gym.Space, action_space: gym.Space, lp_shape: tuple):
         T, N = n_steps, n_envs
         obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
-        if obs_dtype == torch.uint8 and len(obs_space.shape) == 3:
+        if obs_dtype == torch.uint8 and len(obs_space.shape) == 3 and not image_layout(obs_space.shape)[3]:
             C, H, W = obs_space.shape
             self.obs = torch.zeros((T, N, H, W, C), dtype=obs_dtype).permute(0, 1, 4, 2, 3)
         else:

@@ -114,6 +114,24 @@ def test_buffer_stores_frames_channels_last_with_the_same_values():
     assert flat.is_contiguous(memory_format=torch.channels_last) and flat.data_ptr() == buf.obs.data_ptr()
 
 
+def test_frames_given_channels_last_run_through_the_same_cnn():
+    """[H, W, C] observations (CarRacing) are stored as they come and viewed as [C, H, W] by the CNN: the same
+    features as the [C, H, W] network on the transposed frames, with the same weights."""
+    from symrl.policies import NatureCNN, image_layout
+
+    assert image_layout((96, 96, 3)) == (3, 96, 96, True) and image_layout((4, 84, 84)) == (4, 84, 84, False)
+    with pytest.raises(SymrlError, match="needs image observations"):
+        image_layout((84, 84))
+    buf = RolloutBuffer(2, 2, gym.spaces.Box(0, 255, (96, 96, 3), np.uint8), gym.spaces.Discrete(5), ())
+    assert buf.obs.is_contiguous()
+    torch.manual_seed(0)
+    chw = NatureCNN(3, 96, 96)
+    hwc = NatureCNN(3, 96, 96, channels_last_input=True)
+    hwc.load_state_dict(chw.state_dict())
+    frames = torch.randint(0, 256, (5, 96, 96, 3), dtype=torch.uint8)
+    torch.testing.assert_close(hwc(frames), chw(frames.permute(0, 3, 1, 2).contiguous()))
+
+
 def test_update_on_channels_last_frames_equals_update_on_contiguous_frames():
     cfg = make_config("sppo", "PongNoFrameskip-v4", n_envs=2, n_steps=64, batch_size=32, n_epochs=2, seed=0)
     trainer = Trainer(cfg)

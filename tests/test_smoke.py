@@ -116,3 +116,13 @@ def test_box2d_lunarlander_sa2c_cli(tmp_path, capsys):
     agent = check_run(out, 512, 1)
     assert agent.config.beta > 0 and agent.config.bins == 0 and agent.policy.kind == "discrete"
     assert len(read_rows(out / runs.EVAL)) == 2
+
+
+def test_box2d_car_racing_pixels_through_the_cnn(tmp_path):
+    """[96, 96, 3] frames, channels last as Gymnasium gives them: the preset picks the Nature CNN on raw pixels."""
+    out = tmp_path / "car"
+    result = symrl.train(algo="ppo", env="CarRacing-v3", total_steps=64, n_steps=32, batch_size=32, n_epochs=1,
+                         eval_freq=64, eval_episodes=1, env_kwargs={"max_episode_steps": 40}, out=out, **QUIET)
+    assert result.config.network == "cnn" and not result.config.norm_obs
+    agent = check_run(out, 64, 1)
+    assert agent.policy.cnn and agent.policy.actor_body.channels_last_input
