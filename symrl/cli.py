@@ -6,6 +6,7 @@ User mistakes print one ``error: ...`` line on stderr and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -345,7 +346,7 @@ def _record(agent, args: argparse.Namespace):
                                        episode_trigger=lambda _: True, disable_logger=True)
     except gym.error.DependencyNotInstalled:
         raise SymrlError("--video needs moviepy; install it with pip install 'symrl[video]'") from None
-    returns = []
+    returns, no_opengl = [], False
     try:
         for episode in range(args.episodes):
             obs, _ = env.reset(seed=args.seed + episode)
@@ -358,13 +359,13 @@ def _record(agent, args: argparse.Namespace):
     except Exception as exc:
         if "OpenGL" not in str(exc):
             raise
+        no_opengl = True
         raise SymrlError("rendering found no OpenGL context (no display); set MUJOCO_GL=egl (a GPU's EGL) or "
                          "MUJOCO_GL=osmesa (software), e.g. MUJOCO_GL=egl symrl eval ... --video") from None
     finally:
-        try:
+        # a renderer that never started fails to close too
+        with contextlib.suppress(Exception) if no_opengl else contextlib.nullcontext():
             env.close()
-        except Exception:  # noqa: BLE001 - closing a renderer that never started can fail too
-            pass
     print(f"videos written to {folder}")
     return np.asarray(returns)
 

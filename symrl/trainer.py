@@ -224,7 +224,7 @@ class Trainer:
                 if last:
                     break
             if self.run_dir is not None:
-                if not (nothing_to_do and (self.run_dir / runs.MODEL).is_file()):  # a resumed finished run keeps its
+                if not (nothing_to_do and (self.run_dir / runs.MODEL).is_file()):  # a finished run keeps its model
                     self._save_model()
                 runs.write_status(self.run_dir, "finished", step=self.global_step, final_return=self._final())
         except TrainingDiverged as exc:
