@@ -367,7 +367,8 @@ def _check_preset(data: Any, source: str) -> None:
     for algo, values in symmetric.items():
         mapping(values, f"symmetric.{algo}")
     for env, sections in mapping(data.get("envs"), "envs").items():
-        known(mapping(sections, f"envs.{env}"), ("common", "a2c", "ppo"), f"section of envs.{env}")
+        sections = mapping(sections, f"envs.{env}")
+        known(sections, ("common", "a2c", "ppo"), f"section of envs.{env}")
         for section, values in sections.items():
             mapping(values, f"envs.{env}.{section}")
 

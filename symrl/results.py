@@ -107,12 +107,11 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    """A run's CSV log without a last row cut off by a killed writer (every whole row ends with a newline)."""
+    """A run's CSV log without a last row cut off by a killed writer (:func:`symrl.runs.whole_rows`)."""
     if not path.is_file() or path.stat().st_size == 0:
         return pd.DataFrame()
-    text = path.read_text(errors="replace")
     try:
-        return pd.read_csv(io.StringIO(text[: text.rfind("\n") + 1]))
+        return pd.read_csv(io.StringIO(runs.whole_rows(path)))
     except (pd.errors.ParserError, pd.errors.EmptyDataError):
         return pd.DataFrame()
 

@@ -121,14 +121,18 @@ def _fmt(value: Any) -> Any:
     return "" if value is None else value
 
 
+def whole_rows(path: Path) -> str:
+    """A CSV log's text without a last line cut off by a killed writer (every whole row ends with a newline);
+    empty if the file does not exist."""
+    path = Path(path)
+    text = path.read_text() if path.exists() else ""
+    return text[: text.rfind("\n") + 1]
+
+
 def truncate_csv(path: Path, columns: list[str], max_step: int, key: str = "step") -> None:
     """Drop rows whose ``key`` column is past ``max_step`` (written after the checkpoint a resume restarts
     from), and a torn last line left by a killed process (no trailing newline or missing fields)."""
-    path = Path(path)
-    text = path.read_text() if path.exists() else ""
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    rows = list(csv.DictReader(io.StringIO(text)))
+    rows = list(csv.DictReader(io.StringIO(whole_rows(path))))
     keep = [row for row in rows if None not in row.values() and row.get(key) and int(float(row[key])) <= max_step]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")

@@ -45,6 +45,7 @@ def pooling_warnings(evaluations: pd.DataFrame) -> list[str]:
     if evaluations.empty:
         return []
     found = []
+    steps_of = evaluations.groupby("run")["step"].apply(sorted)
     per_run = evaluations.drop_duplicates("run")
     columns = [c for c in CONFIG_COLUMNS if c in per_run]
     for key, group in per_run.groupby(GROUP_COLUMNS, sort=True):
@@ -57,7 +58,7 @@ def pooling_warnings(evaluations: pd.DataFrame) -> list[str]:
         if repeated:
             found.append(f"{name}: seed {', '.join(map(str, repeated))} appears in more than one run; each counts as a "
                          "separate seed")
-        steps = [sorted(rows["step"]) for _, rows in evaluations[evaluations["run"].isin(group["run"])].groupby("run")]
+        steps = [steps_of[run] for run in group["run"]]
         every_step = sorted(set().union(*steps))
         if any(run_steps != every_step[: len(run_steps)] for run_steps in steps):
             found.append(f"{name}: its runs evaluate at different steps, so learning curves pool them only where steps "

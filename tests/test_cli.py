@@ -219,6 +219,9 @@ def test_a_malformed_preset_file_is_one_line(capsys, tmp_path):
         code, _, err = run_cli(capsys, ["train", *CARTPOLE, "--preset", tmp_path / "preset.yaml", "--out", tmp_path / "r",
                                         *QUIET])
         assert_one_error(code, err, pattern)
+    (tmp_path / "preset.yaml").write_text("envs: {CartPole: null}\n")  # an empty section is no section
+    from symrl.config import load_preset
+    assert load_preset(str(tmp_path / "preset.yaml")) == {"envs": {"CartPole": None}}
 
 
 def test_resuming_a_run_that_reached_stop_return_changes_nothing(capsys, tmp_path):

@@ -134,7 +134,7 @@ def run_cell(run_dir: str, config: dict, labels: dict, threads: int) -> dict:
         message = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
         # a run that refuses to resume (e.g. the sweep's steps now below its progress) keeps its state: marked
         # failed, the next sweep would restart it from zero and lose what it trained
-        refused = action == "resume" and isinstance(exc, SymrlError) and runs.read_status(path).get("state") != "failed"
+        refused = action == "resume" and isinstance(exc, SymrlError)
         if not refused and runs.read_status(path).get("state") != "failed":
             runs.write_status(path, "failed", error=message, traceback=traceback.format_exc(limit=8))
         return {"outcome": "failed", "error": message, "seconds": time.time() - start}

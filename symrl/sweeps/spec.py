@@ -198,15 +198,15 @@ def _matches(where: dict, labels: dict, seed: int) -> bool:
                for key, value in where.items())
 
 
-RESERVED = {"algo": "`algorithms`", "env": "`envs`", "preset": "the top-level `preset`", "seed": "`seeds`"}
+RESERVED = {"algo": "`algorithms`", "env": "`envs`", "preset": "the top-level `preset`",
+            "seed": "`seeds` (a count or a list such as [0, 5, 7])"}
 
 
 def _check_not_reserved(overrides: dict, source: str, field: str) -> None:
     """Keys the grid itself sets (under the label that names them) are not overrides."""
     for key, where in RESERVED.items():
         if key in overrides:
-            raise _fail(source, field, f"sets `{key}`, which a sweep takes from {where} (a count or a list such as "
-                        "[0, 5, 7] for seeds)" if key == "seed" else f"sets `{key}`, which a sweep takes from {where}")
+            raise _fail(source, field, f"sets `{key}`, which a sweep takes from {where}")
 
 
 def _resolve(kind: str, algo: str, env: str, preset: Any, overrides: dict) -> Any:
@@ -233,7 +233,6 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
     if kind == "rlhf" and data.get("preset") is not None:
         raise _fail(source, "preset", "does not apply to rlhf sweeps; each task has its preset (use overrides)")
     base: dict[str, Any] = dict(_mapping(data.get("overrides"), source, "overrides"))
-    _check_not_reserved(base, source, "overrides")
     if data.get("steps") is not None:
         base["iterations" if kind == "rlhf" else "total_steps"] = data["steps"]
     algorithms = _algorithms(data["algorithms"], source, RLHF_ALGOS if kind == "rlhf" else ALGOS)
@@ -242,7 +241,8 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
     seeds = _seeds(data.get("seeds"), source)
     rules = _cell_rules(data.get("cells"), source)
     preset = data.get("preset")
-    for field, overrides in [*((f"envs.{e}", o) for e, o in envs.items()), *((f"noise.{n}", o) for n, o in noises.items()),
+    for field, overrides in [("overrides", base), *((f"envs.{e}", o) for e, o in envs.items()),
+                             *((f"noise.{n}", o) for n, o in noises.items()),
                              *((f"algorithms.{a}", {k: v for k, v in o.items() if k != "algo"}) for a, o in algorithms.items()),
                              *((f"cells[{i}].set", values) for i, (_, values) in enumerate(rules))]:
         _check_not_reserved(overrides, source, field)
