@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "with AVX-512 BF16 / AMX and on GPUs, slightly different numbers")
     t.add_argument("--bins", type=int, help="discretise each Box action dimension into K bins (DA2C/DPPO/DSA2C/DSPPO); 0 = Gaussian policy")
     t.add_argument("--reward-noise", metavar="KIND:VALUE",
-                   help="training reward noise: gaussian:SIGMA (added after reward normalisation), uniform:V, or flip:P (r <- 1 - r)")
+                   help="training reward noise: gaussian:SIGMA (added after reward normalisation), uniform:V, or flip:P (r <- 1 - r, meant for sign-clipped Atari rewards)")
     t.add_argument("--adv-noise", metavar="flip:P", help="flip each advantage's sign with probability P (before normalisation)")
     t.add_argument("--alpha", type=float, help="weight of the RL (A2C/PPO) policy loss")
     t.add_argument("--beta", type=float, help="weight of the reverse (RCE) policy loss; 0 = plain A2C/PPO")
@@ -265,7 +265,10 @@ def _train(args: argparse.Namespace) -> int:
         out = args.out or Path("runs") / f"{cfg.algo}-{cfg.env.replace('/', '_')}-seed{cfg.seed}"
         result = train(cfg, out=out, overwrite=args.overwrite)
     final = f"final evaluation return {result.final_return:.2f}" if result.evaluations else "no evaluation"
-    print(f"done: {result.steps} steps, {final}; results in {result.run_dir}")
+    cfg = result.config
+    rounded = (f" (the budget of {cfg.total_steps} rounded up to whole rollouts of {cfg.rollout_steps})"
+               if result.steps == cfg.planned_steps != cfg.total_steps else "")
+    print(f"done: {result.steps} steps{rounded}, {final}; results in {result.run_dir}")
     return 0
 
 

@@ -118,6 +118,16 @@ class Config:
         """The algorithm family: 'a2c' (a2c, sa2c) or 'ppo' (ppo, sppo)."""
         return "a2c" if self.algo in ("a2c", "sa2c") else "ppo"
 
+    @property
+    def rollout_steps(self) -> int:
+        """Environment steps per rollout (one update): ``n_steps * n_envs``."""
+        return self.n_steps * self.n_envs
+
+    @property
+    def planned_steps(self) -> int:
+        """The steps a run trains: ``total_steps`` rounded up to whole rollouts, as in Stable-Baselines3."""
+        return -(-self.total_steps // self.rollout_steps) * self.rollout_steps
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -115,7 +115,7 @@ class Trainer:
             checkpoint = runs.safe_torch_load(self.run_dir / runs.CHECKPOINT)
             step = checkpoint.get("counters", {}).get("global_step", 0) if isinstance(checkpoint, dict) else 0
             # a run ends at the first whole rollout at or past total_steps: a checkpoint there is a finished run
-            if step >= cfg.total_steps + cfg.n_steps * cfg.n_envs:
+            if step > cfg.planned_steps:
                 raise SymrlError(f"the run in {self.run_dir} is already at step {step}, beyond a budget of "
                                  f"{cfg.total_steps} steps; keep its budget or give a larger one")
 
@@ -181,7 +181,7 @@ class Trainer:
         try:
             while not self._done():
                 stats = self.collector.collect(self.policy, self.buffer, self.engine)
-                self.global_step += cfg.n_steps * cfg.n_envs
+                self.global_step += cfg.rollout_steps
                 # the schedules' progress counts this rollout's steps, as in Stable-Baselines3 (and the authors'
                 # runs): the k-th of n updates runs at 1 - k/n of the initial learning rate and clip range
                 remaining = max(0.0, 1.0 - self.global_step / cfg.total_steps)
@@ -207,7 +207,7 @@ class Trainer:
                 if metrics_log:
                     metrics_log.write(row)
                     _tb_scalars(writer, "train", row, self.global_step)
-                progress.update(cfg.n_steps * cfg.n_envs)
+                progress.update(cfg.rollout_steps)
                 progress.set_postfix(ret=f"{_mean(recent_returns):.1f}", sps=f"{row['sps']:.0f}", refresh=False)
 
                 last = self.global_step >= cfg.total_steps
@@ -393,7 +393,7 @@ def _mean(values: list) -> float:
 def _progress_bar(cfg: Config, initial: int):
     from tqdm.auto import tqdm  # noqa: PLC0415
 
-    return tqdm(total=cfg.total_steps, initial=initial, unit="step", disable=not cfg.progress,
+    return tqdm(total=cfg.planned_steps, initial=initial, unit="step", disable=not cfg.progress,
                 desc=f"{cfg.algo} {cfg.env}", dynamic_ncols=True)
 
 

@@ -313,6 +313,14 @@ def test_help(capsys, command, flags):
 # a successful run, then eval
 # --------------------------------------------------------------------------------------------------
 
+def test_a_budget_that_is_not_whole_rollouts_rounds_up_and_says_so(capsys, tmp_path):
+    argv = ["train", "--algo", "a2c", "--env", "CartPole-v1", "--steps", "200", "--out", tmp_path / "run", *QUIET, *TINY]
+    code, stdout, _ = run_cli(capsys, argv)  # rollouts of 64 x 2 = 128 steps
+    assert code == 0
+    assert "done: 256 steps (the budget of 200 rounded up to whole rollouts of 128)" in stdout
+    assert runs.read_status(tmp_path / "run")["step"] == 256
+
+
 METRIC_HEADER_REQUIRED = ["step", "loss", "rl_loss", "reverse_loss", "entropy", "clip_fraction", "approx_kl",
                           "explained_variance", "sign_change_ratio", "sps"]
 
