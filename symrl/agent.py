@@ -37,6 +37,9 @@ class Agent:
         if not file.exists():
             raise SymrlError(f"no saved model in {path} (looked for {runs.MODEL}); is this a finished symrl run?")
         state = runs.safe_torch_load(file)
+        if isinstance(state, dict) and "config" not in state and "value_model" in state:
+            raise SymrlError(f"{path} is a language-model (symrl rlhf) run; its evaluations are in {runs.EVAL} and "
+                             f"{runs.SAMPLES}/, and `symrl report` reads them")
         try:
             config = Config(**state["config"]).validate()
             env = make_eval_env(config)

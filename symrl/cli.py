@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import math
 import os
 import sys
 from pathlib import Path
@@ -40,7 +41,7 @@ def _whole_number(text: str, least: int) -> int:
         value = float(text.replace("_", ""))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number; give e.g. 100000 or 1e5") from None
-    if value < least or value != int(value):
+    if value < least or not math.isfinite(value) or value != int(value):
         raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= {least}")
     return int(value)
 
@@ -142,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         "on first use), imdb and tldr (the paper's setups, Hugging Face hub names; local folders with --set "
         "policy_model=... reward_model=... dataset=...). The run directory holds config.yaml, metrics.csv, eval.csv, "
         "samples/ and checkpoints; `symrl report` reads it.", formatter_class=_Help)
-    h.add_argument("--task", default="sentiment", help="sentiment, imdb or tldr")
-    h.add_argument("--algo", choices=("ppo", "sppo"), default="ppo", help="ppo, or symmetric PPO (the task's alpha/beta)")
+    h.add_argument("--task", help="sentiment (default), imdb or tldr")
+    h.add_argument("--algo", choices=("ppo", "sppo"), help="ppo (default), or symmetric PPO (the task's alpha/beta)")
     h.add_argument("--alpha", type=float, help="weight of the PPO policy loss")
     h.add_argument("--beta", type=float, help="weight of the reverse (RCE) term; 0 = plain PPO")
     h.add_argument("--z", type=float, help="log 0 constant of the reverse cross entropy (negative)")
@@ -231,6 +232,13 @@ def _demo(args: argparse.Namespace) -> int:
     return _print_summary(summary)
 
 
+def _refuse_beside_resume(args: argparse.Namespace, names: tuple) -> None:
+    """``--resume`` continues a run with its saved settings: flags that would choose others are an error."""
+    given = [f"--{name}" for name in names if getattr(args, name)]
+    if given:
+        raise SymrlError(f"--resume continues the run in --out with its own settings; drop {', '.join(given)}")
+
+
 def _train(args: argparse.Namespace) -> int:
     from .trainer import train  # noqa: PLC0415 (keeps --help fast)
 
@@ -250,10 +258,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out is None:
             raise SymrlError("--resume needs --out DIR, the run directory to continue")
-        given = [flag for flag, value in (("--algo", args.algo), ("--env", args.env), ("--preset", args.preset),
-                                          ("--overwrite", args.overwrite)) if value]
-        if given:
-            raise SymrlError(f"--resume continues the run in --out with its own settings; drop {', '.join(given)}")
+        _refuse_beside_resume(args, ("algo", "env", "preset", "overwrite"))
         result = train(out=args.out, resume=True, **overrides)
     else:
         named = [key for key in ("algo", "env", "preset") if key in overrides]
@@ -274,7 +279,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _rlhf(args: argparse.Namespace) -> int:
     if args.prepare_only:
-        if args.task != "sentiment":
+        if args.task not in (None, "sentiment"):
             raise SymrlError(f"only the sentiment task has assets to prepare; {args.task} loads from the Hugging Face hub")
         from .rlhf.assets import prepare_sentiment, sentiment_dir  # noqa: PLC0415
 
@@ -294,9 +299,10 @@ def _rlhf(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out is None:
             raise SymrlError("--resume needs --out DIR, the run directory to continue")
+        _refuse_beside_resume(args, ("task", "algo", "overwrite"))
         cfg = resume_config(args.out, **overrides)
     else:
-        cfg = make_rlhf_config(**{"task": args.task, "algo": args.algo, **overrides})
+        cfg = make_rlhf_config(**{"task": args.task or "sentiment", "algo": args.algo or "ppo", **overrides})
     bar = None
 
     def progress(row: dict) -> None:  # the bar starts after loading, at the first iteration
@@ -374,6 +380,7 @@ def _record(agent, args: argparse.Namespace):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = None
     try:
         args = build_parser().parse_args(argv)
         commands = {"train": _train, "eval": _eval, "sweep": _sweep, "report": _report, "demo": _demo, "rlhf": _rlhf}
@@ -382,8 +389,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted; continue with `symrl train --resume --out DIR` (a sweep or the demo: run it again)",
-              file=sys.stderr)
+        command = getattr(args, "command", None)
+        again = "run it again"  # a sweep or the demo skips what is done
+        if command in ("train", "rlhf"):
+            again = f"continue with `symrl {command} --resume --out {args.out or 'DIR'}`"
+        print(f"error: interrupted; {again}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `symrl sweep FILE --dry-run | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

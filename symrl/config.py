@@ -265,7 +265,7 @@ def _coerce(name: str, value: Any, schema: type = Config) -> Any:
             if not isinstance(value, base):
                 raise ValueError
             return value
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite integer
         pass
     else:
         return value
@@ -449,4 +449,14 @@ def read_config_mapping(path: str | Path) -> dict:
 
 def load_config_file(path: str | Path) -> Config:
     """Read a ``config.yaml`` written by a run back into a :class:`Config`."""
-    return Config(**coerce_values(read_config_mapping(path))).validate()
+    return config_from_file(path, Config)
+
+
+def config_from_file(path: str | Path, schema: type, drop: tuple = ()) -> Any:
+    """A run's ``config.yaml`` as a validated ``schema`` (``Config`` or ``RLHFConfig``), without the keys in
+    ``drop``; a key or value the schema refuses is an error that names the file."""
+    mapping = {k: v for k, v in read_config_mapping(path).items() if k not in drop}
+    try:
+        return schema(**coerce_values(mapping, schema)).validate()
+    except SymrlError as exc:
+        raise SymrlError(f"{path}: {exc}") from None

@@ -16,3 +16,9 @@ class TrainingDiverged(SymrlError):
     """A non-finite loss stopped training; the last good checkpoint is kept."""
 
     exit_code = 1
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message in one line (at most 200 characters), or its class name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else exc.__class__.__name__

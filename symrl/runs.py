@@ -177,6 +177,37 @@ def clear_run(run_dir: Path) -> None:
             path.unlink()
 
 
+def check_out(run_dir: Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse, before any work starts, an ``--out`` that is a file, that already holds a run (without ``resume``
+    or ``overwrite``) or that cannot be created."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SymrlError(f"{run_dir} is a file; --out takes the run's directory")
+    if resume:
+        return
+    if holds_run(run_dir) and not overwrite:
+        raise SymrlError(f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it, "
+                         "or choose another --out")
+    existing = next(folder for folder in (run_dir, *run_dir.absolute().parents) if folder.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        problem = "is a file" if not existing.is_dir() else "is not writable"
+        raise SymrlError(f"cannot create {run_dir} ({existing} {problem}); choose another --out")
+
+
+def check_resume(run_dir: Path, overrides: dict, may_change: set) -> None:
+    """Refuse ``--resume`` of a directory without a config and a checkpoint, or with settings the checkpoint fixes."""
+    run_dir = Path(run_dir)
+    if not ((run_dir / CONFIG).is_file() and (run_dir / CHECKPOINT).is_file()):
+        if holds_run(run_dir):
+            raise SymrlError(f"{run_dir} has no {CHECKPOINT} to resume from (the run stopped before its first "
+                             "checkpoint); start it again with --overwrite")
+        raise SymrlError(f"{run_dir} holds no resumable run (config.yaml and {CHECKPOINT} are needed); "
+                         "start it without --resume")
+    changed = sorted(set(overrides) - set(may_change))
+    if changed:
+        raise SymrlError(f"cannot change {', '.join(changed)} when resuming; drop them or start a new run")
+
+
 def holds_run(run_dir: Path) -> bool:
     """True when ``run_dir`` already holds results of a run (anything we would overwrite)."""
     run_dir = Path(run_dir)

@@ -20,6 +20,7 @@ from .advantages import compute_gae
 from .algos import a2c_update, ppo_update
 from .algos.common import Batch, explained_variance
 from .config import Config, load_config_file
+from .device import resolve_device
 from .envs import make_train_envs
 from .envs.normalize import ObsNormalizer, RewardScaler
 from .errors import SymrlError, TrainingDiverged
@@ -83,18 +84,6 @@ def _check_policy_fits(cfg: Config, action_space: gym.Space) -> None:
         )
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; asking for CUDA without it is a user error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SymrlError(f"device {name!r} requested but torch sees no CUDA GPU; use --set device=cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise SymrlError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-
-
 class Trainer:
     """Holds everything a run needs; ``run()`` trains to ``cfg.total_steps``."""
 
@@ -104,11 +93,8 @@ class Trainer:
             raise SymrlError("--resume needs --out DIR of the run to continue")
         cfg.validate()
         self.cfg = cfg
-        if self.run_dir is not None and not resume and runs.holds_run(self.run_dir) and not overwrite:
-            raise SymrlError(f"{self.run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it, "
-                             "or choose another --out")
-        if self.run_dir is not None and self.run_dir.exists() and not self.run_dir.is_dir():
-            raise SymrlError(f"{self.run_dir} is a file; --out takes the run's directory")
+        if self.run_dir is not None:
+            runs.check_out(self.run_dir, resume, overwrite)
 
         checkpoint = None
         if resume:
@@ -376,12 +362,7 @@ def train(config: Optional[Config] = None, *, out: Optional[str | Path] = None, 
 def resume_config(run_dir: str | Path, **overrides) -> Config:
     """The saved config of ``run_dir``; on resume only ``total_steps`` and ``progress`` may change."""
     run_dir = Path(run_dir)
-    if not (run_dir / runs.CONFIG).exists() or not (run_dir / runs.CHECKPOINT).exists():
-        raise SymrlError(f"{run_dir} holds no resumable run (config.yaml and checkpoints/last.pt are needed); "
-                         "start it without --resume")
-    changed = sorted(set(overrides) - {"total_steps", "progress"})
-    if changed:
-        raise SymrlError(f"cannot change {', '.join(changed)} when resuming; drop them or start a new run")
+    runs.check_resume(run_dir, overrides, may_change={"total_steps", "progress"})
     saved = load_config_file(run_dir / runs.CONFIG)
     return saved.replace(**{k: v for k, v in overrides.items() if v is not None})
 

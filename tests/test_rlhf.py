@@ -208,11 +208,27 @@ def test_resume_on_another_kind_of_device_warns_and_samples_from_a_fresh_seed(tm
 
 
 def test_a_non_finite_loss_stops_the_run_and_records_why(tmp_path):
-    nan_reward = lambda prompts, responses: [float("nan")] * len(prompts)  # noqa: E731
-    trainer = RLHFTrainer(RLHFConfig(iterations=2, **CFG), _model(), _tokenizer(), nan_reward, PROMPTS, out=tmp_path)
+    from symrl.rlhf.models import value_model_for
+
+    policy = _model()
+    critic = value_model_for(policy)
+    torch.nn.init.constant_(critic.head.bias, float("nan"))  # NaN values -> NaN advantages and value loss
+    trainer = RLHFTrainer(RLHFConfig(iterations=2, **CFG), policy, _tokenizer(), _good_fraction, PROMPTS,
+                          value_model=critic, out=tmp_path)
     with pytest.raises(TrainingDiverged, match="non-finite loss"):
         trainer.run()
     assert runs.read_status(tmp_path)["state"] == "failed"
+
+
+@pytest.mark.parametrize("reward_fn, message", [
+    (lambda prompts, responses: [0.5], "returned 1 scores for 32 responses"),
+    (lambda prompts, responses: [float("nan")] * len(prompts), "non-finite score"),
+    (lambda prompts, responses: ["good"] * len(prompts), "must return one number per response"),
+])
+def test_a_reward_function_that_does_not_return_one_finite_number_per_response_is_an_error(reward_fn, message):
+    trainer = RLHFTrainer(RLHFConfig(iterations=1, **CFG), _model(), _tokenizer(), reward_fn, PROMPTS)
+    with pytest.raises(SymrlError, match=message):
+        trainer.run()
 
 
 def test_every_process_stops_when_one_has_a_non_finite_loss():
@@ -305,8 +321,11 @@ def test_classifier_reward_uses_its_own_tokenizer_and_returns_the_label_probabil
         encoded = tokenizer(["the movie good"], return_tensors="pt")
         expected = reward.model(**encoded).logits.softmax(-1)[0, 1].item()
     assert scores[0] == pytest.approx(expected, abs=1e-6) and all(0 < s < 1 for s in scores)
-    with pytest.raises(SymrlError, match="cannot load the reward model"):
+    with pytest.raises(SymrlError, match="the reward model folder .*missing' does not exist"):
         ClassifierReward.from_pretrained(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SymrlError, match="cannot load the reward model .*empty"):
+        ClassifierReward.from_pretrained(str(tmp_path / "empty"))
     with pytest.raises(SymrlError, match="no label"):
         ClassifierReward(model, tokenizer, label="HAPPY")
 

@@ -101,7 +101,7 @@ def test_task_errors_are_one_line(stand_ins, tmp_path, capsys):
                  "--set", f"policy_model={stand_ins['policy']}", "--set", f"reward_model={stand_ins['classifier']}"]) == 2
     assert "load_in_4bit needs a CUDA GPU" in capsys.readouterr().err
     missing = str(tmp_path / "nowhere")
-    with pytest.raises(SymrlError, match="cannot load the tokenizer .*nowhere"):
+    with pytest.raises(SymrlError, match="the tokenizer folder .*nowhere' does not exist"):
         load_task(make_rlhf_config("imdb", policy_model=missing))
     tldr = dict(policy_model=str(stand_ins["policy"]), reward_model=str(stand_ins["preference"]))
     with pytest.raises(SymrlError, match=r"lacks the columns \['prompt'\]"):
@@ -109,6 +109,77 @@ def test_task_errors_are_one_line(stand_ins, tmp_path, capsys):
     train_only = save_dataset(tmp_path / "train_only", {"train": [{"prompt": "the plot", "label": "good"}] * 3})
     with pytest.raises(SymrlError, match="has no 'valid' split"):
         load_task(make_rlhf_config("tldr", dataset=str(train_only), **tldr), log=lambda _: None)
+
+
+def _imdb(stand_ins, out, policy="policy", reward="classifier") -> list[str]:
+    return ["rlhf", "--task", "imdb", "--out", str(out), "--set", f"policy_model={stand_ins[policy]}",
+            "--set", f"reward_model={stand_ins[reward]}", "--set", f"dataset={stand_ins['imdb']}", *SMALL]
+
+
+def _error(capsys, argv) -> str:
+    """The one ``error:`` line of a refused command (exit code 2)."""
+    code = main([str(a) for a in argv])
+    lines = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1, lines
+    return errors[0]
+
+
+def test_models_settings_and_folders_that_cannot_work_are_refused(stand_ins, tmp_path, capsys):
+    from transformers import GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast
+
+    out = tmp_path / "run"
+    # a causal LM as the reward model would get a random score head; a classifier as the policy a random LM head
+    assert "has no trained weights for score.weight" in _error(capsys, _imdb(stand_ins, out, reward="policy"))
+    assert "give a causal language model" in _error(capsys, _imdb(stand_ins, out, policy="classifier"))
+    bare = stand_ins["policy"].parent / "bare_reward"  # a reward model whose tokenizer has no pad and no eos token
+    GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=len(WORDS), n_positions=64,
+                                             pad_token_id=None, eos_token_id=None, bos_token_id=None)).save_pretrained(bare)
+    PreTrainedTokenizerFast(tokenizer_file=str(stand_ins["policy"] / "tokenizer.json")).save_pretrained(bare)
+    stand_ins = {**stand_ins, "bare": bare}
+    assert "neither a pad nor an end-of-sequence token" in _error(capsys, _imdb(stand_ins, out, reward="bare"))
+    assert "do not fit the policy's context of 64 tokens" in _error(
+        capsys, [*_imdb(stand_ins, out), "--set", "max_new_tokens=100"])
+    assert "unknown device 'gpu'" in _error(capsys, [*_imdb(stand_ins, out), "--set", "device=gpu"])
+    if not torch.cuda.is_available():
+        assert "torch sees no CUDA GPU" in _error(capsys, [*_imdb(stand_ins, out), "--set", "device=cuda"])
+    assert "iterations must be an integer, got 'inf'" in _error(capsys, [*_imdb(stand_ins, out), "--set", "iterations=inf"])
+    assert "brings its own prompts" in _error(capsys, ["rlhf", "--set", f"dataset={stand_ins['imdb']}", "--out", out])
+    (tmp_path / "afile").write_text("mine")
+    assert "afile is a file; --out takes the run's directory" in _error(capsys, _imdb(stand_ins, tmp_path / "afile"))
+    assert "cannot create" in _error(capsys, _imdb(stand_ins, tmp_path / "afile" / "run"))
+    assert not out.exists() and (tmp_path / "afile").read_text() == "mine"
+
+
+def test_resume_refuses_a_smaller_budget_and_other_settings_and_ctrl_c_marks_the_run(stand_ins, tmp_path, capsys,
+                                                                                     monkeypatch):
+    from symrl import runs
+    from symrl.rlhf.trainer import RLHFTrainer
+
+    out = tmp_path / "run"
+    assert main([*_imdb(stand_ins, out), "--iterations", "2"]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    resume = ["rlhf", "--resume", "--out", out, "--no-progress"]
+    assert "already at iteration 2, beyond a budget of 1 iterations" in _error(capsys, [*resume, "--iterations", "1"])
+    assert "drop --algo, --overwrite" in _error(capsys, [*resume, "--algo", "sppo", "--overwrite"])
+    assert "drop --task" in _error(capsys, [*resume, "--task", "tldr"])
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert "language-model (symrl rlhf) run" in _error(capsys, ["eval", out])
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    (out / "config.yaml").write_text(yaml.safe_dump({**config, "colour": "red"}))
+    assert f"{out / 'config.yaml'}: unknown config key 'colour'" in _error(capsys, [*resume, "--iterations", "3"])
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RLHFTrainer, "step", interrupted)  # Ctrl-C in the first iteration, before any checkpoint
+    stopped = tmp_path / "stopped"
+    assert main(_imdb(stand_ins, stopped)) == 130
+    assert f"interrupted; continue with `symrl rlhf --resume --out {stopped}`" in capsys.readouterr().err
+    assert runs.read_status(stopped)["state"] == "interrupted"
+    monkeypatch.undo()
+    assert "stopped before its first checkpoint); start it again with --overwrite" in _error(capsys, [*resume[:3], stopped])
+    assert main([*_imdb(stand_ins, stopped), "--overwrite", "--iterations", "1"]) == 0
 
 
 def test_unreachable_hub_is_a_one_line_error_naming_the_fix(tmp_path):
@@ -242,7 +313,7 @@ def test_two_processes_share_gradients_through_accelerate(stand_ins, tmp_path):
     first, second = state["processes"]
     assert not torch.equal(first["generator"], second["generator"])  # each process drew its own samples
     # resumed by one process: the step axis goes on counting trajectories (4 more), nothing logged is dropped
-    assert main(["rlhf", "--task", "imdb", "--resume", "--iterations", "3", "--out", str(out), "--no-progress"]) == 0
+    assert main(["rlhf", "--resume", "--iterations", "3", "--out", str(out), "--no-progress"]) == 0
     for name in ("metrics.csv", "eval.csv"):
         rows = (out / name).read_text().splitlines()
         column = rows[0].split(",").index("step")

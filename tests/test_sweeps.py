@@ -81,6 +81,9 @@ def test_grid_labels_folders_and_override_order(tmp_path):
     ({"cells": [{"where": {"algorithm": "DQN"}, "set": {"gamma": 0.9}}]}, "field `cells[0].where`: matches no cell"),
     ({"algorithms": ["ppo", "ppo"]}, "field `algorithms`: lists ppo twice"),
     ({"envs": ["CartPole-v1", "CartPole-v1"]}, "field `envs`: lists CartPole-v1 twice"),
+    ({"overrides": {"total_steps": 512}}, "field `overrides.total_steps`: sets the budget that `steps` sets too"),
+    ({"kind": "rlhf", "envs": ["sentiment"], "algorithms": ["ppo"], "overrides": {"task": "tldr"}},
+     "field `overrides`: sets `task`, which a sweep takes from `envs`"),
 ])
 def test_malformed_sweep_files_name_the_field(tmp_path, change, message):
     spec = {**_spec(tmp_path / "out"), **change}

@@ -8,7 +8,7 @@ import importlib
 
 import gymnasium as gym
 
-from ..errors import SymrlError
+from ..errors import SymrlError, first_line
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,7 +48,7 @@ def gym_make(env_id: str, **kwargs) -> gym.Env:
     try:
         return gym.make(env_id, **kwargs)
     except (gym.error.DependencyNotInstalled, ImportError) as exc:  # e.g. mujoco-py for v3 MuJoCo ids, jax for phys2d
-        raise SymrlError(f"{env_id} needs a package that is not installed ({str(exc).splitlines()[0]}); install it "
+        raise SymrlError(f"{env_id} needs a package that is not installed ({first_line(exc)}); install it "
                          "or use another version of the environment") from None
     except TypeError as exc:
         raise SymrlError(f"{env_id} rejected env_kwargs {kwargs} ({exc}); fix --set env_kwargs=...") from None

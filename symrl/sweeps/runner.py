@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from .. import runs
 from ..config import load_config_file, read_config_mapping
-from ..errors import SymrlError
+from ..errors import SymrlError, first_line
 from .spec import Cell, Sweep, budget, is_rlhf
 
 OUTCOMES = ("done", "skipped", "resumed", "failed")
@@ -131,13 +131,18 @@ def run_cell(run_dir: str, config: dict, labels: dict, threads: int) -> dict:
     except BaseException as exc:  # noqa: BLE001 - a failing cell must not stop the sweep
         if isinstance(exc, KeyboardInterrupt):
             raise
-        message = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+        message = _describe(exc)
         # a run that refuses to resume (e.g. the sweep's steps now below its progress) keeps its state: marked
         # failed, the next sweep would restart it from zero and lose what it trained
         refused = action == "resume" and isinstance(exc, SymrlError)
         if not refused and runs.read_status(path).get("state") != "failed":
             runs.write_status(path, "failed", error=message, traceback=traceback.format_exc(limit=8))
         return {"outcome": "failed", "error": message, "seconds": time.time() - start}
+
+
+def _describe(exc: BaseException) -> str:
+    """What a sweep's summary says about a failed cell: the exception's class and first line."""
+    return f"{exc.__class__.__name__}: {first_line(exc)}" if str(exc).strip() else exc.__class__.__name__
 
 
 def _train(path: Path, cfg, resume: bool) -> tuple[int, float]:
@@ -408,7 +413,7 @@ def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str
                 try:
                     _record(summary, cell.key, ray.get(ref))
                 except Exception as exc:  # noqa: BLE001 - retries exhausted or the task was lost
-                    error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+                    error = _describe(exc)
                     _record(summary, cell.key, {"outcome": "failed", "error": error})
             tick()
     finally:

@@ -198,8 +198,8 @@ def _matches(where: dict, labels: dict, seed: int) -> bool:
                for key, value in where.items())
 
 
-RESERVED = {"algo": "`algorithms`", "env": "`envs`", "preset": "the top-level `preset`",
-            "seed": "`seeds` (a count or a list such as [0, 5, 7])"}
+RESERVED = {"algo": "`algorithms`", "env": "`envs`", "task": "`envs` (the tasks of an rlhf sweep)",
+            "preset": "the top-level `preset`", "seed": "`seeds` (a count or a list such as [0, 5, 7])"}
 
 
 def _check_not_reserved(overrides: dict, source: str, field: str) -> None:
@@ -234,7 +234,10 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
         raise _fail(source, "preset", "does not apply to rlhf sweeps; each task has its preset (use overrides)")
     base: dict[str, Any] = dict(_mapping(data.get("overrides"), source, "overrides"))
     if data.get("steps") is not None:
-        base["iterations" if kind == "rlhf" else "total_steps"] = data["steps"]
+        budget_key = "iterations" if kind == "rlhf" else "total_steps"
+        if budget_key in base:
+            raise _fail(source, f"overrides.{budget_key}", "sets the budget that `steps` sets too; keep one of them")
+        base[budget_key] = data["steps"]
     algorithms = _algorithms(data["algorithms"], source, RLHF_ALGOS if kind == "rlhf" else ALGOS)
     envs = _envs(data["envs"], source)
     noises = _noise(data.get("noise"), source)
