@@ -57,21 +57,33 @@ class Agent:
         return make_eval_env(self.config, render_mode=render_mode)
 
     def act(self, obs: np.ndarray, deterministic: Optional[bool] = None) -> np.ndarray:
-        """Action(s) for one observation or a batch; deterministic by default except on Atari."""
+        """Action(s) for one observation or a batch (one action, or an array of them); deterministic by default
+        except on Atari. Stochastic actions draw from torch's global generator (``torch.manual_seed``)."""
         if deterministic is None:
             deterministic = default_deterministic(self.config)
+        if isinstance(obs, tuple) and len(obs) == 2 and isinstance(obs[1], dict):
+            raise SymrlError("act() got an (observation, info) pair: env.reset() returns both; pass the observation")
         obs = np.asarray(obs)
-        single = obs.shape == self.policy_obs_shape
+        shape = self.policy_obs_shape
+        single = obs.shape == shape
+        if not single and obs.shape[1:] != shape:
+            raise SymrlError(f"expected an observation of shape {shape} or a batch of shape (N, {', '.join(map(str, shape))}), "
+                             f"got {obs.shape}; observations come from agent.make_env()")
         batch = obs[None] if single else obs
         actions = self.policy.act_numpy(self.obs_norm(batch), deterministic)
         return actions[0] if single else actions
 
-    def predict(self, obs: np.ndarray, deterministic: bool = True):
-        """Stable-Baselines3-style ``(action, state)``."""
-        return self.act(obs, deterministic), None
+    def predict(self, observation: np.ndarray, state=None, episode_start=None, deterministic: Optional[bool] = None):
+        """Stable-Baselines3's ``predict``: ``(action, None)`` (no recurrent state), so SB3 tools such as
+        ``evaluate_policy`` take an Agent; ``deterministic=None`` is :meth:`act`'s default."""
+        return self.act(observation, deterministic), None
 
     def evaluate(self, episodes: int = 10, seed: int = 0, deterministic: Optional[bool] = None) -> np.ndarray:
-        """Returns of ``episodes`` clean evaluation episodes."""
+        """Returns of ``episodes`` clean evaluation episodes; the same ``seed`` gives the same returns (it seeds the
+        environments and, for stochastic evaluation, the sampled actions)."""
+        for name, value, least in (("episodes", episodes, 1), ("seed", seed, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+                raise SymrlError(f"evaluate() needs {name} to be a whole number >= {least}, got {value!r}")
         if deterministic is None:
             deterministic = default_deterministic(self.config)
         envs = make_eval_envs(self.config, min(episodes, 16))

@@ -28,7 +28,12 @@ FAMILIES = ("atari", "mujoco", "box2d", "classic")
 
 @dataclass
 class Config:
-    """Every setting of a training run. See ``symrl train --help`` and the README."""
+    """Every setting of a training run. See ``symrl train --help`` and the README.
+
+    Build one with :func:`make_config` (the preset of the environment's family, then the algorithm's symmetric
+    weights, then overrides): ``Config(algo="sppo")`` alone has the dataclass defaults, alpha 1 and beta 0,
+    i.e. plain PPO. Change settings with :meth:`replace`.
+    """
 
     # what to train
     algo: str = "ppo"
@@ -132,13 +137,19 @@ class Config:
         return dataclasses.asdict(self)
 
     def replace(self, **overrides: Any) -> "Config":
-        """A copy with ``overrides`` applied (validated like ``--set``)."""
+        """A validated copy with ``overrides`` applied (converted like ``--set``). The algorithm, environment and
+        preset choose the preset's settings, so they are not overrides: make a new config with make_config."""
+        chosen = [key for key in ("algo", "env", "preset") if key in overrides]
+        if chosen:
+            raise SymrlError(f"{chosen[0]} selects the preset's settings (e.g. sppo's alpha and beta) and cannot be "
+                             f"replaced; build a new config with symrl.make_config(algo, env, preset, ...)")
         data = self.to_dict()
         data.update(coerce_values(overrides))
-        return Config(**data)
+        return Config(**data).validate()
 
     def validate(self) -> "Config":
         """Raise :class:`SymrlError` on any value that cannot work, naming the fix."""
+        check_types(self)
         _choice("algo", self.algo, ALGOS)
         _choice("vec_env", self.vec_env, ("sync", "async", "ale", "envpool"))
         _choice("engine", self.engine, ("auto", "torch", "numpy"))
@@ -178,6 +189,17 @@ class Config:
         parse_reward_noise(self.reward_noise)
         parse_adv_noise(self.adv_noise)
         return self
+
+
+def check_types(cfg: Any) -> None:
+    """Every field of a config built in Python holds a value of its type (as ``--set`` and YAML values are
+    converted): a wrong kind, or a number given as a string, is an error naming the field."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        converted = _coerce(f.name, value, type(cfg))
+        if isinstance(value, str) and not isinstance(converted, str):
+            raise SymrlError(f"{f.name} must be given as {type(converted).__name__} (e.g. {converted!r}), not the "
+                             f"string {value!r}")
 
 
 def check_ranges(cfg: Any, positive_finite: tuple = (), positive: tuple = (), non_negative: tuple = (),

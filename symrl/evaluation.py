@@ -10,6 +10,7 @@ import functools
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from .config import Config
 from .envs.make import build_env, is_atari
@@ -34,17 +35,22 @@ def evaluate(
     deterministic: bool,
     seed: int,
 ) -> np.ndarray:
-    """Returns of ``episodes`` episodes, played ``envs.num_envs`` at a time."""
+    """Returns of ``episodes`` episodes, played ``envs.num_envs`` at a time. ``seed`` seeds the environments and
+    the sampled actions (stochastic evaluation), which draw from torch's generator forked for the evaluation: the
+    same seed gives the same returns, and training's random stream does not depend on when it evaluates."""
     returns: list[float] = []
-    while len(returns) < episodes:
-        n = envs.num_envs
-        obs, _ = envs.reset(seed=[seed + len(returns) + i for i in range(n)])
-        totals = np.zeros(n)
-        running = np.ones(n, dtype=bool)
-        while running.any():
-            actions = policy.act_numpy(obs_norm(obs), deterministic)
-            obs, reward, terminated, truncated, _ = envs.step(actions)
-            totals += np.where(running, reward, 0.0)
-            running &= ~(terminated | truncated)
-        returns += totals.tolist()
+    device = next(policy.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        while len(returns) < episodes:
+            n = envs.num_envs
+            obs, _ = envs.reset(seed=[seed + len(returns) + i for i in range(n)])
+            totals = np.zeros(n)
+            running = np.ones(n, dtype=bool)
+            while running.any():
+                actions = policy.act_numpy(obs_norm(obs), deterministic)
+                obs, reward, terminated, truncated, _ = envs.step(actions)
+                totals += np.where(running, reward, 0.0)
+                running &= ~(terminated | truncated)
+            returns += totals.tolist()
     return np.asarray(returns[:episodes])

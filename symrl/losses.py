@@ -75,7 +75,7 @@ def _split(log_prob: torch.Tensor, advantages: torch.Tensor, mask: Optional[torc
     if mask is not None:
         valid = mask.bool() if log_prob.dim() == mask.dim() else mask.bool().unsqueeze(-1)
         log_prob = torch.where(valid, log_prob, torch.zeros_like(log_prob))
-    if log_prob.dim() == advantages.dim() + 1:
+    if log_prob.dim() == advantages.dim() + 1 and log_prob.shape[:-1] == advantages.shape:
         return log_prob.sum(-1), log_prob
     if log_prob.shape != advantages.shape:
         raise ValueError(
@@ -85,11 +85,13 @@ def _split(log_prob: torch.Tensor, advantages: torch.Tensor, mask: Optional[torc
     return log_prob, None
 
 
-def _check(variant: str, mask: Optional[torch.Tensor], advantages: torch.Tensor) -> None:
+def _check(variant: str, mask: Optional[torch.Tensor], advantages: torch.Tensor, z: float) -> None:
     if variant not in ("rce", "mae"):
         raise ValueError(f"variant must be 'rce' or 'mae', got {variant!r}")
     if mask is not None and mask.shape != advantages.shape:
         raise ValueError(f"mask shape {tuple(mask.shape)} must equal advantages shape {tuple(advantages.shape)}")
+    if not z < 0:
+        raise ValueError(f"z (the reverse cross entropy's log 0) must be negative, got {z}; the paper uses -1")
 
 
 def _reverse_terms(lp: torch.Tensor, z: float, variant: str) -> torch.Tensor:
@@ -117,7 +119,7 @@ def symmetric_a2c_loss(
     ``L_A2C = -mean(A * log p)`` and ``L_rA2C = -Z * mean(A * (1 - p))``; its gradient is
     ``|Z| * p * grad L_A2C`` per sample, i.e. a probability-weighted policy gradient.
     """
-    _check(variant, mask, advantages)
+    _check(variant, mask, advantages, z)
     adv = advantages.detach()
     joint_lp, dim_lp = _split(log_prob, adv, mask)
     rl_loss = -masked_mean(adv * joint_lp, mask)
@@ -151,9 +153,11 @@ def symmetric_ppo_loss(
     ``|Z| * grad L_PPO``, so this loss equals PPO with policy coefficient ``alpha + beta * |Z|``.
     ``reverse_mask="none"`` drops ``m`` (the paper's earlier, unmasked form).
     """
-    _check(variant, mask, advantages)
+    _check(variant, mask, advantages, z)
     if reverse_mask not in ("ppo", "none"):
         raise ValueError(f"reverse_mask must be 'ppo' or 'none', got {reverse_mask!r}")
+    if not clip_range >= 0:  # 0 at the last update of a linear clip schedule
+        raise ValueError(f"clip_range must be >= 0, got {clip_range}")
     if old_log_prob.shape != log_prob.shape:
         raise ValueError(
             f"old_log_prob shape {tuple(old_log_prob.shape)} must equal log_prob shape {tuple(log_prob.shape)}"

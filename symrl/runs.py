@@ -186,8 +186,8 @@ def check_out(run_dir: Path, resume: bool = False, overwrite: bool = False) -> N
     if resume:
         return
     if holds_run(run_dir) and not overwrite:
-        raise SymrlError(f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it, "
-                         "or choose another --out")
+        raise SymrlError(f"{run_dir} already holds a run; pass --resume (resume=True) to continue it, --overwrite "
+                         "(overwrite=True) to replace it, or choose another --out")
     existing = next(folder for folder in (run_dir, *run_dir.absolute().parents) if folder.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         problem = "is a file" if not existing.is_dir() else "is not writable"

@@ -17,6 +17,7 @@ import torch
 
 from . import runs
 from .advantages import compute_gae
+from .agent import Agent
 from .algos import a2c_update, ppo_update
 from .algos.common import Batch, explained_variance
 from .config import Config, load_config_file
@@ -42,13 +43,14 @@ EVAL_SEEDS_PER_RUN = 1_000_000
 
 @dataclass
 class RunResult:
-    """What ``train`` returns: the evaluations, the final score and where everything was written."""
+    """What ``train`` returns: the config, the steps trained, the evaluations (``final_return`` is the last one's
+    mean), the run directory and the trained :class:`~symrl.agent.Agent`."""
 
     config: Config
     steps: int
     evaluations: list[dict] = field(default_factory=list)
     run_dir: Optional[Path] = None
-    agent: "object" = None
+    agent: Optional[Agent] = None
 
     @property
     def final_return(self) -> float:
@@ -80,14 +82,16 @@ def _check_policy_fits(cfg: Config, action_space: gym.Space) -> None:
     if isinstance(action_space, gym.spaces.Box) and cfg.beta != 0:
         raise SymrlError(
             f"{cfg.algo} with beta={cfg.beta} needs action probabilities, but {cfg.env} has a Box action space "
-            "and a Gaussian policy; pass --bins 11 (the paper's discretisation) or --beta 0"
+            "and a Gaussian policy; pass --bins 11 (bins=11; the paper's discretisation) or --beta 0 (beta=0)"
         )
 
 
 class Trainer:
-    """Holds everything a run needs; ``run()`` trains to ``cfg.total_steps``."""
+    """Holds everything a run needs; ``run()`` trains to ``cfg.planned_steps`` (``total_steps`` rounded up to whole
+    rollouts) or until an evaluation reaches ``cfg.stop_return``, and returns the :class:`RunResult`."""
 
     def __init__(self, cfg: Config, out: Optional[str | Path] = None, resume: bool = False, overwrite: bool = False):
+        _check_is_config(cfg)
         self.run_dir = Path(out) if out is not None else None
         if resume and self.run_dir is None:
             raise SymrlError("--resume needs --out DIR of the run to continue")
@@ -231,8 +235,6 @@ class Trainer:
                 writer.close()
             self.close()
 
-        from .agent import Agent  # noqa: PLC0415
-
         agent = Agent(self.policy, self.obs_norm, cfg)
         return RunResult(cfg, self.global_step, list(self.evaluations), self.run_dir, agent)
 
@@ -345,6 +347,8 @@ def train(config: Optional[Config] = None, *, out: Optional[str | Path] = None, 
     """
     from .config import make_config  # noqa: PLC0415
 
+    if config is not None:
+        _check_is_config(config)
     if resume:
         if config is not None or out is None:
             raise SymrlError("resume=True takes the run directory as out= and no config (it is read from the run)")
@@ -357,6 +361,12 @@ def train(config: Optional[Config] = None, *, out: Optional[str | Path] = None, 
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+
+
+def _check_is_config(config: object) -> None:
+    if not isinstance(config, Config):
+        raise SymrlError(f"expected a symrl.Config (from symrl.make_config), got {type(config).__name__} {config!r:.60}; "
+                         "give the algorithm and the environment as keywords, e.g. symrl.train(algo='sppo', env='CartPole-v1')")
 
 
 def resume_config(run_dir: str | Path, **overrides) -> Config:

@@ -125,6 +125,14 @@ def test_bad_settings_are_rejected():
         SymmetricClipPPOLoss(actor, critic, clip_epsilon=(0.2, 0.3))
     with pytest.raises(ValueError, match="reduction"):
         SymmetricA2CLoss(actor, critic, reduction="sum")
+    from torchrl.modules import NormalParamExtractor, TanhNormal
+
+    gaussian = ProbabilisticActor(  # a continuous actor: its densities are no probabilities
+        TensorDictModule(nn.Sequential(nn.Linear(OBS, 2), NormalParamExtractor()), ["observation"], ["loc", "scale"]),
+        in_keys=["loc", "scale"], distribution_class=TanhNormal, return_log_prob=True)
+    for module in (SymmetricClipPPOLoss, SymmetricA2CLoss):
+        with pytest.raises(ValueError, match="needs a categorical actor .*got TanhNormal"):
+            module(gaussian, critic)
 
 
 def test_torchrl_sppo_learns_cartpole():

@@ -498,6 +498,15 @@ def test_bad_arguments_raise_value_error():
         symmetric_a2c_loss(lp, adv, mask=torch.ones(4, dtype=DT))
     with pytest.raises(ValueError):
         symmetric_ppo_loss(lp, lp, adv, mask=torch.ones(5, 1, dtype=DT))
+    # a per-dimension log_prob must lead with the advantages' shape (not broadcast against them)
+    with pytest.raises(ValueError, match=r"log_prob shape \(1, 5\)"):
+        symmetric_a2c_loss(torch.zeros(1, 5, dtype=DT), adv)
+    with pytest.raises(ValueError, match=r"log_prob shape \(5, 3\)"):
+        symmetric_ppo_loss(torch.zeros(5, 3, dtype=DT), torch.zeros(5, 3, dtype=DT), torch.zeros(1, dtype=DT))
+    with pytest.raises(ValueError, match="z .* must be negative"):
+        symmetric_a2c_loss(lp, adv, z=0.5)
+    with pytest.raises(ValueError, match="clip_range must be >= 0"):
+        symmetric_ppo_loss(lp, lp, adv, clip_range=-0.2)
 
 
 @pytest.mark.parametrize("old_shape", [(5,), (5, 2)])

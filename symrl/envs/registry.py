@@ -51,4 +51,5 @@ def gym_make(env_id: str, **kwargs) -> gym.Env:
         raise SymrlError(f"{env_id} needs a package that is not installed ({first_line(exc)}); install it "
                          "or use another version of the environment") from None
     except TypeError as exc:
-        raise SymrlError(f"{env_id} rejected env_kwargs {kwargs} ({exc}); fix --set env_kwargs=...") from None
+        raise SymrlError(f"{env_id} rejected env_kwargs {kwargs} ({exc}); they come from the preset and --set "
+                         "env_kwargs=...: choose the preset of this environment's family or fix env_kwargs") from None

@@ -17,7 +17,7 @@ def discretization_grid(space: gym.Space, bins: int, env_name: str) -> np.ndarra
     """The ``[D, K]`` grid of :func:`bin_values` for a Box action space, or a clear error for any other."""
     if not isinstance(space, gym.spaces.Box):
         raise SymrlError(
-            f"--bins discretises Box action spaces, but {env_name} has {type(space).__name__}; drop --bins (or --set bins=0)"
+            f"--bins discretises Box action spaces, but {env_name} has {type(space).__name__}; drop --bins (bins=0 in Python)"
         )
     low, high = space.low.reshape(-1), space.high.reshape(-1)
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):

@@ -5,6 +5,8 @@
   hyperparameter files (``pip install 'symrl[zoo]'``).
 - :mod:`symrl.integrations.torchrl`: ``SymmetricClipPPOLoss`` and ``SymmetricA2CLoss``, TorchRL loss
   modules that add a ``loss_reverse`` term (``pip install 'symrl[torchrl]'``).
+- :mod:`symrl.integrations.verl` and :mod:`symrl.integrations.openrlhf`: the token-level symmetric PPO loss
+  as veRL's ``symmetric_ppo`` policy loss and as OpenRLHF's ``PolicyLoss`` (docs/rlhf.md).
 
 Each module imports its library only when it is imported itself, so ``import symrl`` never needs them.
 """

@@ -36,7 +36,13 @@ __all__ = ["SymmetricA2CLoss", "SymmetricClipPPOLoss"]
 class _Symmetric:
     """Settings, validation and the mask lookup shared by the two loss modules."""
 
-    def _init_symmetric(self, alpha: float, beta: float, z: float, variant: str) -> None:
+    def _init_symmetric(self, actor_network: Any, alpha: float, beta: float, z: float, variant: str) -> None:
+        for module in actor_network.modules() if isinstance(actor_network, torch.nn.Module) else ():
+            distribution = getattr(module, "distribution_class", None)
+            if isinstance(distribution, type) and not getattr(distribution, "has_enumerate_support", False):
+                raise ValueError(f"{type(self).__name__} needs a categorical actor (the reverse term uses the taken "
+                                 f"action's probability), got {distribution.__name__}; for continuous actions wrap the "
+                                 "env with symrl.envs.wrappers.DiscretizeAction and use a categorical actor")
         if z >= 0:
             raise ValueError(f"z (log 0 in the reverse cross entropy) must be negative, got {z}; the paper uses -1.0")
         if variant not in ("rce", "mae"):
@@ -96,7 +102,7 @@ class SymmetricClipPPOLoss(_Symmetric, ClipPPOLoss):
         if reverse_mask not in ("ppo", "none"):
             raise ValueError(f"reverse_mask must be 'ppo' or 'none', got {reverse_mask!r}")
         self.reverse_mask = reverse_mask
-        self._init_symmetric(alpha, beta, z, variant)
+        self._init_symmetric(actor_network, alpha, beta, z, variant)
 
     @property
     def out_keys(self):
@@ -149,7 +155,7 @@ class SymmetricA2CLoss(_Symmetric, A2CLoss):
     def __init__(self, actor_network=None, critic_network=None, *, alpha: float = 0.5, beta: float = 1.0,
                  z: float = -1.0, variant: str = "rce", **kwargs: Any):
         super().__init__(actor_network, critic_network, **kwargs)
-        self._init_symmetric(alpha, beta, z, variant)
+        self._init_symmetric(actor_network, alpha, beta, z, variant)
 
     @property
     def out_keys(self):

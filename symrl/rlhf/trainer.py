@@ -26,7 +26,7 @@ import torch
 
 from .. import runs
 from ..advantages import normalize_advantages, sign_change_ratio
-from ..config import check_ranges, coerce_values
+from ..config import check_ranges, check_types, coerce_values
 from ..errors import SymrlError, TrainingDiverged, first_line
 from ..losses import masked_mean, symmetric_ppo_loss
 from .advantages import token_gae
@@ -94,6 +94,7 @@ class RLHFConfig:
     device: str = "auto"
 
     def validate(self) -> "RLHFConfig":
+        check_types(self)
         if self.algo not in ("ppo", "sppo"):
             raise SymrlError(f"algo must be ppo or sppo (symmetric PPO), got {self.algo!r}")
         check_ranges(self, positive_finite=("learning_rate", "clip_range", "temperature", "kl_horizon"),

@@ -357,14 +357,15 @@ def _init_local_ray(ray, workers: int) -> None:
 
     Ray replaces a loopback ``_node_ip_address`` with the machine's network address, and its GCS, raylet and
     worker servers then listen on every interface, unless its "no clusters" switch (the default on macOS and
-    Windows) is off while it starts.
+    Windows) is off while it starts. ``address="local"``: a new instance even where a cluster started with
+    ``ray start`` runs on this machine (``ray.init()`` would join that one, refusing ``num_cpus``).
     """
     from ray._private import ray_constants  # noqa: PLC0415
 
     cluster_switch = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1",
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1",
                  log_to_driver=False, configure_logging=False)
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = cluster_switch
