@@ -50,6 +50,8 @@ class Agent:
             env.close()
         except (KeyError, TypeError, RuntimeError) as exc:
             raise SymrlError(f"{file} is not a compatible symrl model ({exc.__class__.__name__}: {exc})") from None
+        except SymrlError as exc:  # e.g. a config value this version refuses
+            raise SymrlError(f"{file}: {exc}") from None
         return cls(policy, obs_norm, config)
 
     def make_env(self, render_mode: Optional[str] = None) -> gym.Env:

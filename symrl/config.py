@@ -248,6 +248,9 @@ def _schema(schema: type) -> tuple[tuple[str, ...], dict]:
 FIELDS = _schema(Config)[0]
 
 
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list", dict: "a mapping"}
+
+
 def _coerce(name: str, value: Any, schema: type = Config) -> Any:
     """Check that ``name`` is a field of the ``schema`` dataclass (``Config`` unless told) and convert ``value``
     to its type ("1e6" -> 1000000)."""
@@ -262,7 +265,7 @@ def _coerce(name: str, value: Any, schema: type = Config) -> Any:
     if value is None:
         if optional:
             return None
-        raise SymrlError(f"{name} cannot be null; give a {getattr(base, '__name__', base)}")
+        raise SymrlError(f"{name} cannot be null; give {_KINDS.get(base, base)}")
     try:
         if base is bool:
             if isinstance(value, bool):
@@ -291,8 +294,7 @@ def _coerce(name: str, value: Any, schema: type = Config) -> Any:
         pass
     else:
         return value
-    kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list", dict: "a mapping"}
-    raise SymrlError(f"{name} must be {kind.get(base, base)}, got {value!r}")
+    raise SymrlError(f"{name} must be {_KINDS.get(base, base)}, got {value!r}")
 
 
 def coerce_values(values: dict, schema: type = Config) -> dict:
@@ -425,6 +427,8 @@ def make_config(algo: str = "ppo", env: str = "CartPole-v1", preset: Optional[st
     ``preset`` defaults to the environment's family (atari, mujoco, box2d or classic).
     """
     _choice("algo", algo, ALGOS)
+    if not isinstance(env, str) or not env:
+        raise SymrlError(f"env must be a Gymnasium environment id such as 'CartPole-v1', got {env!r}")
     preset_name = preset or detect_family(env)
     data = load_preset(preset_name)
     family = "a2c" if algo in ("a2c", "sa2c") else "ppo"

@@ -205,7 +205,8 @@ def check_resume(run_dir: Path, overrides: dict, may_change: set) -> None:
                          "start it without --resume")
     changed = sorted(set(overrides) - set(may_change))
     if changed:
-        raise SymrlError(f"cannot change {', '.join(changed)} when resuming; drop them or start a new run")
+        raise SymrlError(f"cannot change {', '.join(changed)} when resuming; drop {'it' if len(changed) == 1 else 'them'} "
+                         "or start a new run")
 
 
 def holds_run(run_dir: Path) -> bool:

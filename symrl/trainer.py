@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,8 @@ class Trainer:
 
     def __init__(self, cfg: Config, out: Optional[str | Path] = None, resume: bool = False, overwrite: bool = False):
         _check_is_config(cfg)
+        if out is not None and not isinstance(out, (str, os.PathLike)):
+            raise SymrlError(f"out must be a directory path (str or Path), got {type(out).__name__} {out!r:.40}")
         self.run_dir = Path(out) if out is not None else None
         if resume and self.run_dir is None:
             raise SymrlError("--resume needs --out DIR of the run to continue")

@@ -34,6 +34,23 @@ def test_a_config_is_made_by_make_config_and_keeps_its_algorithm(tmp_path):
     with pytest.raises(SymrlError, match="gamma must be a number"):
         symrl.Config(gamma=[0.9]).validate()
     assert symrl.make_config("sppo", "CartPole-v1").beta > 0  # make_config applies sppo's weights
+    with pytest.raises(SymrlError, match="env must be a Gymnasium environment id"):
+        symrl.make_config("ppo", None)
+    with pytest.raises(SymrlError, match="total_steps cannot be null; give an integer"):
+        symrl.make_config("ppo", "CartPole-v1", total_steps=None)
+    with pytest.raises(SymrlError, match="out must be a directory path"):
+        symrl.train(ppo, out=123)
+
+
+def test_discretize_action_checks_its_bins():
+    import gymnasium as gym
+
+    from symrl.envs.wrappers import DiscretizeAction
+
+    for bins in (1, 11.0, True):
+        with pytest.raises(SymrlError, match="bins must be a whole number >= 2"):
+            DiscretizeAction(gym.make("Pendulum-v1"), bins)
+    assert DiscretizeAction(gym.make("Pendulum-v1"), 11).action_space.nvec.tolist() == [11]
 
 
 @pytest.mark.filterwarnings("ignore:Evaluation environment is not wrapped")

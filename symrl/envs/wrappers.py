@@ -38,6 +38,8 @@ class DiscretizeAction(gym.ActionWrapper):
     """
 
     def __init__(self, env: gym.Env, bins: int = 11):
+        if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
+            raise SymrlError(f"bins must be a whole number >= 2 (the paper uses 11), got {bins!r}")
         super().__init__(env)
         self._shape = env.action_space.shape
         self.grid = discretization_grid(env.action_space, bins, env.spec.id if env.spec else "this env")

@@ -52,6 +52,8 @@ class _SymmetricLoss:
     SUPPORTED_SPACES: ClassVar[tuple] = (spaces.Discrete, spaces.MultiDiscrete)
 
     def _set_symmetric(self, alpha: float, beta: float, z: float, variant: str) -> None:
+        if alpha < 0 or beta < 0:
+            raise ValueError(f"alpha and beta weigh the two losses and must be >= 0, got alpha={alpha}, beta={beta}")
         if z >= 0:
             raise ValueError(f"z (log 0 in the reverse cross entropy) must be negative, got {z}; the paper uses -1.0")
         if variant not in ("rce", "mae"):

@@ -43,6 +43,8 @@ class _Symmetric:
                 raise ValueError(f"{type(self).__name__} needs a categorical actor (the reverse term uses the taken "
                                  f"action's probability), got {distribution.__name__}; for continuous actions wrap the "
                                  "env with symrl.envs.wrappers.DiscretizeAction and use a categorical actor")
+        if alpha < 0 or beta < 0:
+            raise ValueError(f"alpha and beta weigh the two losses and must be >= 0, got alpha={alpha}, beta={beta}")
         if z >= 0:
             raise ValueError(f"z (log 0 in the reverse cross entropy) must be negative, got {z}; the paper uses -1.0")
         if variant not in ("rce", "mae"):
