@@ -97,7 +97,8 @@ def write_report(
     alphabetically). ``seed`` seeds rliable's bootstraps; ``reps`` is the number of its resamples.
     A path without runs raises :class:`SymrlError`.
     """
-    run_dirs = results.find_runs(_as_paths(paths))
+    paths = _as_paths(paths)
+    run_dirs = results.find_runs(paths)
     evaluations = results.load_evaluations(run_dirs)
     metrics = results.load_metrics(run_dirs)
     final = results.final_evaluations(evaluations)
@@ -110,7 +111,7 @@ def write_report(
         raise SymrlError(f"{out} is a file; --out takes the folder the report is written into (e.g. {out.parent / 'report'})")
     (out / FIGURES).mkdir(parents=True, exist_ok=True)
     summary = summary_table(evaluations)
-    lines = _header(run_dirs, evaluations)
+    lines = _header(run_dirs, evaluations, results.runs_without_config(paths))
     warnings = stats.pooling_warnings(evaluations)
     if warnings:
         lines += ["## Warnings", ""] + [f"- {_md(warning)}" for warning in warnings] + [""]
@@ -134,6 +135,7 @@ def _range(low: int, high: int) -> str:
 
 def _choose_baseline(algorithms: list[str], baseline: Optional[str]) -> Optional[str]:
     if baseline is not None:
+        baseline = next((a for a in algorithms if a.lower() == baseline.lower()), baseline)  # labels match in any case
         if algorithms and baseline not in algorithms:
             raise SymrlError(f"baseline {baseline!r} is not an algorithm of these runs; choose one of: {', '.join(algorithms)}")
         return baseline
@@ -150,7 +152,7 @@ def _run_table(run_dirs: list[Path], evaluations: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _header(run_dirs: list[Path], evaluations: pd.DataFrame) -> list[str]:
+def _header(run_dirs: list[Path], evaluations: pd.DataFrame, not_started: list[tuple[Path, dict]]) -> list[str]:
     table = _run_table(run_dirs, evaluations)
     envs, algorithms = sorted(table["env"].unique()), sorted(table["algorithm"].unique())
     noises, seeds = sorted(table["noise"].unique()), sorted(table["seed"].unique())
@@ -175,10 +177,15 @@ def _header(run_dirs: list[Path], evaluations: pd.DataFrame) -> list[str]:
         lines.append(f"| {_md(env)} | {', '.join(budgets) or '–'} | {len(rows)} | "
                      f"{format_number(rows['last_step'].max())} |")
     lines.append("")
+    if not_started:
+        lines += [f"{_count(len(not_started), 'run')} stopped before training (no config.yaml) and left out:", ""]
+        lines += [f"- `{_md(path)}`: {_md(status.get('state', 'unknown'))}"
+                  + (f" ({_md(status['error'])})" if status.get("error") else "") for path, status in not_started]
+        lines.append("")
     evaluated = np.isfinite(table["last_step"].astype(float))
     flagged = table[(table["state"] != "finished") | ~evaluated]
     if flagged.empty:
-        return lines + ["All runs finished.", ""]
+        return lines + ["All runs that started finished." if not_started else "All runs finished.", ""]
     lines += [f"Runs not finished are included with their last evaluation and marked {UNFINISHED_MARK} in the tables; "
               "runs without any evaluation are left out:", ""]
     for row in flagged.itertuples():
@@ -239,8 +246,9 @@ def _aggregate_section(
     lines = ["## Aggregate across environments", ""]
     if final.empty:
         return lines + ["No run has an evaluation yet.", ""]
-    if final["env"].nunique() < 2 and final["algorithm"].nunique() < 2:
-        return lines + ["Skipped: one environment and one algorithm leave nothing to aggregate.", ""]
+    if final["env"].nunique() < 2:  # over one environment's seeds rliable's bootstrap is a percentile one: too narrow
+        return lines + ["Skipped: one environment. Its per-setting table above has the t-intervals; aggregates "
+                        "pool environments, and over a few seeds of one their bootstrap intervals would be too narrow.", ""]
     normalized, normalizations = stats.normalize_scores(final)
     try:
         aggregates = stats.aggregate_metrics(normalized, reps=reps, seed=seed)

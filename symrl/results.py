@@ -51,6 +51,17 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(found.values())
 
 
+def runs_without_config(paths: Iterable[str | Path]) -> list[tuple[Path, dict]]:
+    """Run directories that recorded a status but no ``config.yaml`` (a sweep cell that failed before its run
+    started, e.g. on a setting its environment refuses), with that status: a report lists them as left out."""
+    found = []
+    for path in map(Path, paths):
+        for status in sorted(path.rglob(runs.STATUS)) if path.is_dir() else ():
+            if not (status.parent / runs.CONFIG).is_file():
+                found.append((status.parent, runs.read_status(status.parent)))
+    return found
+
+
 def default_labels(config: dict) -> dict:
     """Labels for a run not made by a sweep, from its config."""
     name = str(config.get("algo", "?")).upper()
@@ -76,7 +87,7 @@ def run_labels(run_dir: Path, config: Optional[dict] = None) -> dict:
             saved = None
         if not isinstance(saved, dict):
             raise SymrlError(f"{path} is not a JSON object of labels; delete it to fall back to labels from config.yaml")
-        labels.update({k: v for k, v in saved.items() if v is not None})
+        labels.update({k: str(v) for k, v in saved.items() if v is not None})  # labels are text (e.g. 5 -> "5")
     seed = config.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SymrlError(f"{Path(run_dir) / runs.CONFIG}: seed must be an integer, got {seed!r}; fix it or remove the run")

@@ -92,7 +92,8 @@ def safe_torch_load(path: Path) -> Any:
     except FileNotFoundError:
         raise SymrlError(f"{path} does not exist; is this a symrl run directory?") from None
     except Exception as exc:  # noqa: BLE001 (any unpickling failure means a corrupt file)
-        raise SymrlError(f"{path} is corrupt or not a symrl file ({exc.__class__.__name__}); start a new run") from None
+        raise SymrlError(f"{path} is corrupt or not a symrl file ({exc.__class__.__name__}); delete it and start the "
+                         "run again (--overwrite; a sweep restarts such a cell when run again)") from None
 
 
 class CsvLog:
@@ -181,17 +182,24 @@ def check_out(run_dir: Path, resume: bool = False, overwrite: bool = False) -> N
     """Refuse, before any work starts, an ``--out`` that is a file, that already holds a run (without ``resume``
     or ``overwrite``) or that cannot be created."""
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise SymrlError(f"{run_dir} is a file; --out takes the run's directory")
     if resume:
+        check_folder(run_dir, "the run's directory", "--out")
         return
     if holds_run(run_dir) and not overwrite:
         raise SymrlError(f"{run_dir} already holds a run; pass --resume (resume=True) to continue it, --overwrite "
                          "(overwrite=True) to replace it, or choose another --out")
-    existing = next(folder for folder in (run_dir, *run_dir.absolute().parents) if folder.exists())
+    check_folder(run_dir, "the run's directory", "--out")
+
+
+def check_folder(folder: Path, what: str, flag: str) -> None:
+    """Refuse a folder that is a file or cannot be created (a file or an unwritable folder on its path)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise SymrlError(f"{folder} is a file; {flag} takes {what}")
+    existing = next(path for path in (folder, *folder.absolute().parents) if path.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         problem = "is a file" if not existing.is_dir() else "is not writable"
-        raise SymrlError(f"cannot create {run_dir} ({existing} {problem}); choose another --out")
+        raise SymrlError(f"cannot create {folder} ({existing} {problem}); choose another {flag}")
 
 
 def check_resume(run_dir: Path, overrides: dict, may_change: set) -> None:

@@ -235,8 +235,27 @@ def test_sign_change_skipped_without_data(tmp_path: Path) -> None:
     (run_dir / "metrics.csv").write_text("step,sign_change_ratio\n500,\n")
     markdown = report.write_report(run_dir, tmp_path / "out", reps=50).read_text(encoding="utf-8")
     assert "No run logged a sign-change ratio" in markdown
-    assert "Skipped: one environment and one algorithm" in markdown
+    assert "Skipped: one environment." in markdown
     assert "## SPPO vs the scaled-PPO control" not in markdown
+
+
+def test_one_environment_has_no_aggregates_and_failed_cells_and_numeric_labels_are_reported(tmp_path: Path) -> None:
+    """One environment: no bootstrap aggregates over its few seeds; a cell that failed before writing config.yaml is
+    listed, not silently dropped; a hand-written numeric label is text."""
+    root = tmp_path / "runs"
+    for algorithm in ("PPO", "SPPO"):
+        write_run(root, "CartPole-v1", "clean", algorithm, 0)
+    numeric = write_run(root, "CartPole-v1", "clean", "PPO", 1)
+    (numeric / "labels.json").write_text(json.dumps({"algorithm": 5, "noise": "clean"}))
+    failed = root / "DPPO_seed0"
+    failed.mkdir()
+    (failed / "status.json").write_text(json.dumps({"state": "failed", "error": "SymrlError: --bins discretises Box"}))
+    markdown = report.write_report(root, tmp_path / "out", baseline="ppo", reps=50).read_text(encoding="utf-8")
+    assert "Skipped: one environment." in markdown and "| IQM |" not in markdown
+    assert "1 run stopped before training (no config.yaml) and left out:" in markdown
+    assert "DPPO_seed0`: failed (SymrlError: --bins discretises Box)" in markdown
+    assert "All runs that started finished." in markdown
+    assert "| 5 |" in markdown  # the numeric label, as text
 
 
 def test_unknown_baseline_is_refused(study: dict, tmp_path: Path) -> None:

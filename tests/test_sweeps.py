@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -81,6 +82,7 @@ def test_grid_labels_folders_and_override_order(tmp_path):
     ({"cells": [{"where": {"algorithm": "DQN"}, "set": {"gamma": 0.9}}]}, "field `cells[0].where`: matches no cell"),
     ({"algorithms": ["ppo", "ppo"]}, "field `algorithms`: lists ppo twice"),
     ({"envs": ["CartPole-v1", "CartPole-v1"]}, "field `envs`: lists CartPole-v1 twice"),
+    ({"algorithms": {"PPO": "ppo", "ppo": {"algo": "ppo", "gamma": 0.9}}}, "two labels map to the same folder"),
     ({"overrides": {"total_steps": 512}}, "field `overrides.total_steps`: sets the budget that `steps` sets too"),
     ({"kind": "rlhf", "envs": ["sentiment"], "algorithms": ["ppo"], "overrides": {"task": "tldr"}},
      "field `overrides`: sets `task`, which a sweep takes from `envs`"),
@@ -90,6 +92,19 @@ def test_malformed_sweep_files_name_the_field(tmp_path, change, message):
     spec = {k: v for k, v in spec.items() if v is not None}
     with pytest.raises(SymrlError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_sweep(_write(tmp_path, spec))
+
+
+def test_an_out_folder_that_is_a_file_is_refused_before_anything_runs(tmp_path, capsys):
+    from symrl.cli import main
+
+    (tmp_path / "afile").write_text("mine")
+    for out, message in ((tmp_path / "afile", "afile is a file; `out` takes a folder for the sweep's runs"),
+                         (tmp_path / "afile" / "sub", "cannot create .*afile/sub .*afile is a file")):
+        path = _write(tmp_path, _spec(out))
+        for extra in (["--dry-run"], ["--no-progress"]):
+            assert main(["sweep", str(path), *extra]) == 2
+            assert re.search(message, capsys.readouterr().err)
+    assert (tmp_path / "afile").read_text() == "mine"
 
 
 def test_a_key_given_twice_is_an_error_and_rules_match_labels_in_any_case(tmp_path):

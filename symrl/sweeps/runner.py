@@ -85,7 +85,9 @@ def plan(run_dir: Path, cell: Cell) -> str:
 
 
 def check_compatible(sweep: Sweep) -> None:
-    """Refuse, before anything runs, directories that hold a run of a different config."""
+    """Refuse, before anything runs, an ``out`` folder that cannot be made and directories that hold a run of a
+    different config."""
+    runs.check_folder(sweep.out, "a folder for the sweep's runs", "`out`")
     for cell in sweep.cells:
         run_dir = sweep.run_dir(cell)
         if not (run_dir / runs.CONFIG).is_file():

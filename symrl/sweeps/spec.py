@@ -272,9 +272,9 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
                             raise SymrlError(f"{source}: cell {algorithm} / {env} / {noise}: {exc}") from None
                     config = resolved[cache_key].replace(seed=seed)
                     key = "/".join(slug(part) for part in (env, noise, algorithm)) + f"/seed{seed}"
-                    if key in keys:
+                    if key.lower() in keys:  # folders that differ only in case are one on macOS and Windows
                         raise _fail(source, "algorithms/noise", f"two labels map to the same folder {key}; rename one")
-                    keys.add(key)
+                    keys.add(key.lower())
                     cells.append(Cell(key=key, labels=labels, config=config))
     if not all(used):
         index = used.index(False)
