@@ -147,6 +147,23 @@ def test_local_sweep_runs_skips_and_reports_a_failing_cell(tmp_path):
     assert len(final_evaluations(table)) == 4
 
 
+def test_a_cell_another_sweep_is_running_is_left_alone(tmp_path):
+    """Two sweeps over one out folder: a cell locked by the other (here: this process) is reported, not touched."""
+    import fcntl
+
+    from symrl.sweeps.runner import LOCK
+
+    spec = _spec(tmp_path / "out", seeds=1, algorithms=["ppo"])
+    cell = tmp_path / "out/CartPole-v1/clean/PPO/seed0"
+    cell.mkdir(parents=True)
+    with open(cell / LOCK, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        busy = run_sweep(parse_sweep(spec), workers=1, progress=False)
+    assert busy.count("failed") == 1 and "another symrl sweep is running this cell" in next(iter(busy.errors.values()))
+    assert not runs.holds_run(cell) and not (cell / runs.STATUS).exists()  # nothing written for it
+    assert run_sweep(parse_sweep(spec), workers=1, progress=False).count("done") == 1  # free again
+
+
 def test_changed_config_in_an_existing_folder_is_refused(tmp_path):
     spec = _spec(tmp_path / "out", seeds=1, algorithms=["ppo"])
     run_sweep(parse_sweep(spec), workers=1, progress=False)

@@ -18,6 +18,11 @@ from __future__ import annotations
 
 import json
 import os
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 import socket
 import sys
 import time
@@ -120,15 +125,44 @@ def run_cell(run_dir: str, config: dict, labels: dict, threads: int) -> dict:
         from ..config import Config  # noqa: PLC0415
 
         cfg = Config(**config)
+    lock = _lock_cell(path)
+    if lock is None:
+        return {"outcome": "failed", "seconds": 0.0,
+                "error": "another symrl sweep is running this cell now; run this sweep again once that one has finished"}
+    try:
+        return _run_locked_cell(path, cfg, labels)
+    finally:
+        lock.close()  # releases the lock
+
+
+LOCK = ".sweep.lock"
+
+
+def _lock_cell(path: Path):
+    """An exclusive lock on the cell's directory (the open lock file), or None when another process holds it:
+    two sweeps over one ``out`` (or one started twice) must not train, restart or resume the same cell at once.
+    The operating system releases it when the holder exits, killed or not."""
+    path.mkdir(parents=True, exist_ok=True)
+    handle = open(path / LOCK, "a")  # noqa: SIM115 - held open while the cell runs
+    if fcntl is None:  # no flock (Windows): no protection
+        return handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def _run_locked_cell(path: Path, cfg, labels: dict) -> dict:
     action = plan(path, Cell(key="", labels=labels, config=cfg))
     outcome = {"skip": "skipped", "resume": "resumed"}.get(action, "done")
     start = time.time()
     if action == "skip":
         return {"outcome": outcome, "seconds": 0.0}
     try:
-        path.mkdir(parents=True, exist_ok=True)
         runs.atomic_write_text(path / runs.LABELS, json.dumps(labels, indent=1))
-        steps, final_return = (_train_rlhf if is_rlhf(config) else _train)(path, cfg, resume=action == "resume")
+        steps, final_return = (_train_rlhf if is_rlhf(cfg) else _train)(path, cfg, resume=action == "resume")
         return {"outcome": outcome, "final_return": final_return, "steps": steps, "seconds": time.time() - start}
     except BaseException as exc:  # noqa: BLE001 - a failing cell must not stop the sweep
         if isinstance(exc, KeyboardInterrupt):
