@@ -299,8 +299,11 @@ def test_backend_errors(tmp_path):
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     pytest.importorskip("ray")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "sweep.json").write_text("the last sweep's summary")
     with pytest.raises(SymrlError, match=f"cannot reach the Ray cluster at 127.0.0.1:{port}"):
         run_sweep(sweep, backend="ray", address=f"127.0.0.1:{port}", progress=False)
+    assert (tmp_path / "out" / "sweep.json").read_text() == "the last sweep's summary"  # nothing ran: kept
 
 
 @pytest.mark.parametrize("name,cells", [("paper_atari", 360), ("paper_atari_a2c", 240), ("paper_mujoco", 2400),

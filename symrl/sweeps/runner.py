@@ -50,6 +50,7 @@ class SweepSummary:
     outcomes: dict[str, str] = field(default_factory=dict)  # cell key -> done/skipped/resumed/failed
     errors: dict[str, str] = field(default_factory=dict)  # cell key -> one-line error
     seconds: float = 0.0
+    stopped: Optional[str] = None  # why the sweep stopped before every cell had an outcome (e.g. interrupted)
 
     def count(self, outcome: str) -> int:
         return sum(1 for value in self.outcomes.values() if value == outcome)
@@ -60,7 +61,8 @@ class SweepSummary:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "cells": self.cells, "counts": {o: self.count(o) for o in OUTCOMES},
-                "outcomes": self.outcomes, "errors": self.errors, "seconds": round(self.seconds, 1)}
+                "outcomes": self.outcomes, "errors": self.errors, "seconds": round(self.seconds, 1),
+                "stopped": self.stopped}
 
 
 # -- what a cell's directory asks for -------------------------------------------------------------------
@@ -480,14 +482,19 @@ def run_sweep(sweep: Sweep, backend: str = "local", workers: Optional[int] = Non
     sweep.out.mkdir(parents=True, exist_ok=True)
     bar = Progress(sweep, enabled=progress)
     tick = lambda: bar.update(summary)  # noqa: E731
+    skipped = len(summary.outcomes)
     try:
         tick()
         if todo and backend == "local":
             _run_local(sweep, todo, min(workers, len(todo)), summary, tick)
         elif todo:
             _run_ray(sweep, todo, workers, address, summary, tick)
+    except BaseException as exc:
+        summary.stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else first_line(exc)
+        raise
     finally:
         bar.close()
         summary.seconds = time.time() - start
-        runs.atomic_write_text(sweep.out / "sweep.json", json.dumps(summary.to_dict(), indent=1))
+        if summary.stopped is None or len(summary.outcomes) > skipped:  # a sweep that ran nothing keeps the last summary
+            runs.atomic_write_text(sweep.out / "sweep.json", json.dumps(summary.to_dict(), indent=1))
     return summary
