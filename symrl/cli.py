@@ -198,7 +198,7 @@ def _print_summary(summary) -> int:
 def _print_table(dirs) -> None:
     """The report's per-environment table: final evaluation, mean over seeds [95% t-interval]; then what the
     report warns about on stderr."""
-    from .report import format_ci, summary_table  # noqa: PLC0415
+    from .report import UNFINISHED_MARK, format_ci, summary_table  # noqa: PLC0415
     from .results import load_evaluations  # noqa: PLC0415
     from .stats import pooling_warnings  # noqa: PLC0415
 
@@ -207,8 +207,11 @@ def _print_table(dirs) -> None:
     if table.empty:
         print("no run has an evaluation yet")
         return
-    table["final return [95% CI]"] = [format_ci(r.mean, r.low, r.high, r.n) for r in table.itertuples()]
+    table["final return [95% CI]"] = [format_ci(r.mean, r.low, r.high, r.n) + (f" {UNFINISHED_MARK}" if r.unfinished else "")
+                                      for r in table.itertuples()]
     print(table[["env", "noise", "algorithm", "final return [95% CI]"]].to_string(index=False))
+    if table["unfinished"].any():
+        print(f"{UNFINISHED_MARK} includes runs not finished (their last evaluation)")
     for warning in pooling_warnings(evaluations):
         print(f"warning: {warning}", file=sys.stderr)
 

@@ -258,6 +258,14 @@ def test_one_environment_has_no_aggregates_and_failed_cells_and_numeric_labels_a
     assert "| 5 |" in markdown  # the numeric label, as text
 
 
+def test_the_cli_table_marks_settings_with_unfinished_runs(study: dict, tmp_path: Path, capsys) -> None:
+    from symrl.cli import main
+
+    assert main(["report", str(study["runs"]), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("†") == 2 and "† includes runs not finished" in out  # one marked setting, and the legend
+
+
 def test_unknown_baseline_is_refused(study: dict, tmp_path: Path) -> None:
     with pytest.raises(SymrlError, match="baseline 'A2C'"):
         report.write_report(study["runs"], tmp_path / "out", baseline="A2C")
