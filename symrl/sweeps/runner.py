@@ -18,11 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
 import socket
 import sys
 import time
@@ -38,6 +33,11 @@ from .. import runs
 from ..config import load_config_file, read_config_mapping
 from ..errors import SymrlError, first_line
 from .spec import Cell, Sweep, budget, is_rlhf
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows has no flock
+    fcntl = None
 
 OUTCOMES = ("done", "skipped", "resumed", "failed")
 IGNORED_FIELDS = {"total_steps", "iterations", "progress", "tensorboard", "info"}  # may differ: results are the same
