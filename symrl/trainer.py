@@ -24,6 +24,7 @@ from .algos.common import Batch, explained_variance
 from .config import Config, load_config_file
 from .device import resolve_device
 from .envs import make_train_envs
+from .envs.make import make_eval_env
 from .envs.normalize import ObsNormalizer, RewardScaler
 from .errors import SymrlError, TrainingDiverged
 from .evaluation import default_deterministic, evaluate, make_eval_envs
@@ -370,6 +371,26 @@ def _check_is_config(config: object) -> None:
     if not isinstance(config, Config):
         raise SymrlError(f"expected a symrl.Config (from symrl.make_config), got {type(config).__name__} {config!r:.60}; "
                          "give the algorithm and the environment as keywords, e.g. symrl.train(algo='sppo', env='CartPole-v1')")
+
+
+def check_fits(cfg: Config) -> None:
+    """Refuse what :class:`Trainer` would refuse about ``cfg`` on its environment (bins or beta against the action
+    space, the network against the observations, the vector backend), from one evaluation environment instead of
+    the training ones: a sweep checks every cell before anything runs."""
+    if cfg.vec_env == "ale":
+        from .envs.ale_vector import ale_settings  # noqa: PLC0415
+
+        ale_settings(cfg)
+    elif cfg.vec_env == "envpool":
+        from .envs.envpool_backend import envpool_task  # noqa: PLC0415
+
+        envpool_task(cfg)
+    env = make_eval_env(cfg)
+    try:
+        _check_policy_fits(cfg, env.action_space)
+        ActorCritic(env.observation_space, env.action_space, cfg)  # the network against the observations
+    finally:
+        env.close()
 
 
 def resume_config(run_dir: str | Path, **overrides) -> Config:

@@ -83,6 +83,10 @@ def test_grid_labels_folders_and_override_order(tmp_path):
     ({"algorithms": ["ppo", "ppo"]}, "field `algorithms`: lists ppo twice"),
     ({"envs": ["CartPole-v1", "CartPole-v1"]}, "field `envs`: lists CartPole-v1 twice"),
     ({"algorithms": {"PPO": "ppo", "ppo": {"algo": "ppo", "gamma": 0.9}}}, "two labels map to the same folder"),
+    # what only the environment refuses is found before anything runs too
+    ({"algorithms": {"D": {"algo": "ppo", "bins": 11}}}, "cell D / CartPole-v1 / clean: --bins discretises Box"),
+    ({"overrides": {**TINY, "network": "cnn"}}, "network=cnn needs image observations"),
+    ({"overrides": {**TINY, "vec_env": "ale"}}, "steps Atari games only"),
     ({"overrides": {"total_steps": 512}}, "field `overrides.total_steps`: sets the budget that `steps` sets too"),
     ({"kind": "rlhf", "envs": ["sentiment"], "algorithms": ["ppo"], "overrides": {"task": "tldr"}},
      "field `overrides`: sets `task`, which a sweep takes from `envs`"),
@@ -128,23 +132,24 @@ def test_cli_malformed_file_is_one_error_line_before_anything_starts(tmp_path):
 
 
 def test_local_sweep_runs_skips_and_reports_a_failing_cell(tmp_path):
-    spec = _spec(tmp_path / "out", algorithms={
-        "PPO": "ppo", "SPPO": "sppo",
-        "broken": {"algo": "ppo", "env_kwargs": {"no_such_argument": 1}},  # fails when its env is made
-    })
+    spec = _spec(tmp_path / "out", algorithms={"PPO": "ppo", "SPPO": "sppo", "broken": {"algo": "ppo", "gamma": 0.98}})
+    for seed in (0, 1):  # a file where the broken cells' checkpoints folder goes: they fail at their first checkpoint
+        blocked = tmp_path / f"out/CartPole-v1/clean/broken/seed{seed}"
+        blocked.mkdir(parents=True)
+        (blocked / "checkpoints").write_text("in the way")
     sweep = parse_sweep(spec)
     summary = run_sweep(sweep, workers=2, progress=False)
     assert (summary.count("done"), summary.count("failed")) == (4, 2), summary.to_dict()
-    assert all("no_such_argument" in error for error in summary.errors.values())
+    assert all("checkpoints" in error for error in summary.errors.values()), summary.errors
     assert runs.read_status(tmp_path / "out/CartPole-v1/clean/broken/seed0")["state"] == "failed"
     assert (tmp_path / "out/sweep.json").is_file()
 
-    again = run_sweep(parse_sweep(spec), workers=2, progress=False)
-    assert (again.count("skipped"), again.count("failed"), again.count("done")) == (4, 2, 0)
+    again = run_sweep(parse_sweep(spec), workers=2, progress=False)  # failed cells start again (their files cleared)
+    assert (again.count("skipped"), again.count("failed"), again.count("done")) == (4, 0, 2), again.to_dict()
 
     table = load_evaluations([tmp_path / "out"])
-    assert set(table["algorithm"]) == {"PPO", "SPPO"} and set(table["seed"]) == {0, 1}
-    assert len(final_evaluations(table)) == 4
+    assert set(table["algorithm"]) == {"PPO", "SPPO", "broken"} and set(table["seed"]) == {0, 1}
+    assert len(final_evaluations(table)) == 6
 
 
 def test_a_cell_another_sweep_is_running_is_left_alone(tmp_path):

@@ -30,7 +30,10 @@ from .wrappers import discretization_grid, grid_actions
 
 def envpool_task(cfg: Config) -> tuple[str, dict]:
     """EnvPool's task id and settings for ``cfg.env`` (``PongNoFrameskip-v4`` -> ``Pong-v5``)."""
-    import envpool  # noqa: PLC0415
+    try:
+        import envpool  # noqa: PLC0415
+    except ImportError:
+        raise SymrlError("--vec-backend envpool needs EnvPool; pip install envpool (or use --vec-backend sync)") from None
 
     name, kwargs = cfg.env, {}
     atari = name.endswith("NoFrameskip-v4") or name.startswith("ALE/")
@@ -51,10 +54,6 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
     """``cfg.n_envs`` EnvPool environments with same-step autoreset."""
 
     def __init__(self, cfg: Config):
-        try:
-            import envpool  # noqa: F401, PLC0415
-        except ImportError:
-            raise SymrlError("--vec-backend envpool needs EnvPool; pip install envpool (or use --vec-backend sync)") from None
         self.cfg = cfg
         self.task, self.kwargs = envpool_task(cfg)
         self.atari = "episodic_life" in self.kwargs

@@ -209,12 +209,21 @@ def _check_not_reserved(overrides: dict, source: str, field: str) -> None:
             raise _fail(source, field, f"sets `{key}`, which a sweep takes from {where}")
 
 
-def _resolve(kind: str, algo: str, env: str, preset: Any, overrides: dict) -> Any:
+def _resolve(kind: str, algo: str, env: str, preset: Any, overrides: dict, checked: set) -> Any:
     if kind == "rlhf":
         from ..rlhf.tasks import make_rlhf_config  # noqa: PLC0415
 
         return make_rlhf_config(env, algo, **overrides)
-    return make_config(algo, env, preset, **{**overrides, "progress": False})  # a sweep shows its own bar
+    from ..trainer import check_fits  # noqa: PLC0415
+
+    config = make_config(algo, env, preset, **{**overrides, "progress": False})  # a sweep shows its own bar
+    # what only the environment can refuse, before anything runs; once per setting of what it depends on
+    fits = (config.env, repr(config.env_kwargs), config.bins, config.beta != 0, config.network, config.vec_env,
+            config.frame_stack)
+    if fits not in checked:
+        check_fits(config)
+        checked.add(fits)
+    return config
 
 
 def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep file") -> Sweep:
@@ -251,7 +260,7 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
         _check_not_reserved(overrides, source, field)
     used = [False] * len(rules)
 
-    cells, keys = [], set()
+    cells, keys, checked = [], set(), set()
     for env, env_overrides in envs.items():
         for noise, noise_overrides in noises.items():
             for algorithm, algo_overrides in algorithms.items():
@@ -267,7 +276,7 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
                     cache_key = repr(sorted(overrides.items(), key=lambda kv: kv[0]))
                     if cache_key not in resolved:  # resolving checks the env; once per distinct setting
                         try:
-                            resolved[cache_key] = _resolve(kind, algo, env, preset, overrides)
+                            resolved[cache_key] = _resolve(kind, algo, env, preset, overrides, checked)
                         except SymrlError as exc:
                             raise SymrlError(f"{source}: cell {algorithm} / {env} / {noise}: {exc}") from None
                     config = resolved[cache_key].replace(seed=seed)
