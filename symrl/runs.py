@@ -178,12 +178,6 @@ def clear_run(run_dir: Path) -> None:
             path.unlink()
 
 
-def is_stop(exc: BaseException) -> bool:
-    """Whether ``exc`` stops a run from outside (Ctrl-C, or a worker told to exit, as Ray's are on shutdown):
-    the run is "interrupted" and resumes, not "failed" and restarted from zero."""
-    return isinstance(exc, (KeyboardInterrupt, SystemExit))
-
-
 def check_out(run_dir: Path, resume: bool = False, overwrite: bool = False) -> None:
     """Refuse, before any work starts, an ``--out`` that is a file, that already holds a run (without ``resume``
     or ``overwrite``) or that cannot be created."""

@@ -382,8 +382,7 @@ def test_ctrl_c_stops_a_sweep_at_once(tmp_path, backend):
         os.killpg(process.pid, signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "interrupted" in stderr, stderr[-3000:]
-    status = runs.read_status(first)
-    assert status["state"] == "interrupted", status  # resumed from its checkpoint when the sweep runs again
+    assert runs.read_status(first)["state"] == "interrupted"  # resumed from its checkpoint when the sweep runs again
     assert "leaked" not in stderr, stderr[-3000:]
     assert not (out / "CartPole-v1/clean/PPO/seed1").exists() and not (out / "CartPole-v1/clean/PPO/seed2").exists()
 

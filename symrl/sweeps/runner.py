@@ -167,7 +167,7 @@ def _run_locked_cell(path: Path, cfg, labels: dict) -> dict:
         steps, final_return = (_train_rlhf if is_rlhf(cfg) else _train)(path, cfg, resume=action == "resume")
         return {"outcome": outcome, "final_return": final_return, "steps": steps, "seconds": time.time() - start}
     except BaseException as exc:  # noqa: BLE001 - a failing cell must not stop the sweep
-        if runs.is_stop(exc):
+        if isinstance(exc, KeyboardInterrupt):
             raise
         message = _describe(exc)
         # a run that refuses to resume (e.g. the sweep's steps now below its progress) keeps its state: marked
@@ -463,9 +463,7 @@ def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str
             for ref in pending:
                 path = sweep.run_dir(refs[ref])
                 status = runs.read_status(path)
-                # a worker stopped mid-run may not have said so itself, or said "failed" as it was torn down
-                state = status.get("state")
-                if state == "running" or (state == "failed" and (path / runs.CHECKPOINT).is_file()):
+                if status.get("state") == "running":  # a worker killed mid-run could not say so itself
                     runs.write_status(path, "interrupted", step=status.get("step", 0))
 
 
