@@ -439,8 +439,6 @@ def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise SymrlError(f"cannot join the Ray cluster at {address} ({exc.__class__.__name__}); "
                                  "check the address, or drop --address to start a local Ray") from None
-    pending: list = []
-    refs: dict = {}
     try:
         # max_retries: Ray re-runs a cell whose worker process died; the cell then resumes from its checkpoint
         threads = 1 if address else _threads_per_worker(workers)
@@ -459,12 +457,7 @@ def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str
             tick()
     finally:
         if started:
-            ray.shutdown()  # the driver's tasks end with it: their cells stop where they are
-            for ref in pending:
-                path = sweep.run_dir(refs[ref])
-                status = runs.read_status(path)
-                if status.get("state") == "running":  # a worker killed mid-run could not say so itself
-                    runs.write_status(path, "interrupted", step=status.get("step", 0))
+            ray.shutdown()
 
 
 def run_sweep(sweep: Sweep, backend: str = "local", workers: Optional[int] = None, address: Optional[str] = None,
