@@ -182,10 +182,7 @@ def check_out(run_dir: Path, resume: bool = False, overwrite: bool = False) -> N
     """Refuse, before any work starts, an ``--out`` that is a file, that already holds a run (without ``resume``
     or ``overwrite``) or that cannot be created."""
     run_dir = Path(run_dir)
-    if resume:
-        check_folder(run_dir, "the run's directory", "--out")
-        return
-    if holds_run(run_dir) and not overwrite:
+    if not resume and holds_run(run_dir) and not overwrite:
         raise SymrlError(f"{run_dir} already holds a run; pass --resume (resume=True) to continue it, --overwrite "
                          "(overwrite=True) to replace it, or choose another --out")
     check_folder(run_dir, "the run's directory", "--out")
