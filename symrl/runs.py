@@ -178,6 +178,13 @@ def clear_run(run_dir: Path) -> None:
             path.unlink()
 
 
+def is_stop(exc: BaseException) -> bool:
+    """Whether ``exc`` stops a run from outside: Ctrl-C, or ``SystemExit``, which a Ray worker raises when Ray
+    tears it down (the driver stopped, ``ray.shutdown``). Such a run is "interrupted" and resumes from its
+    checkpoint; "failed" would make a sweep restart it from zero."""
+    return isinstance(exc, (KeyboardInterrupt, SystemExit))
+
+
 def check_out(run_dir: Path, resume: bool = False, overwrite: bool = False) -> None:
     """Refuse, before any work starts, an ``--out`` that is a file, that already holds a run (without ``resume``
     or ``overwrite``) or that cannot be created."""

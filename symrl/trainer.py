@@ -227,7 +227,7 @@ class Trainer:
             raise TrainingDiverged(f"at step {self.global_step}: {exc}") from None
         except BaseException as exc:
             if self.run_dir is not None:
-                runs.write_status(self.run_dir, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                runs.write_status(self.run_dir, "interrupted" if runs.is_stop(exc) else "failed",
                                   step=self.global_step, error=repr(exc))
             raise
         finally:

@@ -435,7 +435,7 @@ class RLHFTrainer:
                 runs.write_status(self.run_dir, "finished", step=self.iteration)
         except BaseException as exc:
             if writes:
-                runs.write_status(self.run_dir, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                runs.write_status(self.run_dir, "interrupted" if runs.is_stop(exc) else "failed",
                                   step=self.iteration, error=first_line(exc))
             raise
         finally:

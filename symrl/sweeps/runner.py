@@ -167,7 +167,7 @@ def _run_locked_cell(path: Path, cfg, labels: dict) -> dict:
         steps, final_return = (_train_rlhf if is_rlhf(cfg) else _train)(path, cfg, resume=action == "resume")
         return {"outcome": outcome, "final_return": final_return, "steps": steps, "seconds": time.time() - start}
     except BaseException as exc:  # noqa: BLE001 - a failing cell must not stop the sweep
-        if isinstance(exc, KeyboardInterrupt):
+        if runs.is_stop(exc):  # the run said "interrupted"; the worker stops
             raise
         message = _describe(exc)
         # a run that refuses to resume (e.g. the sweep's steps now below its progress) keeps its state: marked
@@ -439,6 +439,8 @@ def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise SymrlError(f"cannot join the Ray cluster at {address} ({exc.__class__.__name__}); "
                                  "check the address, or drop --address to start a local Ray") from None
+    pending: list = []
+    refs: dict = {}
     try:
         # max_retries: Ray re-runs a cell whose worker process died; the cell then resumes from its checkpoint
         threads = 1 if address else _threads_per_worker(workers)
@@ -457,7 +459,12 @@ def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str
             tick()
     finally:
         if started:
-            ray.shutdown()
+            ray.shutdown()  # the driver's tasks end with it (their workers raise SystemExit: "interrupted")
+            for ref in pending:  # a worker killed before it could say so still says "running"
+                path = sweep.run_dir(refs[ref])
+                status = runs.read_status(path)
+                if status.get("state") == "running":
+                    runs.write_status(path, "interrupted", step=status.get("step", 0))
 
 
 def run_sweep(sweep: Sweep, backend: str = "local", workers: Optional[int] = None, address: Optional[str] = None,
