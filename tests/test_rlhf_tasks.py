@@ -4,6 +4,7 @@ one-line errors for bad input."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -55,7 +56,9 @@ def test_imdb_task_trains_evaluates_and_resumes_through_the_cli(stand_ins, tmp_p
     assert main(args) == 0
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert (config["task"], config["alpha"], config["beta"], config["z"]) == ("imdb", 0.5, 0.4, -1.0)  # SPEC 5
-    assert config["reward_label"] == "POSITIVE" and config["learning_rate"] == 5e-6
+    assert config["reward_label"] == "POSITIVE" and config["learning_rate"] == 5e-6 and config["nll_coef"] == 0.1
+    nll = [float(row["nll"]) for row in csv.DictReader((out / "metrics.csv").open())]
+    assert len(nll) == 2 and all(0 < value < 100 for value in nll)  # the auxiliary NLL on the reviews is trained
     evaluations = (out / "eval.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in evaluations[1:]] == ["0", "4", "8"]
     sample = json.loads((out / "samples" / "iter_0002.jsonl").read_text().splitlines()[0])
@@ -77,6 +80,7 @@ def test_tldr_task_uses_lora_and_a_one_output_reward_model(stand_ins, tmp_path):
     cfg = make_rlhf_config("tldr", "ppo", policy_model=str(stand_ins["policy"]), reward_model=str(stand_ins["preference"]),
                            dataset=str(stand_ins["tldr"]), max_new_tokens=4, max_prompt_tokens=24, eval_prompts=3)
     assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.vf_coef, cfg.gamma, cfg.kl_coef) == (8, 64.0, 0.1, 0.1, 1.0, 0.002)
+    assert cfg.nll_coef == 0.1  # SPEC 5: the authors' auxiliary NLL on reference texts
     setup = load_task(cfg, log=lambda _: None)
     assert hasattr(setup.policy, "disable_adapter")  # LoRA through peft
     assert setup.eval_references == [" good movie"] * 3 and len(setup.prompts) == 10

@@ -42,7 +42,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "imdb": {
         "common": {"iterations": 60, "batch_size": 112, "minibatch_size": 28, "epochs": 5, "learning_rate": 5e-6,
                    "kl_coef": 0.001, "max_new_tokens": 48, "top_k": 50, "max_prompt_tokens": 64, "gamma": 0.99,
-                   "lam": 0.95, "eval_every": 10, "eval_prompts": 112},
+                   "lam": 0.95, "eval_every": 10, "eval_prompts": 112, "nll_coef": 0.1},  # the authors' target_coef
         "sppo": {"alpha": 0.5, "beta": 0.4, "z": -1.0},
     },
     # SPEC 5, TL;DR summarisation (GPT-J 6B SFT: 4-bit and LoRA on a GPU)
@@ -50,7 +50,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "common": {"iterations": 60, "batch_size": 64, "minibatch_size": 16, "epochs": 4, "learning_rate": 5e-6,
                    "kl_coef": 0.002, "max_new_tokens": 50, "top_k": 0, "max_prompt_tokens": 512, "gamma": 1.0,
                    "lam": 0.95, "vf_coef": 0.1, "lora_r": 8, "lora_alpha": 64.0, "lora_dropout": 0.1,
-                   "eval_every": 10, "eval_prompts": 64},
+                   "eval_every": 10, "eval_prompts": 64, "nll_coef": 0.1},
         "sppo": {"alpha": 0.5, "beta": 0.2, "z": -1.0},
     },
 }

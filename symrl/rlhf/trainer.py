@@ -74,7 +74,7 @@ class RLHFConfig:
     temperature: float = 1.0
     top_k: int = 50
     max_prompt_tokens: int = 64
-    nll_coef: float = 0.0  # auxiliary NLL on reference texts (the authors use 0.1 with reference texts)
+    nll_coef: float = 0.0  # auxiliary NLL on reference texts (the imdb and tldr presets: 0.1, the authors' target_coef)
     nll_batch_size: int = 8
     reward_noise: Optional[str] = None  # training only: flip:P (sign of the centred score) or gaussian:SIGMA
     eval_every: int = 10  # iterations between evaluations on the held-out prompts (and one before training)
