@@ -376,11 +376,13 @@ def load_preset(name_or_path: str) -> dict:
 
 
 PRESET_SECTIONS = ("common", "a2c", "ppo", "symmetric", "envs")
+ENV_SECTIONS = ("common", "a2c", "ppo", "sa2c", "sppo")
 
 
 def _check_preset(data: Any, source: str) -> None:
     """A preset's shape: sections of config keys; ``symmetric`` per algorithm (sa2c, sppo); ``envs`` per
-    environment name, each with ``common``/``a2c``/``ppo`` sections. Keys are checked when a config is made."""
+    environment name, each with ``common``/``a2c``/``ppo`` sections (the family's) and ``sa2c``/``sppo`` (the
+    symmetric algorithm's: a per-task alpha/beta table). Keys are checked when a config is made."""
     def mapping(value: Any, where: str) -> dict:
         if value is None:
             return {}
@@ -402,7 +404,7 @@ def _check_preset(data: Any, source: str) -> None:
         mapping(values, f"symmetric.{algo}")
     for env, sections in mapping(data.get("envs"), "envs").items():
         sections = mapping(sections, f"envs.{env}")
-        known(sections, ("common", "a2c", "ppo"), f"section of envs.{env}")
+        known(sections, ENV_SECTIONS, f"section of envs.{env}")
         for section, values in sections.items():
             mapping(values, f"envs.{env}.{section}")
 
@@ -433,11 +435,12 @@ def make_config(algo: str = "ppo", env: str = "CartPole-v1", preset: Optional[st
     data = load_preset(preset_name)
     family = "a2c" if algo in ("a2c", "sa2c") else "ppo"
     values: dict = {}
-    sections = [data.get("common"), data.get(family)]
-    if algo in ("sa2c", "sppo"):
-        sections.append((data.get("symmetric") or {}).get(algo))
+    symmetric = algo in ("sa2c", "sppo")
     env_overrides = (data.get("envs") or {}).get(_env_key(env)) or {}
-    sections += [env_overrides.get("common"), env_overrides.get(family)]
+    # the preset's sections for this run, later ones win: the family's, then the symmetric algorithm's, each
+    # first for every environment and then for this one
+    sections = [data.get("common"), data.get(family), (data.get("symmetric") or {}).get(algo) if symmetric else None,
+                env_overrides.get("common"), env_overrides.get(family), env_overrides.get(algo) if symmetric else None]
     for section in sections:
         if section:
             values.update(section)

@@ -214,7 +214,9 @@ def test_out_that_is_a_file_or_cannot_be_made(capsys, tmp_path):
 
 def test_a_malformed_preset_file_is_one_line(capsys, tmp_path):
     for text, pattern in (("common: 5\n", r"common must be a mapping"), ("envs: {CartPole: 5}\n", r"envs.CartPole must"),
-                          ("symetric: {}\n", r"unknown section 'symetric'"), ("ppo: {gamma: 0.9}\nppo: {}\n", r"duplicate key")):
+                          ("symetric: {}\n", r"unknown section 'symetric'"), ("ppo: {gamma: 0.9}\nppo: {}\n", r"duplicate key"),
+                          ("envs: {CartPole: {symmetric: {}}}\n",
+                           r"unknown section of envs.CartPole 'symmetric'; use common, a2c, ppo, sa2c, sppo")):
         (tmp_path / "preset.yaml").write_text(text)
         code, _, err = run_cli(capsys, ["train", *CARTPOLE, "--preset", tmp_path / "preset.yaml", "--out", tmp_path / "r",
                                         *QUIET])

@@ -199,6 +199,16 @@ def test_mujoco_symmetric_preset(algo):
     _fields(cfg, bins=11, alpha=0.5, beta=20.0, z=-1.0)
 
 
+@pytest.mark.parametrize("algo", ["sppo", "sa2c"])
+def test_box2d_symmetric_preset(algo):
+    """Box2D's continuous tasks, discretised, take the MuJoCo values (beta 20: the authors ran Box2D with their MuJoCo
+    settings); discrete LunarLander beta 1, from the preset's per-environment section of the symmetric algorithm."""
+    for env in ("BipedalWalker-v3", "LunarLanderContinuous-v3"):
+        _fields(make_config(algo, env), bins=11, alpha=0.5, beta=20.0, z=-1.0)
+    _fields(make_config(algo, "LunarLander-v3"), bins=0, alpha=0.5, beta=1.0, z=-1.0)
+    _fields(make_config(algo.removeprefix("s"), "LunarLander-v3"), beta=0.0)  # a per-task beta is not PPO's or A2C's
+
+
 def test_symmetric_preset_bins_apply_to_box_only():
     """sppo on CartPole (Discrete) keeps bins 0; on Pendulum (Box) the preset's 11 bins apply."""
     _fields(make_config("sppo", "CartPole-v1"), bins=0, alpha=0.5, beta=1.0)

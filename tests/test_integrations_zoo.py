@@ -41,6 +41,32 @@ def test_hyperparameter_files_are_safe_yaml_with_symmetric_settings():
             assert params["z"] < 0 and "alpha" in params and "beta" in params, env
 
 
+CONTINUOUS = ["HalfCheetah-v4", "Ant-v4", "Hopper-v4", "Walker2d-v4", "Swimmer-v4", "InvertedDoublePendulum-v4",
+              "Humanoid-v4", "HumanoidStandup-v4", "BipedalWalker-v3", "LunarLanderContinuous-v3"]
+
+
+@pytest.mark.parametrize("algo", ["sppo", "sa2c"])
+def test_hyperparameter_files_agree_with_symrls_presets(algo):
+    """Every MuJoCo and Box2D task of SPEC 4 is in the Zoo file, with the settings `symrl train` gives it."""
+    from symrl.config import make_config  # noqa: PLC0415
+
+    table = yaml.safe_load((HYPERPARAMS / f"{algo}.yml").read_text())
+    for env in CONTINUOUS:
+        params, cfg = table[env], make_config(algo, env)
+        bins = params["env_wrapper"][0]["symrl.envs.wrappers.DiscretizeAction"]["bins"]
+        zoo = (params["alpha"], params["beta"], params["z"], bins, params["n_timesteps"], params["n_envs"],
+               params["n_steps"], params["learning_rate"], params["gamma"], params["ent_coef"])
+        ours = (cfg.alpha, cfg.beta, cfg.z, cfg.bins, cfg.total_steps, cfg.n_envs, cfg.n_steps, cfg.learning_rate,
+                cfg.gamma, cfg.ent_coef)
+        assert zoo == ours, env
+        if algo == "sppo":
+            assert (params["batch_size"], params["n_epochs"], params["clip_range"]) == \
+                (cfg.batch_size, cfg.n_epochs, cfg.clip_range), env
+            kwargs = params.get("policy_kwargs", "")
+            assert ("ortho_init=False" in kwargs) == (not cfg.ortho_init), env
+            assert ("nn.ReLU" in kwargs) == (cfg.activation == "relu"), env
+
+
 def test_atari_sa2c_and_sppo_use_the_zoo_a2c_and_ppo_optimiser_and_network_settings():
     """The symmetric algorithms differ from the Zoo's A2C/PPO on Atari by the loss only (A2C: RMSpropTFLike)."""
     import rl_zoo3  # noqa: PLC0415
