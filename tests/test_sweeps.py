@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -331,6 +333,69 @@ def test_backend_errors(tmp_path):
     with pytest.raises(SymrlError, match=f"cannot reach the Ray cluster at 127.0.0.1:{port}"):
         run_sweep(sweep, backend="ray", address=f"127.0.0.1:{port}", progress=False)
     assert (tmp_path / "out" / "sweep.json").read_text() == "the last sweep's summary"  # nothing ran: kept
+
+
+@pytest.mark.slow  # a minute: Ray's join refused after its retries, and the head's drain on SIGTERM
+def test_a_sweep_joins_a_cluster_started_with_ray_start(tmp_path):
+    """`ray start --head` on this machine: its cluster asks for a token (Ray's default for such clusters since
+    2.59), so the sweep joins with RAY_AUTH_MODE=token and, without it, says to set it."""
+    pytest.importorskip("ray")
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}",
+                             "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=false", "--block"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            assert time.time() < deadline and head.poll() is None, "ray start did not come up"
+            time.sleep(0.5)
+        path = str(_write(tmp_path, _spec(tmp_path / "out", steps=256, seeds=1, algorithms=["ppo"])))
+        join = ["sweep", path, "--backend", "ray", "--address", f"127.0.0.1:{port}", "--no-progress"]
+        plain = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+        refused = _cli(*join, cwd=tmp_path, env=plain)
+        assert refused.returncode == 2 and "needs RAY_AUTH_MODE=token here too" in refused.stderr, refused.stderr[-2000:]
+        joined = _cli(*join, cwd=tmp_path, env={**plain, "RAY_AUTH_MODE": "token"})
+        assert joined.returncode == 0 and "done 1" in joined.stdout, joined.stderr[-2000:]
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # ray start --block stops the cluster's processes
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+
+
+JOIN_WITH_A_SHORT_DEADLINE = """
+import sys
+from symrl.cli import main
+from symrl.sweeps import runner
+runner.RAY_JOIN_SECONDS = 3.0
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_an_address_that_answers_but_is_no_ray_cluster_fails_in_seconds(tmp_path):
+    """A web server's port (as the dashboard's 8265 would be, given instead of the GCS port): Ray itself retries
+    for minutes; the sweep gives up at its deadline with one line naming the fix."""
+    pytest.importorskip("ray")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        start = time.time()
+        sweep = str(_write(tmp_path, _spec(tmp_path / "out")))
+        result = subprocess.run([sys.executable, "-c", JOIN_WITH_A_SHORT_DEADLINE, "sweep", sweep, "--backend", "ray",
+                                 "--address", address, "--no-progress"],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=170)
+    finally:
+        server.shutdown()
+    assert result.returncode == 2 and f"error: no Ray cluster answered at {address} in " in result.stderr, result.stderr[-2000:]
+    assert "port 6379" in result.stderr and time.time() - start < 120  # Ray's own retries: minutes
+    assert not (tmp_path / "out" / "CartPole-v1").exists()
 
 
 @pytest.mark.parametrize("name,cells", [("paper_atari", 360), ("paper_atari_a2c", 240), ("paper_mujoco", 2400),

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -422,6 +424,46 @@ def _check_reachable(address: str, seconds: float = 5.0) -> None:
                          "check the address, or drop --address to start a local Ray") from None
 
 
+RAY_JOIN_SECONDS = 60.0  # how long joining a cluster may take before the sweep gives up
+
+
+class _JoinTimeout(BaseException):  # not an Exception: Ray's connection retries catch those and go on
+    pass
+
+
+def _join_ray(ray, address: str, seconds: float) -> None:
+    """``ray.init(address=...)``, given up after ``seconds``: at a port that answers but is not a Ray cluster's
+    (the dashboard's 8265 instead of the GCS port 6379, say) Ray retries for minutes. The deadline is a timer
+    signal, so it applies in the main thread of a Unix process (elsewhere Ray's own retries stand), and it takes
+    effect when Ray's attempt under way returns to Python (its first one waits 40 s at such a port)."""
+    timer = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+    def give_up(*_):
+        raise _JoinTimeout
+
+    previous = signal.signal(signal.SIGALRM, give_up) if timer else None
+    if timer:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.time()
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except _JoinTimeout:  # raised once Ray's current attempt returns to Python: after the deadline, not at it
+        ray.shutdown()
+        raise SymrlError(f"no Ray cluster answered at {address} in {time.time() - start:.0f} s; give its GCS address "
+                         "(the head's port 6379 by default, not the dashboard's 8265), or drop --address to start a local "
+                         "Ray") from None
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        # Ray says only "failed to connect" when the cluster wants a token this process does not send
+        token = "" if os.environ.get("RAY_AUTH_MODE") else ("; a cluster with token authentication (what `ray start` "
+                                                            "sets up since Ray 2.59) needs RAY_AUTH_MODE=token here too")
+        raise SymrlError(f"cannot join the Ray cluster at {address} ({exc.__class__.__name__}){token}; check the "
+                         "address, or drop --address to start a local Ray") from None
+    finally:
+        if timer:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+
+
 def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str], summary: SweepSummary,
              tick: Callable[[], None]) -> None:
     try:
@@ -434,11 +476,7 @@ def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str
             _init_local_ray(ray, workers)
         else:
             _check_reachable(address)
-            try:
-                ray.init(address=address, log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise SymrlError(f"cannot join the Ray cluster at {address} ({exc.__class__.__name__}); "
-                                 "check the address, or drop --address to start a local Ray") from None
+            _join_ray(ray, address, RAY_JOIN_SECONDS)
     pending: list = []
     refs: dict = {}
     try:
