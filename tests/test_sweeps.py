@@ -259,6 +259,26 @@ def test_a_cell_stopped_from_outside_is_interrupted_and_resumes(tmp_path, monkey
     assert summary.outcomes[cell.key] == "resumed" and runs.read_status(path)["step"] == 1024
 
 
+def test_a_run_calling_sys_exit_fails_its_cell_in_a_local_worker(tmp_path, monkeypatch):
+    """Only Ray's teardown makes SystemExit a stop: in a local worker it is the run's own doing, a failure with its
+    message (not a dead worker, retried three times and reported as killed)."""
+    from multiprocessing import Pipe  # noqa: PLC0415
+
+    from symrl.sweeps.runner import _serve_cells  # noqa: PLC0415
+    from symrl.trainer import Trainer  # noqa: PLC0415
+
+    sweep = parse_sweep(_spec(tmp_path / "out", seeds=1, algorithms=["ppo"]))
+    cell = sweep.cells[0]
+    monkeypatch.setattr(Trainer, "update", lambda *_: sys.exit(3))
+    sweep_end, worker_end = Pipe()
+    sweep_end.send((str(sweep.run_dir(cell)), cell.config.to_dict(), cell.labels))
+    sweep_end.send(None)  # then stop
+    _serve_cells(worker_end, 0)
+    result = sweep_end.recv()
+    assert result["outcome"] == "failed" and "sys.exit(3)" in result["error"]
+    assert runs.read_status(sweep.run_dir(cell))["state"] == "failed"
+
+
 def test_a_restarted_cell_keeps_its_labels(tmp_path):
     """A failed cell is trained again from the start; the report must still know what the sweep calls it."""
     spec = _spec(tmp_path / "out", seeds=1, algorithms=["ppo"], noise={"noisy 0.1": "gaussian:0.1"})
@@ -337,15 +357,18 @@ def test_backend_errors(tmp_path):
 
 @pytest.mark.slow  # a minute: Ray's join refused after its retries, and the head's drain on SIGTERM
 def test_a_sweep_joins_a_cluster_started_with_ray_start(tmp_path):
-    """`ray start --head` on this machine: its cluster asks for a token (Ray's default for such clusters since
-    2.59), so the sweep joins with RAY_AUTH_MODE=token and, without it, says to set it."""
+    """`ray start --head` where a token exists: its cluster asks for the token (Ray 2.59 and later), so the sweep
+    joins with RAY_AUTH_MODE=token and, without it, says to set it."""
     pytest.importorskip("ray")
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
+    token = tmp_path / "auth_token"  # ray start turns token authentication on where a token exists
+    token.write_text("symrl-test-" + os.urandom(16).hex())
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")} | {"RAY_AUTH_TOKEN_PATH": str(token)}
     head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}",
                              "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=false", "--block"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=plain)
     try:
         deadline = time.time() + 90
         while True:
@@ -355,7 +378,6 @@ def test_a_sweep_joins_a_cluster_started_with_ray_start(tmp_path):
             time.sleep(0.5)
         path = str(_write(tmp_path, _spec(tmp_path / "out", steps=256, seeds=1, algorithms=["ppo"])))
         join = ["sweep", path, "--backend", "ray", "--address", f"127.0.0.1:{port}", "--no-progress"]
-        plain = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
         refused = _cli(*join, cwd=tmp_path, env=plain)
         assert refused.returncode == 2 and "needs RAY_AUTH_MODE=token here too" in refused.stderr, refused.stderr[-2000:]
         joined = _cli(*join, cwd=tmp_path, env={**plain, "RAY_AUTH_MODE": "token"})
@@ -369,31 +391,30 @@ def test_a_sweep_joins_a_cluster_started_with_ray_start(tmp_path):
             head.wait()
 
 
-JOIN_WITH_A_SHORT_DEADLINE = """
-import sys
-from symrl.cli import main
-from symrl.sweeps import runner
-runner.RAY_JOIN_SECONDS = 3.0
-sys.exit(main(sys.argv[1:]))
-"""
+class _Silent(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *_):  # Ray's HTTP/2 preface arrives as a bad request: say nothing
+        pass
 
 
 def test_an_address_that_answers_but_is_no_ray_cluster_fails_in_seconds(tmp_path):
     """A web server's port (as the dashboard's 8265 would be, given instead of the GCS port): Ray itself retries
     for minutes; the sweep gives up at its deadline with one line naming the fix."""
     pytest.importorskip("ray")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    from ray.util import get_node_ip_address  # noqa: PLC0415 - the address Ray dials for a local one
+
+    server = http.server.ThreadingHTTPServer((get_node_ip_address(), 0), _Silent)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    address = f"127.0.0.1:{server.server_address[1]}"
+    address = "{}:{}".format(*server.server_address)
+    sweep = str(_write(tmp_path, _spec(tmp_path / "out")))
+    join = ["sweep", sweep, "--backend", "ray", "--address", address, "--no-progress"]
     try:
+        bad = _cli(*join, cwd=tmp_path, env={**os.environ, "SYMRL_RAY_JOIN_SECONDS": "soon"})
+        assert bad.returncode == 2 and "SYMRL_RAY_JOIN_SECONDS must be a positive number of seconds, got 'soon'" in bad.stderr
         start = time.time()
-        sweep = str(_write(tmp_path, _spec(tmp_path / "out")))
-        result = subprocess.run([sys.executable, "-c", JOIN_WITH_A_SHORT_DEADLINE, "sweep", sweep, "--backend", "ray",
-                                 "--address", address, "--no-progress"],
-                                cwd=tmp_path, capture_output=True, text=True, timeout=170)
+        result = _cli(*join, cwd=tmp_path, env={**os.environ, "SYMRL_RAY_JOIN_SECONDS": "3"})
     finally:
         server.shutdown()
-    assert result.returncode == 2 and f"error: no Ray cluster answered at {address} in " in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 2 and f"error: no Ray cluster joined at {address} in " in result.stderr, result.stderr[-2000:]
     assert "port 6379" in result.stderr and time.time() - start < 120  # Ray's own retries: minutes
     assert not (tmp_path / "out" / "CartPole-v1").exists()
 

@@ -16,6 +16,7 @@ error and does not stop the others. ``sweep.json`` in the out folder summarises 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -341,6 +342,10 @@ def _serve_cells(conn, threads: int) -> None:
             result = run_cell(*job, threads)
         except KeyboardInterrupt:  # Ctrl-C reached this process too; the sweep stops its workers
             return
+        except SystemExit as exc:  # the run's own code called sys.exit: here a failure (on Ray, its teardown)
+            error = f"SystemExit: the run called sys.exit({exc.code!r})"
+            runs.write_status(Path(job[0]), "failed", error=error)
+            result = {"outcome": "failed", "error": error, "seconds": 0.0}
         conn.send(result)
 
 
@@ -424,44 +429,60 @@ def _check_reachable(address: str, seconds: float = 5.0) -> None:
                          "check the address, or drop --address to start a local Ray") from None
 
 
-RAY_JOIN_SECONDS = 60.0  # how long joining a cluster may take before the sweep gives up
+RAY_JOIN_SECONDS = 60.0  # how long joining a cluster may take; SYMRL_RAY_JOIN_SECONDS overrides it
 
 
 class _JoinTimeout(BaseException):  # not an Exception: Ray's connection retries catch those and go on
     pass
 
 
-def _join_ray(ray, address: str, seconds: float) -> None:
-    """``ray.init(address=...)``, given up after ``seconds``: at a port that answers but is not a Ray cluster's
-    (the dashboard's 8265 instead of the GCS port 6379, say) Ray retries for minutes. The deadline is a timer
-    signal, so it applies in the main thread of a Unix process (elsewhere Ray's own retries stand), and it takes
-    effect when Ray's attempt under way returns to Python (its first one waits 40 s at such a port)."""
+def _join_ray(ray, address: str) -> None:
+    """``ray.init(address=...)``, given up after ``SYMRL_RAY_JOIN_SECONDS`` (default 60): at a port that answers but
+    is not a Ray cluster's (the dashboard's 8265 instead of the GCS port 6379, say) Ray retries for minutes. The
+    deadline is a timer signal, so it applies in the main thread of a Unix process (elsewhere Ray's own retries
+    stand), and it takes effect when Ray's attempt under way returns to Python (its first one waits 40 s at such a
+    port). A timer set before (a test runner's, say) is put back with the time it had left."""
+    text = os.environ.get("SYMRL_RAY_JOIN_SECONDS", str(RAY_JOIN_SECONDS))
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise SymrlError(f"SYMRL_RAY_JOIN_SECONDS must be a positive number of seconds, got {text!r}")
     timer = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-
-    def give_up(*_):
-        raise _JoinTimeout
-
-    previous = signal.signal(signal.SIGALRM, give_up) if timer else None
-    if timer:
-        signal.setitimer(signal.ITIMER_REAL, seconds)
     start = time.time()
     try:
-        ray.init(address=address, log_to_driver=False)
+        if not timer:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            def give_up(*_):
+                raise _JoinTimeout
+
+            previous = signal.signal(signal.SIGALRM, give_up)
+            outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+            try:
+                ray.init(address=address, log_to_driver=False)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+                if outer:
+                    signal.setitimer(signal.ITIMER_REAL, max(outer - (time.time() - start), 1e-3))
     except _JoinTimeout:  # raised once Ray's current attempt returns to Python: after the deadline, not at it
-        ray.shutdown()
-        raise SymrlError(f"no Ray cluster answered at {address} in {time.time() - start:.0f} s; give its GCS address "
-                         "(the head's port 6379 by default, not the dashboard's 8265), or drop --address to start a local "
-                         "Ray") from None
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        raise SymrlError(f"no Ray cluster joined at {address} in {time.time() - start:.0f} s; give its GCS address "
+                         "(the head's port 6379 by default, not the dashboard's 8265), set SYMRL_RAY_JOIN_SECONDS "
+                         "higher for a slow cluster, or drop --address to start a local Ray") from None
+    except ray.exceptions.AuthenticationError as exc:
+        raise SymrlError(f"the Ray cluster at {address} wants its token ({first_line(exc)}); copy the head node's "
+                         "~/.ray/auth_token here, or set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH") from None
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
         # Ray says only "failed to connect" when the cluster wants a token this process does not send
-        token = "" if os.environ.get("RAY_AUTH_MODE") else ("; a cluster with token authentication (what `ray start` "
-                                                            "sets up since Ray 2.59) needs RAY_AUTH_MODE=token here too")
+        token = "" if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else (
+            "; a cluster with token authentication (what `ray start` sets up where a token exists, e.g. "
+            "~/.ray/auth_token) needs RAY_AUTH_MODE=token here too")
         raise SymrlError(f"cannot join the Ray cluster at {address} ({exc.__class__.__name__}){token}; check the "
                          "address, or drop --address to start a local Ray") from None
-    finally:
-        if timer:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str], summary: SweepSummary,
@@ -476,7 +497,7 @@ def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str
             _init_local_ray(ray, workers)
         else:
             _check_reachable(address)
-            _join_ray(ray, address, RAY_JOIN_SECONDS)
+            _join_ray(ray, address)
     pending: list = []
     refs: dict = {}
     try:
@@ -501,8 +522,12 @@ def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str
             for ref in pending:  # a worker killed before it could say so still says "running"
                 path = sweep.run_dir(refs[ref])
                 status = runs.read_status(path)
-                if status.get("state") == "running":
-                    runs.write_status(path, "interrupted", step=status.get("step", 0))
+                if status.get("state") != "running":
+                    continue
+                lock = _lock_cell(path)  # None: a live process (another sweep's) is running the cell
+                if lock is not None:
+                    with lock:
+                        runs.write_status(path, "interrupted", step=status.get("step", 0))
 
 
 def run_sweep(sweep: Sweep, backend: str = "local", workers: Optional[int] = None, address: Optional[str] = None,
@@ -535,7 +560,7 @@ def run_sweep(sweep: Sweep, backend: str = "local", workers: Optional[int] = Non
         elif todo:
             _run_ray(sweep, todo, workers, address, summary, tick)
     except BaseException as exc:
-        summary.stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else first_line(exc)
+        summary.stopped = "interrupted" if runs.is_stop(exc) else first_line(exc)
         raise
     finally:
         bar.close()
