@@ -344,7 +344,7 @@ def _serve_cells(conn, threads: int) -> None:
             return
         except SystemExit as exc:  # the run's own code called sys.exit: here a failure (on Ray, its teardown)
             error = f"SystemExit: the run called sys.exit({exc.code!r})"
-            runs.write_status(Path(job[0]), "failed", error=error)
+            runs.write_status(Path(job[0]), "failed", step=runs.read_status(Path(job[0])).get("step", 0), error=error)
             result = {"outcome": "failed", "error": error, "seconds": 0.0}
         conn.send(result)
 
@@ -436,12 +436,35 @@ class _JoinTimeout(BaseException):  # not an Exception: Ray's connection retries
     pass
 
 
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Raise :class:`_JoinTimeout` in the block once ``seconds`` have passed, by a timer signal: in the main thread
+    of a Unix process only (elsewhere the block runs without a deadline). It takes effect when the block returns
+    to Python from C code. A timer set before (a test runner's, say) is put back with the time it had left."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def give_up(*_):
+        raise _JoinTimeout
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    start = time.time()
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.time() - start), 1e-3))
+
+
 def _join_ray(ray, address: str) -> None:
     """``ray.init(address=...)``, given up after ``SYMRL_RAY_JOIN_SECONDS`` (default 60): at a port that answers but
     is not a Ray cluster's (the dashboard's 8265 instead of the GCS port 6379, say) Ray retries for minutes. The
-    deadline is a timer signal, so it applies in the main thread of a Unix process (elsewhere Ray's own retries
-    stand), and it takes effect when Ray's attempt under way returns to Python (its first one waits 40 s at such a
-    port). A timer set before (a test runner's, say) is put back with the time it had left."""
+    deadline applies in the main thread of a Unix process and once Ray's attempt under way returns to Python (its
+    first one waits 40 s at such a port)."""
     text = os.environ.get("SYMRL_RAY_JOIN_SECONDS", str(RAY_JOIN_SECONDS))
     try:
         seconds = float(text)
@@ -449,24 +472,10 @@ def _join_ray(ray, address: str) -> None:
         seconds = float("nan")
     if not seconds > 0:
         raise SymrlError(f"SYMRL_RAY_JOIN_SECONDS must be a positive number of seconds, got {text!r}")
-    timer = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
     start = time.time()
     try:
-        if not timer:
+        with _deadline(seconds):
             ray.init(address=address, log_to_driver=False)
-        else:
-            def give_up(*_):
-                raise _JoinTimeout
-
-            previous = signal.signal(signal.SIGALRM, give_up)
-            outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
-            try:
-                ray.init(address=address, log_to_driver=False)
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
-                if outer:
-                    signal.setitimer(signal.ITIMER_REAL, max(outer - (time.time() - start), 1e-3))
     except _JoinTimeout:  # raised once Ray's current attempt returns to Python: after the deadline, not at it
         with contextlib.suppress(Exception):
             ray.shutdown()
