@@ -24,6 +24,7 @@ from . import results, runs, stats
 from .errors import SymrlError
 
 AGGREGATE_REPS = 2000
+MIN_AGGREGATE_ENVS = 5
 FIGURES = "figures"
 SUMMARY_COLUMNS = [*stats.GROUP_COLUMNS, "mean", "low", "high", "n", "unfinished"]
 UNFINISHED_MARK = "†"
@@ -63,23 +64,25 @@ def _as_paths(paths: PathLike | Iterable[PathLike]) -> list[PathLike]:
 # --------------------------------------------------------------------------------------------------
 # the per-environment table (also printed by the CLI)
 # --------------------------------------------------------------------------------------------------
-def summary_table(source: PathLike | Iterable[PathLike] | pd.DataFrame, confidence: float = stats.CONFIDENCE) -> pd.DataFrame:
-    """Final evaluation per (env, noise, algorithm): mean over seeds with its t-interval (:func:`symrl.stats.mean_ci`).
+def summary_table(
+    source: PathLike | Iterable[PathLike] | pd.DataFrame, confidence: float = stats.CONFIDENCE,
+    fraction: float = stats.SCORE_FRACTION,
+) -> pd.DataFrame:
+    """Score per (env, noise, algorithm): mean over seeds with its t-interval (:func:`symrl.stats.mean_ci`).
 
     ``source`` is run directories / folders holding runs, or :func:`symrl.results.load_evaluations`' table.
-    Each run contributes its last evaluation (runs of unequal length each their own). Columns ``env, noise,
-    algorithm, mean, low, high, n`` (seeds) and ``unfinished`` (how many of them are not finished).
+    A run's score is its mean evaluation return over the last ``fraction`` of its training
+    (:func:`symrl.stats.run_scores`; a run that stopped earlier counts with its last evaluation). Columns ``env,
+    noise, algorithm, mean, low, high, n`` (seeds) and ``unfinished`` (how many of them are not finished).
     The report's tables are built from this function, so what the CLI prints and the report agree.
     """
     evaluations = source if isinstance(source, pd.DataFrame) else results.load_evaluations(_as_paths(source))
-    final = results.final_evaluations(evaluations)
+    scores = stats.run_scores(evaluations, fraction)
     rows = []
-    if not final.empty:
-        for (env, noise, algorithm), group in final.groupby(stats.GROUP_COLUMNS, sort=True):
-            mean, low, high = stats.mean_ci(group["mean_return"], confidence=confidence)
-            state = group["state"] if "state" in group else pd.Series("finished", index=group.index)
-            rows.append({"env": env, "noise": noise, "algorithm": algorithm, "mean": mean, "low": low, "high": high,
-                         "n": int(group["mean_return"].notna().sum()), "unfinished": int((state != "finished").sum())})
+    for (env, noise, algorithm), group in scores.groupby(stats.GROUP_COLUMNS, sort=True):
+        mean, low, high = stats.mean_ci(group["score"], confidence=confidence)
+        rows.append({"env": env, "noise": noise, "algorithm": algorithm, "mean": mean, "low": low, "high": high,
+                     "n": int(group["score"].notna().sum()), "unfinished": int((group["state"] != "finished").sum())})
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
@@ -88,21 +91,23 @@ def summary_table(source: PathLike | Iterable[PathLike] | pd.DataFrame, confiden
 # --------------------------------------------------------------------------------------------------
 def write_report(
     paths: PathLike | Iterable[PathLike], out_dir: PathLike, baseline: Optional[str] = None, seed: int = 0,
-    reps: int = AGGREGATE_REPS,
+    reps: int = AGGREGATE_REPS, fraction: float = stats.SCORE_FRACTION, margin: float = stats.MARGIN,
 ) -> Path:
     """Write ``report.md``, ``report.html`` and ``figures/*.png`` into ``out_dir``; return the Markdown's path.
 
-    ``paths`` are run directories or folders that hold them (a sweep's output). ``baseline`` is the algorithm
-    label the probability of improvement compares with (default: "PPO" if present, else the first label
-    alphabetically). ``seed`` seeds rliable's bootstraps; ``reps`` is the number of its resamples.
-    A path without runs raises :class:`SymrlError`.
+    ``paths`` are run directories or folders that hold them (a sweep's output). A run's score is its mean
+    evaluation return over the last ``fraction`` of training (:func:`symrl.stats.run_scores`). ``margin`` is the
+    normalised effect below which a variant-vs-control comparison has "no useful effect"
+    (:func:`symrl.stats.verdict`). ``baseline`` is the algorithm label the probability of improvement compares
+    with (default: "PPO" if present, else the first label alphabetically). ``seed`` seeds rliable's bootstraps;
+    ``reps`` is the number of its resamples. A path without runs raises :class:`SymrlError`.
     """
     paths = _as_paths(paths)
     run_dirs = results.find_runs(paths)
     evaluations = results.load_evaluations(run_dirs)
     metrics = results.load_metrics(run_dirs)
-    final = results.final_evaluations(evaluations)
-    algorithms = sorted(final["algorithm"].unique()) if not final.empty else []
+    scores, normalizations = stats.normalize_scores(stats.run_scores(evaluations, fraction), value="score")
+    algorithms = sorted(scores["algorithm"].unique()) if not scores.empty else []
     baseline = _choose_baseline(algorithms, baseline)
     colors = {algorithm: f"C{index % 10}" for index, algorithm in enumerate(algorithms)}
 
@@ -110,17 +115,18 @@ def write_report(
     if out.exists() and not out.is_dir():
         raise SymrlError(f"{out} is a file; --out takes the folder the report is written into (e.g. {out.parent / 'report'})")
     (out / FIGURES).mkdir(parents=True, exist_ok=True)
-    summary = summary_table(evaluations)
+    summary = summary_table(evaluations, fraction=fraction)
     lines = _header(run_dirs, evaluations, results.runs_without_config(paths))
     warnings = stats.pooling_warnings(evaluations)
     if warnings:
         lines += ["## Warnings", ""] + [f"- {_md(warning)}" for warning in warnings] + [""]
-    lines += _final_section(summary)
-    lines += _aggregate_section(final, baseline, seed, reps, out, colors)
+    lines += _final_section(summary, fraction)
+    lines += _robustness_section(scores, normalizations, margin)
+    lines += _control_section(scores, evaluations, out, colors)
+    lines += _aggregate_section(scores, normalizations, baseline, seed, reps, out, colors)
     lines += _learning_curve_section(evaluations, out, colors)
     lines += _sign_change_section(metrics, out, colors)
     lines += _language_model_section(evaluations, out, colors)
-    lines += _control_section(final)
     markdown = "\n".join(lines).rstrip() + "\n"
 
     markdown_path = out / "report.md"
@@ -198,14 +204,15 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _final_section(summary: pd.DataFrame) -> list[str]:
-    lines = ["## Final evaluation per environment", ""]
+def _final_section(summary: pd.DataFrame, fraction: float) -> list[str]:
+    lines = ["## Score per environment", ""]
     if summary.empty:
         return lines + ["No run has an evaluation yet.", ""]
     lines += [
-        "Mean return of each run's last evaluation, averaged over seeds, with a 95% t-interval over seeds (none for "
-        "one seed). Bold: the highest mean, only where its CI is separated from every other algorithm's CI in that "
-        "setting.", "",
+        f"A run's score is its mean clean evaluation return over the last {fraction:.0%} of its training (a run that "
+        "stopped earlier, e.g. diverged, counts with its last evaluation); the table gives the mean over seeds with a "
+        "95% t-interval over seeds (none for one seed). Bold: the highest mean, only where its CI is separated from "
+        "every other algorithm's CI in that setting.", "",
     ]
     for env, env_rows in summary.groupby("env", sort=True):
         algorithms = sorted(env_rows["algorithm"].unique())
@@ -241,22 +248,26 @@ def _separated_best(rows: pd.DataFrame) -> Optional[str]:
 
 
 def _aggregate_section(
-    final: pd.DataFrame, baseline: Optional[str], seed: int, reps: int, out: Path, colors: dict[str, str]
+    scores: pd.DataFrame, normalizations: dict, baseline: Optional[str], seed: int, reps: int, out: Path,
+    colors: dict[str, str],
 ) -> list[str]:
     lines = ["## Aggregate across environments", ""]
-    if final.empty:
+    if scores.empty:
         return lines + ["No run has an evaluation yet.", ""]
-    if final["env"].nunique() < 2:  # over one environment's seeds rliable's bootstrap is a percentile one: too narrow
-        return lines + ["Skipped: one environment. Its per-setting table above has the t-intervals; aggregates "
-                        "pool environments, and over a few seeds of one their bootstrap intervals would be too narrow.", ""]
-    normalized, normalizations = stats.normalize_scores(final)
+    envs = scores["env"].nunique()
+    if envs < MIN_AGGREGATE_ENVS:  # over a few tasks rliable's bootstrap intervals are too narrow to mean much
+        return lines + [f"Left out: {_count(envs, 'environment')}. The IQM and the probability of improvement pool "
+                        f"environments, and with fewer than {MIN_AGGREGATE_ENVS} their bootstrap intervals over a few "
+                        "tasks and seeds are too narrow to trust; the per-environment tables and the pooled comparisons "
+                        "above (t-intervals) stand instead.", ""]
+    normalized = scores
     try:
         aggregates = stats.aggregate_metrics(normalized, reps=reps, seed=seed)
         improvement = stats.probability_of_improvement(normalized, baseline, reps=reps, seed=seed) if baseline else None
     except SymrlError as exc:
         return lines + [f"Skipped: {_md(exc)}", ""]
     lines += [
-        "Final scores are normalised per environment, then aggregated over all runs and environments of a noise "
+        "Run scores are normalised per environment, then aggregated over all runs and environments of a noise "
         "setting: the interquartile mean (IQM, the mean of the middle 50% of runs, robust to outlier runs) and the "
         "optimality gap (how far scores fall short of 1; lower is better), with 95% stratified-bootstrap CIs from "
         f"rliable ({reps:,} resamples, seed {seed}). Where an algorithm has different numbers of seeds on different "
@@ -265,7 +276,7 @@ def _aggregate_section(
     ]
     lines += [f"- {_md(normalizations[env].describe(env))}" for env in sorted(normalizations)]
     notes = [note for noise, scope in stats.aggregate_scopes(normalized).items() if (note := scope.describe(noise))]
-    unfinished = int((final["state"] != "finished").sum()) if "state" in final else 0
+    unfinished = int((scores["state"] != "finished").sum())
     if unfinished:
         notes.append(f"{_count(unfinished, 'run')} not finished {'is' if unfinished == 1 else 'are'} included with "
                      f"{'its' if unfinished == 1 else 'their'} last evaluation (marked {UNFINISHED_MARK} above).")
@@ -374,17 +385,87 @@ def _language_model_section(evaluations: pd.DataFrame, out: Path, colors: dict[s
     return lines
 
 
-def _control_section(final: pd.DataFrame) -> list[str]:
-    """SPPO next to PPO with policy_coef = c, the control for SPPO's rescaling of PPO's gradient."""
-    if final.empty or "algo" not in final:
+def _robustness_section(scores: pd.DataFrame, normalizations: dict, margin: float) -> list[str]:
+    """Clean vs noisy per algorithm, and each symmetric variant against its rescaled control (symrl.stats)."""
+    lines = ["## Robustness to reward noise", ""]
+    table = stats.loss_columns(scores) if not scores.empty else scores
+    if table.empty:
+        return lines + ["No run has an evaluation yet.", ""]
+    both = [f"{a} on {e}" for (e, a), g in table.groupby(["env", "algorithm"], sort=True) if g["clean"].nunique() == 2]
+    if not both:
+        settings = ", ".join(sorted(map(str, table["noise"].unique())))
+        return lines + [f"Skipped: no algorithm has runs both clean and with noise on one environment (noise settings: "
+                        f"{_md(settings)}); robustness is the change from clean to noisy rewards, so train both.", ""]
+    lines += [
+        "Everything here is on the normalised scale (0 = a random policy, 1 = the reference score), so that tasks can "
+        "be pooled and one margin applies to all:", "",
+    ]
+    lines += [f"- {_md(normalizations[env].describe(env))}" for env in sorted(normalizations)]
+    lines += ["", "### Change from clean to noisy rewards", "",
+              "Mean normalised score over seeds, and noisy − clean with a 95% Welch interval (negative: the noise hurts). "
+              "MDD: the minimum detectable difference, the true change these seeds would detect with 80% power.", "",
+              "| environment | algorithm | noise | clean | noisy | noisy − clean [95% CI] | MDD | seeds (min) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for row in stats.noise_effects(table).itertuples():
+        lines.append(f"| {_md(row.env)} | {_md(row.algorithm)} | {_md(row.noise)} | {format_number(row.clean)} | "
+                     f"{format_number(row.noisy)} | {format_interval(row.estimate, row.low, row.high)} | "
+                     f"{format_number(row.mdd)} | {row.n} |")
+    comparisons, skipped = stats.robustness_comparisons(table, margin=margin)
+    lines += ["", "### Symmetric variants against their controls", "",
+              "The control of a variant X is the plain algorithm with its policy loss scaled by X's c = α + β·abs(Z) "
+              "(SPPO with the authors' mask has exactly that gradient, SPEC 1.1), and for SA2C, whose per-sample weight "
+              "is α + β·abs(Z)·p, also the unscaled algorithm. Noisy difference: X − C under noise. Difference in "
+              "differences: (X − C) noisy − (X − C) clean, positive when X loses less to the noise than C. Each with a "
+              "95% Welch–Satterthwaite interval; pooled rows average the tasks' contrasts with equal weights "
+              "(environment as a fixed effect) and give Holm-adjusted p-values over all pooled rows.", "",
+              f"Verdicts: **helps** if the effect is above 0 (p < 0.05; Holm-adjusted for pooled rows); **no useful "
+              f"effect** if the interval's upper bound is below the margin {format_number(margin)}; **inconclusive** "
+              "otherwise. MDD: the minimum detectable difference at 80% power.", ""]
+    if comparisons.empty:
+        lines += ["No comparison could be made."]
+    else:
+        lines += ["| task | X | control | noise | comparison | X − C [95% CI] | p (Holm) | MDD | seeds (min) | verdict |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for row in comparisons.itertuples():
+            task = row.env if row.scope == "pooled" or not row.bins else f"{row.env} ({int(row.bins)} bins)"
+            p = format_number(row.p) + (f" ({format_number(row.p_holm)})" if row.scope == "pooled" else "")
+            lines.append(f"| {_md(task)} | {_md(row.variant)} | {_md(row.control)} | {_md(row.noise)} | {row.comparison} | "
+                         f"{format_interval(row.estimate, row.low, row.high)} | {p} | {format_number(row.mdd)} | {row.n} | "
+                         f"**{row.verdict}** |")
+    if skipped:
+        lines += ["", "Not compared:", ""] + [f"- {_md(line)}" for line in skipped]
+    return lines + [""]
+
+
+def robustness_lines(
+    source: PathLike | Iterable[PathLike] | pd.DataFrame, fraction: float = stats.SCORE_FRACTION, margin: float = stats.MARGIN,
+) -> list[str]:
+    """The robustness verdicts of runs as console lines: each noise setting's effect on each algorithm, then each
+    pooled (or, with one task, per-task) variant-vs-control comparison with its verdict. Computed from the runs."""
+    evaluations = source if isinstance(source, pd.DataFrame) else results.load_evaluations(_as_paths(source))
+    scores, _ = stats.normalize_scores(stats.run_scores(evaluations, fraction), value="score")
+    if scores.empty:
         return []
-    table = final.copy()
-    defaults = {"alpha": 1.0, "beta": 0.0, "z": -1.0, "policy_coef": 1.0, "bins": 0}
-    for key, default in defaults.items():
-        table[key] = pd.to_numeric(table[key], errors="coerce").fillna(default) if key in table else default
-    # the MAE variant's reverse term is the RCE one with z = -2 (symrl.losses)
-    mae = table["loss_variant"].eq("mae") if "loss_variant" in table else pd.Series(False, index=table.index)
-    table["c"] = table["policy_coef"] * (table["alpha"] + table["beta"] * table["z"].abs().where(~mae, 2.0))
+    lines = []
+    for row in stats.noise_effects(scores).itertuples():
+        effect = "hurts" if row.high < 0 else "helps" if row.low > 0 else "has no resolved effect on"
+        lines.append(f"noise {row.noise} {effect} {row.algorithm} on {row.env}: noisy - clean = "
+                     f"{format_interval(row.estimate, row.low, row.high)} (normalised; MDD {format_number(row.mdd)})")
+    comparisons, skipped = stats.robustness_comparisons(scores, margin=margin)
+    pooled = comparisons[comparisons["scope"] == "pooled"]
+    for row in (pooled if not pooled.empty else comparisons).itertuples():
+        lines.append(f"{row.verdict}: {row.variant} vs {row.control}, {row.comparison} under {row.noise} on {row.env}: "
+                     f"{format_interval(row.estimate, row.low, row.high)} (MDD {format_number(row.mdd)}, margin "
+                     f"{format_number(margin)})")
+    return lines + [f"not compared: {line}" for line in skipped]
+
+
+def _control_section(scores: pd.DataFrame, evaluations: pd.DataFrame, out: Path, colors: dict[str, str]) -> list[str]:
+    """SPPO next to PPO with policy_coef = c, the control for SPPO's rescaling of PPO's gradient, in raw returns;
+    and SPPO and its control of the same seed side by side, which track each other."""
+    if scores.empty or "algo" not in scores:
+        return []
+    table = stats.loss_columns(scores)
     symmetric = table[(table["algo"] == "sppo") & (table["beta"] > 0)]
     control = table[(table["algo"] == "ppo") & (table["beta"] == 0) & (table["policy_coef"] != 1)]
     if symmetric.empty:
@@ -394,23 +475,24 @@ def _control_section(final: pd.DataFrame) -> list[str]:
         "With the authors' reverse mask, SPPO's policy gradient equals PPO's multiplied by c = α + β·abs(z) (times the "
         "SPPO run's own policy_coef; 2 in place of abs(z) for the MAE variant), so PPO with "
         "policy_coef = c is the control that isolates that rescaling: a difference between SPPO and the control points to "
-        "something other than the rescaling. The difference comes with a 95% Welch t-interval: where it excludes 0 the "
-        "two differ; where it includes 0 the study did not resolve a difference, which is not evidence that there is "
-        "none (its width says how large a difference these seeds could miss). Pairs share environment, noise setting "
-        "and action discretisation (bins).", "",
+        "something other than the rescaling. Scores (raw returns) with a 95% Welch t-interval for the difference: where it "
+        "excludes 0 the two differ; where it includes 0 the study did not resolve a difference, which is not evidence "
+        "that there is none (the MDD says how large a difference these seeds would detect with 80% power). Pairs share "
+        "environment, noise setting and action discretisation (bins).", "",
     ]
     keys = ["env", "noise", "bins"]
-    rows_out = []
+    rows_out, pairs = [], []
     for key, sppo_rows in symmetric.groupby(keys, sort=True):
         controls = control[(control[keys] == pd.Series(key, index=keys)).all(axis=1)]
         for sppo_label, sppo_group in sppo_rows.groupby("algorithm", sort=True):
             for control_label, control_group in controls.groupby("algorithm", sort=True):
                 rows_out.append(_control_row(key[0], key[1], sppo_label, sppo_group, control_label, control_group))
+                pairs.append((sppo_group, control_group))
     if not rows_out:
         return lines + ["No SPPO run has a scaled-PPO control (`ppo` with beta = 0 and policy_coef = c) on the same "
                         "environment, noise setting and action discretisation; train one to tell SPPO from a rescaled PPO.", ""]
-    lines += ["| environment | noise | SPPO | scaled-PPO control | SPPO final | control final | difference (SPPO − control) | "
-              "verdict | c (SPPO) | policy_coef (control) | c matches |", "|---" * 11 + "|"]
+    lines += ["| environment | noise | SPPO | scaled-PPO control | SPPO score | control score | difference (SPPO − control) | "
+              "MDD | verdict | c (SPPO) | policy_coef (control) | c matches |", "|---" * 12 + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows_out]
     lines.append("")
     other_mask = symmetric["reverse_mask"].fillna("ppo").ne("ppo") if "reverse_mask" in symmetric else False
@@ -418,37 +500,84 @@ def _control_section(final: pd.DataFrame) -> list[str]:
     if np.any(other_mask | per_dim):
         lines += ["Note: some SPPO runs do not use the authors' mask (reverse_mask other than ppo, or a per-dimension "
                   "reverse term), so for them the gradient is not exactly PPO's times c.", ""]
-    return lines
+    return lines + _tracking_lines(pairs, evaluations, out, colors)
+
+
+def _tracking_lines(pairs: list, evaluations: pd.DataFrame, out: Path, colors: dict[str, str]) -> list[str]:
+    """SPPO (authors' mask) and its control run with the same seed: the evaluations on which their returns are equal,
+    and one seed's curves. Same gradient up to float rounding: they track each other until rounding separates them."""
+    def authors_mask(runs: pd.DataFrame) -> bool:
+        mask = runs["reverse_mask"].fillna("ppo").eq("ppo").all() if "reverse_mask" in runs else True
+        return bool(mask and not (runs["per_dim_reverse"].eq(True).any() if "per_dim_reverse" in runs else False))
+
+    masked = [(x, c) for x, c in pairs if authors_mask(x)] if "run" in evaluations else []
+    rows, curves = [], []
+    for sppo, control in masked:
+        for seed in sorted(set(sppo["seed"]) & set(control["seed"])):
+            x = evaluations[evaluations["run"] == sppo.loc[sppo["seed"] == seed, "run"].iloc[0]].set_index("step")["mean_return"]
+            c = evaluations[evaluations["run"] == control.loc[control["seed"] == seed, "run"].iloc[0]].set_index("step")["mean_return"]
+            steps = x.index.intersection(c.index).sort_values()
+            if steps.empty:
+                continue
+            same = np.isclose(x[steps].to_numpy(float), c[steps].to_numpy(float), rtol=1e-9, atol=1e-9)
+            first_apart = next((step for step, equal in zip(steps, same, strict=True) if not equal), None)
+            row = sppo.iloc[0]
+            rows.append((row["env"], row["noise"], seed, int(same.sum()), len(steps), first_apart))
+            if not curves:
+                curves = [(row["env"], row["noise"], seed, str(row["algorithm"]), x[steps]),
+                          (row["env"], row["noise"], seed, str(control["algorithm"].iloc[0]), c[steps])]
+    if not rows:
+        return []
+    lines = ["### SPPO and its control, seed by seed", "",
+             "Runs of SPPO (authors' mask) and of its scaled-PPO control with the same seed share the environment's "
+             "random streams and, up to float rounding, the gradient: they start identical and drift apart only once "
+             "rounding differences grow. Evaluations with equal returns, per seed:", "",
+             "| environment | noise | seed | equal evaluations | first step that differs |", "|---|---|---|---|---|"]
+    lines += [f"| {_md(env)} | {_md(noise)} | {seed} | {equal} of {total} | {format_number(first) if first is not None else 'none'} |"
+              for env, noise, seed, equal, total, first in rows]
+    env, noise, seed = curves[0][:3]
+    figure = Figure(figsize=(5.0, 3.3), layout="constrained")
+    axis = figure.subplots()
+    for _, _, _, label, curve in curves:
+        axis.plot(curve.index, curve.to_numpy(float), label=label, color=colors.get(label),
+                  linestyle="--" if label == curves[1][3] else "-")
+    axis.set_title(f"{env} · {noise} · seed {seed}", fontsize=9)
+    axis.set_xlabel("environment steps")
+    axis.set_ylabel("evaluation return")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    _save_figure(figure, out / FIGURES / "sppo_control_same_seed.png")
+    return lines + ["", f"![SPPO and its control, one seed]({FIGURES}/sppo_control_same_seed.png)", ""]
 
 
 def _control_row(
     env: str, noise: str, sppo_label: str, sppo: pd.DataFrame, control_label: str, control: pd.DataFrame
 ) -> list[str]:
-    sppo_ci, control_ci = stats.mean_ci(sppo["mean_return"]), stats.mean_ci(control["mean_return"])
-    difference = stats.difference_ci(sppo["mean_return"], control["mean_return"])
+    sppo_ci, control_ci = stats.mean_ci(sppo["score"]), stats.mean_ci(control["score"])
+    difference = stats.contrast([(1.0, sppo["score"]), (-1.0, control["score"])])
 
     def unfinished(runs: pd.DataFrame) -> str:
-        return f" {UNFINISHED_MARK}" if "state" in runs and (runs["state"] != "finished").any() else ""
+        return f" {UNFINISHED_MARK}" if (runs["state"] != "finished").any() else ""
 
     coefficients = sorted({round(float(c), 6) for c in sppo["c"]})
     policy_coefs = sorted({round(float(c), 6) for c in control["policy_coef"]})
     matches = all(np.isclose(c, p) for c in coefficients for p in policy_coefs)
     return [
         _md(env), _md(noise), _md(sppo_label), _md(control_label),
-        format_ci(*sppo_ci, sppo["mean_return"].notna().sum()) + unfinished(sppo),
-        format_ci(*control_ci, control["mean_return"].notna().sum()) + unfinished(control),
-        format_interval(*difference), _verdict(difference),
+        format_ci(*sppo_ci, sppo["score"].notna().sum()) + unfinished(sppo),
+        format_ci(*control_ci, control["score"].notna().sum()) + unfinished(control),
+        format_interval(difference.estimate, difference.low, difference.high), format_number(difference.mdd),
+        _verdict(difference),
         ", ".join(format_number(c) for c in coefficients), ", ".join(format_number(p) for p in policy_coefs),
         "yes" if matches else "no",
     ]
 
 
-def _verdict(difference: tuple[float, float, float]) -> str:
+def _verdict(difference: stats.Contrast) -> str:
     """What a difference's interval says: higher, lower, or not resolved (it contains 0, or there is none)."""
-    _, low, high = difference
-    if low > 0:
+    if difference.low > 0:
         return "SPPO higher"
-    if high < 0:
+    if difference.high < 0:
         return "SPPO lower"
     return "not resolved"
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from . import atari_scores
+from . import anchors
 from .errors import SymrlError
 from .results import CONFIG_COLUMNS
 
@@ -103,19 +103,9 @@ def difference_ci(
 ) -> tuple[float, float, float]:
     """``(mean(a) - mean(b), low, high)`` with Welch's t interval (unequal variances, Welch-Satterthwaite
     degrees of freedom): whether two settings differ, which two overlapping CIs cannot say. NaN bounds when
-    either side has fewer than 2 values, or when both are constant."""
-    x, y = _finite(a), _finite(b)
-    if x.size == 0 or y.size == 0:
-        return (float("nan"),) * 3
-    difference = float(x.mean() - y.mean())
-    if x.size < 2 or y.size < 2:
-        return difference, float("nan"), float("nan")
-    var_x, var_y = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
-    if var_x + var_y == 0:
-        return difference, float("nan"), float("nan")
-    df = (var_x + var_y) ** 2 / (var_x**2 / (x.size - 1) + var_y**2 / (y.size - 1))
-    half = float(scipy.stats.t.ppf((1.0 + confidence) / 2.0, df) * np.sqrt(var_x + var_y))
-    return difference, difference - half, difference + half
+    either side has fewer than 2 values, or when both are constant. :func:`contrast` of ``[(1, a), (-1, b)]``."""
+    result = contrast([(1.0, a), (-1.0, b)], confidence)
+    return result.estimate, result.low, result.high
 
 
 def bootstrap_ci(
@@ -181,44 +171,85 @@ def learning_curve(evaluations: pd.DataFrame, confidence: float = CONFIDENCE, va
 
 
 # --------------------------------------------------------------------------------------------------
+# a run's score: its mean clean evaluation return late in training
+# --------------------------------------------------------------------------------------------------
+SCORE_FRACTION = 0.2
+SCORE_COLUMNS = ["run", *GROUP_COLUMNS, "seed", "state", "score", "evaluations", "last_step"]
+
+
+def run_scores(evaluations: pd.DataFrame, fraction: float = SCORE_FRACTION, value: str = "mean_return") -> pd.DataFrame:
+    """One row per run: its ``score``, the mean of its (clean) evaluation returns over the last ``fraction`` of its
+    training, i.e. at steps >= (1 - fraction) x its ``total_steps``.
+
+    Averaging several evaluations is less noisy than one final evaluation of a few episodes. A run that stopped
+    before that window (diverged, or not finished) is scored at its last evaluation: every run counts. Runs
+    without ``total_steps`` (language-model runs) use their last evaluated step as the budget. Columns
+    ``run, env, noise, algorithm, seed, state, score, evaluations`` (how many were averaged), ``last_step`` and
+    the config columns of :data:`symrl.results.CONFIG_COLUMNS` present in ``evaluations``.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise SymrlError(f"the score fraction must be in (0, 1], got {fraction!r}; e.g. 0.2 averages the last 20% of training")
+    extra = [c for c in CONFIG_COLUMNS if c in evaluations]
+    table = evaluations.dropna(subset=[value]) if not evaluations.empty else evaluations
+    if table.empty:
+        return pd.DataFrame(columns=SCORE_COLUMNS + extra)
+    rows = []
+    for run, group in table.groupby("run", sort=True):
+        group = group.sort_values("step")
+        last_step = float(group["step"].iloc[-1])
+        budget = pd.to_numeric(group["total_steps"], errors="coerce").iloc[0] if "total_steps" in group else np.nan
+        budget = last_step if not np.isfinite(budget) else float(budget)
+        window = group[group["step"] >= (1.0 - fraction) * budget]
+        window = window if not window.empty else group.tail(1)
+        first = group.iloc[0]
+        rows.append({"run": run, **{c: first[c] for c in GROUP_COLUMNS}, "seed": first.get("seed"),
+                     "state": first.get("state", "finished"), "score": float(window[value].astype(float).mean()),
+                     "evaluations": len(window), "last_step": last_step, **{c: first[c] for c in extra}})
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS + extra)
+
+
+# --------------------------------------------------------------------------------------------------
 # normalisation: one scale across environments
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Normalization:
     """How an env's scores were put on a common scale: ``(score - low) / (high - low)``."""
 
-    method: str  # "human" (Atari: low = random agent, high = human) or "min-max" (over this study's runs)
+    method: str  # "anchors" (fixed: random -> 0, a documented reference -> 1) or "min-max" (over this study's runs)
     low: float
     high: float
-    game: Optional[str] = None
+    source: Optional[str] = None
 
     def describe(self, env: str) -> str:
         """One sentence for a report."""
-        if self.method == "human":
-            return (f"{env}: human-normalised, (score - random) / (human - random) with the published scores of {self.game} "
-                    f"(random agent {self.low:g}, human {self.high:g}; 0 = random play, 1 = human).")
+        if self.method == "anchors":
+            return (f"{env}: fixed anchors, (score - {self.low:g}) / ({self.high:g} - {self.low:g}): 0 = a random policy, "
+                    f"1 = the reference ({self.source}).")
         if self.high == self.low:
-            return f"{env}: every final score equals {self.low:.4g}, so every run scores 0 (min-max is undefined)."
-        return (f"{env}: min-max over all final evaluations of this env in the study (every algorithm and noise setting), "
-                f"{self.low:.4g} -> 0 and {self.high:.4g} -> 1; comparable across algorithms of this study only.")
+            return (f"{env}: no fixed anchors and every score equals {self.low:.4g}, so every run scores 0 (min-max "
+                    "fallback, undefined).")
+        return (f"{env}: no fixed anchors (symrl/anchors.yaml), so min-max over this study's runs of it (fallback): "
+                f"{self.low:.4g} -> 0 and {self.high:.4g} -> 1; comparable across algorithms of this study only, and it moves "
+                "when runs are added.")
 
 
 def normalize_scores(final: pd.DataFrame, value: str = "mean_return") -> tuple[pd.DataFrame, dict[str, Normalization]]:
     """A copy of ``final`` with a ``normalized`` column, and the :class:`Normalization` used for each env.
 
-    Aggregates across environments need one scale. Atari games with published random and human scores
-    (:mod:`symrl.atari_scores`) are human-normalised; any other env is min-max normalised over all runs of
-    that env in ``final`` (every algorithm and noise setting together, so one algorithm's 0.8 and another's
-    0.6 are on the same scale). ``final`` is normally :func:`symrl.results.final_evaluations`' output.
+    Aggregates and pooled comparisons across environments need one scale. Environments with fixed anchors
+    (:func:`symrl.anchors.anchor`: Atari's random and human scores, the table of ``symrl/anchors.yaml``) map a
+    random policy to 0 and the reference to 1; any other env falls back to min-max over all runs of that env in
+    ``final`` (every algorithm and noise setting together), which the :class:`Normalization` labels.
+    ``final`` is normally :func:`run_scores`' output (``value="score"``) or :func:`symrl.results.final_evaluations`'.
     """
     table = final.copy()
     table["normalized"] = np.nan
     used: dict[str, Normalization] = {}
     for env, rows in table.groupby("env", sort=True):
         scores = rows[value].astype(float)
-        reference = atari_scores.atari_scores(str(env))
-        if reference is not None:
-            norm = Normalization("human", reference.random, reference.human, atari_scores.game_from_env_id(str(env)))
+        fixed = anchors.anchor(str(env))
+        if fixed is not None:
+            norm = Normalization("anchors", fixed.random, fixed.reference, fixed.source)
         else:
             norm = Normalization("min-max", float(scores.min()), float(scores.max()))
         span = norm.high - norm.low
@@ -396,3 +427,248 @@ def probability_of_improvement(
             rows.append({"noise": noise, "algorithm": algorithm, "baseline": baseline, "estimate": float(points[key]),
                          "low": float(np.ravel(intervals[key])[0]), "high": float(np.ravel(intervals[key])[1])})
     return pd.DataFrame(rows, columns=["noise", "algorithm", "baseline", "estimate", "low", "high"])
+
+
+# --------------------------------------------------------------------------------------------------
+# contrasts of group means: differences, differences in differences, pooled over environments
+# --------------------------------------------------------------------------------------------------
+POWER = 0.8
+MARGIN = 0.1  # normalised score: the smallest effect worth having (a tenth of the random -> reference span)
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """A weighted sum of independent group means ``sum_i w_i * mean(x_i)`` with Welch-Satterthwaite inference.
+
+    ``se = sqrt(sum_i w_i^2 s_i^2 / n_i)``, ``df = se^4 / sum_i (w_i^2 s_i^2 / n_i)^2 / (n_i - 1)``; ``low``/``high``
+    the t interval, ``p`` the two-sided p-value of "the contrast is 0", and ``mdd`` the minimum detectable
+    difference: the true value that a two-sided test at this level would detect with probability ``POWER``
+    (``(t_{1-a/2, df} + t_{power, df}) * se``, from the observed variances).
+    """
+
+    estimate: float
+    low: float
+    high: float
+    se: float
+    df: float
+    p: float
+    mdd: float
+    n: int  # the smallest number of values in any group
+
+
+def contrast(
+    terms: Sequence[tuple[float, Sequence[float] | np.ndarray | pd.Series]], confidence: float = CONFIDENCE, power: float = POWER
+) -> Contrast:
+    """:class:`Contrast` of ``[(weight, values), ...]``: e.g. ``[(1, a), (-1, b)]`` is Welch's difference of means,
+    ``[(1, x_noisy), (-1, c_noisy), (-1, x_clean), (1, c_clean)]`` a difference in differences, and the same terms
+    of K environments each weighted 1/K the mean of the K per-environment contrasts (environment as a fixed
+    effect). NaNs are dropped; any group with fewer than 2 values, or all variances 0, gives NaN bounds."""
+    samples = [(float(weight), _finite(values)) for weight, values in terms]
+    nan = float("nan")
+    if not samples or any(x.size == 0 for _, x in samples):
+        return Contrast(nan, nan, nan, nan, nan, nan, nan, min((x.size for _, x in samples), default=0))
+    estimate = float(sum(weight * x.mean() for weight, x in samples))
+    n = min(x.size for _, x in samples)
+    if n < 2:
+        return Contrast(estimate, nan, nan, nan, nan, nan, nan, n)
+    parts = np.array([weight**2 * x.var(ddof=1) / x.size for weight, x in samples])
+    sizes = np.array([x.size for _, x in samples], dtype=float)
+    total = float(parts.sum())
+    if total == 0:
+        return Contrast(estimate, nan, nan, 0.0, nan, nan, nan, n)
+    df = total**2 / float(np.sum(parts**2 / (sizes - 1)))
+    se = float(np.sqrt(total))
+    critical = float(scipy.stats.t.ppf((1.0 + confidence) / 2.0, df))
+    p = float(2.0 * scipy.stats.t.sf(abs(estimate) / se, df))
+    mdd = (critical + float(scipy.stats.t.ppf(power, df))) * se
+    return Contrast(estimate, estimate - critical * se, estimate + critical * se, se, float(df), p, mdd, n)
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control over ``len(p_values)`` comparisons):
+    sorted ascending, the i-th (from 0) is multiplied by ``m - i``, made non-decreasing, capped at 1. NaNs stay
+    NaN and do not count."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full_like(p, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    order = valid[np.argsort(p[valid], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def verdict(result: Contrast, margin: float = MARGIN, confidence: float = CONFIDENCE, p: Optional[float] = None) -> str:
+    """The decision rule of a variant-vs-control comparison (higher is better):
+
+    - ``helps``: the effect is above 0 (``p``, by default the contrast's own p-value, below ``1 - confidence``
+      and a positive estimate; unadjusted, that is the interval lying above 0);
+    - ``no useful effect``: the interval's upper bound is below ``margin`` (a large effect is ruled out, which
+      includes effects clearly below 0);
+    - ``inconclusive``: anything else, including a missing interval.
+    """
+    p = result.p if p is None else p
+    if np.isfinite(p) and p < 1.0 - confidence and result.estimate > 0:
+        return "helps"
+    if np.isfinite(result.high) and result.high < margin:
+        return "no useful effect"
+    return "inconclusive"
+
+
+# --------------------------------------------------------------------------------------------------
+# robustness: clean vs noisy rewards, each symmetric variant against the control that rescales like it
+# --------------------------------------------------------------------------------------------------
+SYMMETRIC_BASE = {"sppo": "ppo", "sa2c": "a2c"}
+LOSS_DEFAULTS = {"alpha": 1.0, "beta": 0.0, "z": -1.0, "policy_coef": 1.0, "bins": 0}
+
+
+def loss_columns(scores: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a per-run table with the loss settings filled (``alpha``, ``beta``, ``z``, ``policy_coef``, ``bins``,
+    defaults where missing), ``c`` = the factor by which the run's policy gradient scales the plain algorithm's
+    (``policy_coef * (alpha + beta * |z|)``, 2 in place of ``|z|`` for the MAE variant: SPEC 1.1), ``clean``
+    (no reward or advantage noise) and ``variant`` (a symmetric algorithm with beta > 0)."""
+    table = scores.copy()
+    for key, default in LOSS_DEFAULTS.items():
+        table[key] = pd.to_numeric(table[key], errors="coerce").fillna(default) if key in table else default
+    mae = table["loss_variant"].eq("mae") if "loss_variant" in table else pd.Series(False, index=table.index)
+    table["c"] = table["policy_coef"] * (table["alpha"] + table["beta"] * table["z"].abs().where(~mae, 2.0))
+
+    def unset(column: str) -> pd.Series:
+        if column not in table:
+            return pd.Series(True, index=table.index)
+        return table[column].isna() | table[column].astype(str).str.strip().str.lower().isin(["", "none", "null"])
+
+    table["clean"] = unset("reward_noise") & unset("adv_noise")
+    algo = table["algo"].astype(str) if "algo" in table else pd.Series("", index=table.index)
+    table["variant"] = algo.isin(list(SYMMETRIC_BASE)) & (table["beta"] > 0)
+    return table
+
+
+def noise_effects(scores: pd.DataFrame, value: str = "normalized", confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Per environment and algorithm, each noisy setting's change from clean: ``mean(noisy) - mean(clean)`` with
+    Welch's interval and its minimum detectable difference (negative = noise hurts).
+
+    ``scores`` is :func:`run_scores`' table with ``value`` (normally after :func:`normalize_scores`). Columns
+    ``env, algorithm, noise, clean, noisy`` (means), ``estimate, low, high, p, mdd, n``."""
+    table = loss_columns(scores)
+    columns = ["env", "algorithm", "noise", "clean", "noisy", "estimate", "low", "high", "p", "mdd", "n"]
+    rows = []
+    for (env, algorithm), group in table.groupby(["env", "algorithm"], sort=True):
+        clean = group[group["clean"]]
+        if clean.empty:
+            continue
+        for noise, noisy in group[~group["clean"]].groupby("noise", sort=True):
+            result = contrast([(1.0, noisy[value]), (-1.0, clean[value])], confidence)
+            rows.append({"env": env, "algorithm": algorithm, "noise": noise, "clean": float(clean[value].mean()),
+                         "noisy": float(noisy[value].mean()), **_contrast_fields(result)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _contrast_fields(result: Contrast) -> dict:
+    return {"estimate": result.estimate, "low": result.low, "high": result.high, "p": result.p, "mdd": result.mdd,
+            "n": result.n}
+
+
+@dataclass(frozen=True)
+class ControlPair:
+    """A symmetric variant and a control of the same task (environment and action bins)."""
+
+    env: str
+    bins: int
+    variant: str  # labels
+    control: str
+    kind: str  # "rescaled" (policy_coef = the variant's c) or "plain" (policy_coef 1; SA2C's second control)
+    c: float
+
+
+def control_pairs(scores: pd.DataFrame) -> tuple[list[ControlPair], list[str]]:
+    """Each symmetric variant (``sppo``/``sa2c`` with beta > 0) with its controls on the same environment and bins:
+    the plain algorithm (``ppo``/``a2c``, beta 0) with ``policy_coef`` equal to the variant's c (SPPO with the
+    authors' mask has exactly that gradient; SA2C's per-sample weight is ``alpha + beta|Z| p``, at most c) and,
+    for SA2C, also the plain algorithm with ``policy_coef`` 1. Returns the pairs and one line per variant
+    without a control, saying what to train."""
+    table = loss_columns(scores)
+    pairs, missing = [], []
+    for (env, bins), task in table.groupby(["env", "bins"], sort=True):
+        for label, rows in task[task["variant"]].groupby("algorithm", sort=True):
+            algo = str(rows["algo"].iloc[0])
+            base = SYMMETRIC_BASE[algo]
+            c = float(rows["c"].iloc[0])
+            candidates = task[(task["algo"].astype(str) == base) & (task["beta"] == 0) & ~task["variant"]]
+            wanted = [("rescaled", c)] + ([("plain", 1.0)] if algo == "sa2c" and not np.isclose(c, 1.0) else [])
+            for kind, coef in wanted:
+                found = candidates[np.isclose(candidates["policy_coef"], coef)]["algorithm"].unique()
+                if len(found) == 0:
+                    where = f"{env}" + (f" with {int(bins)} bins" if bins else "")
+                    missing.append(f"{label} on {where}: no {kind} control ({base} with beta 0 and policy_coef "
+                                   f"{coef:g}); train `{base} --policy-coef {coef:g}` on it to compare")
+                pairs += [ControlPair(str(env), int(bins), str(label), str(control), kind, c) for control in sorted(found)]
+    return pairs, missing
+
+
+COMPARISONS = ("noisy difference", "difference in differences")
+
+
+def robustness_comparisons(
+    scores: pd.DataFrame, value: str = "normalized", margin: float = MARGIN, confidence: float = CONFIDENCE
+) -> tuple[pd.DataFrame, list[str]]:
+    """Every symmetric variant against its controls (:func:`control_pairs`), per environment and pooled.
+
+    For a variant X, a control C and a noisy setting N: the *noisy difference* ``X_N - C_N`` and the
+    *difference in differences* ``(X_N - C_N) - (X_clean - C_clean)`` (does X lose less than C going from clean
+    to noisy rewards?), each a :func:`contrast` of the runs' ``value``. ``pooled`` rows average the per-task
+    contrasts of one (X, C, N) over the tasks (environment, bins) that have them, each task weighted equally
+    (environment as a fixed effect), on the normalised scale; their ``p_holm`` is Holm-adjusted over all pooled
+    rows, and their verdict uses it. Each row has a :func:`verdict` with ``margin``.
+
+    Returns the table (columns ``scope`` ("task"/"pooled"), ``env``, ``bins``, ``variant``, ``control``, ``kind``,
+    ``noise``, ``comparison``, ``estimate``, ``low``, ``high``, ``p``, ``p_holm``, ``mdd``, ``n``, ``tasks``,
+    ``verdict``) and one line per comparison that could not be made, saying what is missing.
+    """
+    table = loss_columns(scores)
+    pairs, skipped = control_pairs(scores)
+    columns = ["scope", "env", "bins", "variant", "control", "kind", "noise", "comparison", "estimate", "low", "high",
+               "p", "p_holm", "mdd", "n", "tasks", "verdict"]
+    terms: dict[tuple, list] = {}  # (variant, control, kind, noise, comparison) -> [(task, terms)]
+    rows = []
+    for pair in pairs:
+        task = table[(table["env"] == pair.env) & (table["bins"] == pair.bins)]
+        x, c = task[task["algorithm"] == pair.variant], task[task["algorithm"] == pair.control]
+        noisy = sorted(set(x.loc[~x["clean"], "noise"]) & set(c.loc[~c["clean"], "noise"]))
+        if not noisy:
+            skipped.append(f"{pair.variant} vs {pair.control} on {pair.env}: no noisy setting with runs of both; "
+                           "robustness needs each with clean and noisy rewards")
+            continue
+        has_clean = x["clean"].any() and c["clean"].any()
+        if not has_clean:
+            skipped.append(f"{pair.variant} vs {pair.control} on {pair.env}: no clean runs of both, so no difference in "
+                           "differences (only the noisy difference)")
+        for noise in noisy:
+            x_n, c_n = x[x["noise"] == noise][value], c[c["noise"] == noise][value]
+            found = {"noisy difference": [(1.0, x_n), (-1.0, c_n)]}
+            if has_clean:
+                found["difference in differences"] = found["noisy difference"] + [(-1.0, x[x["clean"]][value]),
+                                                                                   (1.0, c[c["clean"]][value])]
+            for comparison, parts in found.items():
+                result = contrast(parts, confidence)
+                rows.append({"scope": "task", "env": pair.env, "bins": pair.bins, "variant": pair.variant,
+                             "control": pair.control, "kind": pair.kind, "noise": noise, "comparison": comparison,
+                             **_contrast_fields(result), "p_holm": np.nan, "tasks": 1,
+                             "verdict": verdict(result, margin, confidence)})
+                terms.setdefault((pair.variant, pair.control, pair.kind, noise, comparison), []).append(parts)
+    pooled = []
+    for (variant, control, kind, noise, comparison), per_task in sorted(terms.items()):
+        if len(per_task) < 2:
+            continue
+        weight = 1.0 / len(per_task)
+        result = contrast([(w * weight, values) for parts in per_task for w, values in parts], confidence)
+        pooled.append({"scope": "pooled", "env": f"pooled ({len(per_task)} tasks)", "bins": np.nan, "variant": variant,
+                       "control": control, "kind": kind, "noise": noise, "comparison": comparison,
+                       **_contrast_fields(result), "tasks": len(per_task), "result": result})
+    adjusted = holm([row["p"] for row in pooled])
+    for row, p_holm in zip(pooled, adjusted, strict=True):
+        row["p_holm"] = p_holm
+        row["verdict"] = verdict(row.pop("result"), margin, confidence, p=p_holm)
+    return pd.DataFrame(rows + pooled, columns=columns), skipped

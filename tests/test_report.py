@@ -95,8 +95,9 @@ def test_files_exist(study: dict) -> None:
 
 
 def test_sections_in_order(study: dict) -> None:
-    headings = ["# symrl report", "## Final evaluation per environment", "## Aggregate across environments",
-                "## Learning curves", "## Sign-change ratio", "## SPPO vs the scaled-PPO control"]
+    headings = ["# symrl report", "## Score per environment", "## Robustness to reward noise",
+                "## SPPO vs the scaled-PPO control", "## Aggregate across environments", "## Learning curves",
+                "## Sign-change ratio"]
     positions = [study["md"].index(heading + "\n") for heading in headings]
     assert positions == sorted(positions)
 
@@ -122,7 +123,8 @@ def test_html_images_are_embedded_pngs(study: dict) -> None:
 
 def test_referenced_figures_exist(study: dict) -> None:
     referenced = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", study["md"])
-    assert len(referenced) == 5  # aggregate, 2 learning-curve figures, 2 sign-change figures
+    # 2 learning-curve figures, 2 sign-change figures, SPPO and its control of one seed (no aggregates: 2 envs)
+    assert sorted(Path(path).name.split("_")[0] for path in referenced) == ["curves", "curves", "sign", "sign", "sppo"]
     for path in referenced:
         assert path.startswith("figures/") and (study["out"] / path).is_file()
 
@@ -136,8 +138,8 @@ def test_summary_numbers_in_markdown_and_html(study: dict) -> None:
         assert cell in study["html"], cell
     short = summary[(summary.env == SHORT_RUN[0]) & (summary.noise == SHORT_RUN[1]) & (summary.algorithm == SHORT_RUN[2])]
     assert short["unfinished"].item() == 1 and short["n"].item() == 3
-    # the short run contributes its own last evaluation (step 3000), which is its final_return
-    expected = np.mean([final_return(*SHORT_RUN[:3], seed) for seed in SEEDS])
+    # the short run stopped before the last 20% of training: it counts with its last evaluation (its final_return)
+    expected = np.mean([final_return(*SHORT_RUN[:3], seed) * (1.0 if seed == SHORT_RUN[3] else 0.9) for seed in SEEDS])
     assert short["mean"].item() == pytest.approx(expected)
     pd.testing.assert_frame_equal(summary, report.summary_table(results.load_evaluations([study["runs"]])))
 
@@ -165,20 +167,25 @@ def test_bold_only_where_intervals_separate(study: dict) -> None:
 
 
 def test_sppo_vs_scaled_ppo_section(study: dict) -> None:
-    section = study["md"].split("## SPPO vs the scaled-PPO control\n", 1)[1]
+    section, tracking = study["md"].split("## SPPO vs the scaled-PPO control\n", 1)[1].split("### SPPO and its control", 1)
     assert "gradient equals PPO's multiplied by c" in section
+    # these hand-written runs differ from the first evaluation on: the seed-by-seed table says so
+    assert "| CartPole-v1 | clean | 0 | 0 of 5 | 1000 |" in tracking
     rows = [line for line in section.splitlines() if line.startswith("| CartPole-v1") or line.startswith("| PongNoFrameskip")]
     assert len(rows) == len(ENVS) * len(NOISES)
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert cells[2:4] == ["SPPO", "scaled PPO"]
-        assert cells[8:] == ["1.5", "1.5", "yes"]
+        assert cells[9:] == ["1.5", "1.5", "yes"]
     clean = next(row for row in rows if row.startswith("| CartPole-v1 | clean"))
-    # SPPO 400, 403, 406 vs control 200, 203, 206: Welch's interval 200 +- t(4) * sqrt(3 + 3)
-    half = stats.difference_ci([0.0, 3.0, 6.0], [0.0, 3.0, 6.0])[2]
-    assert cells_of(clean)[6:8] == [report.format_interval(200.0, 200.0 - half, 200.0 + half), "SPPO higher"]
+    # scores are the mean of the evaluations at 4000 and 5000, 0.9 x the final returns: SPPO 0.9 x (400, 403, 406)
+    # vs control 0.9 x (200, 203, 206): Welch's interval 180 +- t(4) * sqrt(2 * 0.81 * 9 / 3)
+    spread = [0.0, 2.7, 5.4]
+    difference = stats.contrast([(1, spread), (-1, spread)])
+    assert cells_of(clean)[6:9] == [report.format_interval(180.0, 180.0 - difference.high, 180.0 + difference.high),
+                                    report.format_number(difference.mdd), "SPPO higher"]
     gaussian = next(row for row in rows if row.startswith("| CartPole-v1 | gaussian"))
-    assert cells_of(gaussian)[7] == "not resolved"  # 110 vs 105 with seeds 100 apart
+    assert cells_of(gaussian)[8] == "not resolved"  # 110 vs 105 with seeds 100 apart
     assert "not evidence that there is none" in section
 
 
@@ -199,14 +206,17 @@ def test_runs_of_different_configs_under_one_label_are_warned_about(tmp_path: Pa
 
 def test_control_section_of_a_table_without_loss_columns() -> None:
     """A hand-built table (not from run directories) has no loss_variant or reverse_mask column."""
-    final = pd.DataFrame([{"env": "E", "noise": "clean", "algorithm": label, "algo": algo, "seed": seed, "alpha": alpha,
-                           "beta": beta, "z": -1.0, "policy_coef": coef, "bins": 0, "mean_return": value + seed}
+    scores = pd.DataFrame([{"env": "E", "noise": "clean", "algorithm": label, "algo": algo, "seed": seed, "alpha": alpha,
+                            "beta": beta, "z": -1.0, "policy_coef": coef, "bins": 0, "score": value + seed,
+                            "state": "finished"}
                           for label, algo, alpha, beta, coef, value in (("SPPO", "sppo", 0.5, 1.0, 1.0, 10.0),
                                                                         ("scaled PPO", "ppo", 1.0, 0.0, 1.5, 5.0))
                           for seed in range(3)])
-    row = next(line for line in report._control_section(final) if line.startswith("| E | clean | SPPO"))
-    assert cells_of(row)[6:] == [report.format_interval(5.0, *stats.difference_ci([10.0, 11.0, 12.0], [5.0, 6.0, 7.0])[1:]),
-                                 "SPPO higher", "1.5", "1.5", "yes"]
+    lines = report._control_section(scores, pd.DataFrame(), Path("unused"), {})
+    row = next(line for line in lines if line.startswith("| E | clean | SPPO"))
+    difference = stats.contrast([(1, [10.0, 11.0, 12.0]), (-1, [5.0, 6.0, 7.0])])
+    assert cells_of(row)[6:] == [report.format_interval(5.0, difference.low, difference.high),
+                                 report.format_number(difference.mdd), "SPPO higher", "1.5", "1.5", "yes"]
 
 
 def test_control_c_of_the_mae_variant(tmp_path: Path) -> None:
@@ -218,16 +228,23 @@ def test_control_c_of_the_mae_variant(tmp_path: Path) -> None:
     markdown = report.write_report(tmp_path / "runs", tmp_path / "out", reps=50).read_text(encoding="utf-8")
     section = markdown.split("## SPPO vs the scaled-PPO control\n", 1)[1]
     row = next(line for line in section.splitlines() if line.startswith("| CartPole-v1 | clean | SPPO"))
-    assert [cell.strip() for cell in row.strip("|").split("|")][8:] == ["2.5", "1.5", "no"]
+    assert [cell.strip() for cell in row.strip("|").split("|")][9:] == ["2.5", "1.5", "no"]
 
 
-def test_aggregates_and_normalisation_stated(study: dict) -> None:
-    md = study["md"]
-    assert "human-normalised" in md and "Pong" in md and "min-max" in md
-    assert "### Probability of improvement over PPO" in md
-    improvement = [line for line in md.splitlines() if line.startswith("| clean | SPPO |") and line.count("|") == 4]
+def test_aggregates_need_five_environments_and_state_the_anchors(study: dict, tmp_path: Path) -> None:
+    assert "Left out: 2 environments." in study["md"] and "| IQM |" not in study["md"]
+    envs = ["CartPole-v1", "Acrobot-v1", "LunarLander-v3", "PongNoFrameskip-v4", "Pendulum-v1"]
+    for env in envs:
+        for algorithm in ("PPO", "SPPO"):
+            for seed in SEEDS:
+                write_run(tmp_path / "runs", env, "clean", algorithm, seed)
+    md = report.write_report(tmp_path / "runs", tmp_path / "out", reps=100).read_text(encoding="utf-8")
+    section = md.split("## Aggregate across environments\n", 1)[1].split("\n## ", 1)[0]
+    assert "human tester" in section and "Pong" in section and "Gymnasium's reward_threshold" in section
+    assert "Pendulum-v1: no fixed anchors" in section and "min-max" in section  # the labelled fallback
+    assert "### Probability of improvement over PPO" in section
+    improvement = [line for line in section.splitlines() if line.startswith("| clean | SPPO |") and line.count("|") == 4]
     assert improvement and float(improvement[0].split("|")[3].split("[")[0]) > 0.8
-    assert "1 run not finished is included with its last evaluation" in md  # the aggregates say so too
 
 
 def test_sign_change_skipped_without_data(tmp_path: Path) -> None:
@@ -235,7 +252,7 @@ def test_sign_change_skipped_without_data(tmp_path: Path) -> None:
     (run_dir / "metrics.csv").write_text("step,sign_change_ratio\n500,\n")
     markdown = report.write_report(run_dir, tmp_path / "out", reps=50).read_text(encoding="utf-8")
     assert "No run logged a sign-change ratio" in markdown
-    assert "Skipped: one environment." in markdown
+    assert "Left out: 1 environment." in markdown
     assert "## SPPO vs the scaled-PPO control" not in markdown
 
 
@@ -251,7 +268,7 @@ def test_one_environment_has_no_aggregates_and_failed_cells_and_numeric_labels_a
     failed.mkdir()
     (failed / "status.json").write_text(json.dumps({"state": "failed", "error": "SymrlError: --bins discretises Box"}))
     markdown = report.write_report(root, tmp_path / "out", baseline="ppo", reps=50).read_text(encoding="utf-8")
-    assert "Skipped: one environment." in markdown and "| IQM |" not in markdown
+    assert "Left out: 1 environment." in markdown and "| IQM |" not in markdown
     assert "1 run stopped before training (no config.yaml) and left out:" in markdown
     assert "DPPO_seed0`: failed (SymrlError: --bins discretises Box)" in markdown
     assert "All runs that started finished." in markdown
@@ -333,3 +350,56 @@ def test_format_number() -> None:
     assert report.format_number(123456.7) == "123457"
     assert report.format_number(float("nan")) == "–"
     assert report.format_ci(1.0, 0.5, 1.5, 3) == "1 [0.5, 1.5] (3 seeds)"
+
+
+def _score_from_files(run_dir: Path) -> float:
+    """A run's score computed directly from its files: the mean return of the evaluations in the last 20% of
+    total_steps, or the last evaluation if none is there."""
+    total = yaml.safe_load((run_dir / "config.yaml").read_text())["total_steps"]
+    rows = [line.split(",") for line in (run_dir / "eval.csv").read_text().splitlines()[1:]]
+    late = [float(r[1]) for r in rows if float(r[0]) >= 0.8 * total] or [float(rows[-1][1])]
+    return sum(late) / len(late)
+
+
+def test_robustness_numbers_equal_a_direct_computation_from_eval_files(study: dict) -> None:
+    anchors_of = {"CartPole-v1": (24.96, 500.0), "PongNoFrameskip-v4": (-20.7, 14.6)}  # anchors.yaml, atari_scores
+
+    def normalised(env: str, noise: str, algorithm: str) -> list[float]:
+        low, high = anchors_of[env]
+        runs = sorted(study["runs"].glob(f"{env}_{noise.replace(':', '')}_{algorithm.replace(' ', '_')}_s*"))
+        return [(_score_from_files(run) - low) / (high - low) for run in runs]
+
+    section = study["md"].split("## Robustness to reward noise\n", 1)[1].split("\n## ", 1)[0]
+    per_task = {}
+    for env in ENVS:
+        terms = [(1, normalised(env, "gaussian:0.1", "SPPO")), (-1, normalised(env, "gaussian:0.1", "scaled PPO")),
+                 (-1, normalised(env, "clean", "SPPO")), (1, normalised(env, "clean", "scaled PPO"))]
+        per_task[env] = terms
+        did = stats.contrast(terms)
+        row = next(line for line in section.splitlines()
+                   if line.startswith(f"| {env} | SPPO | scaled PPO | gaussian:0.1 | difference in differences"))
+        assert cells_of(row)[5] == report.format_interval(did.estimate, did.low, did.high)
+        assert cells_of(row)[7] == report.format_number(did.mdd)
+        change = stats.contrast([(1, normalised(env, "gaussian:0.1", "PPO")), (-1, normalised(env, "clean", "PPO"))])
+        drop = next(line for line in section.splitlines() if line.startswith(f"| {env} | PPO | gaussian:0.1 |"))
+        assert cells_of(drop)[5] == report.format_interval(change.estimate, change.low, change.high)
+    pooled = stats.contrast([(w / 2, v) for env in ENVS for w, v in per_task[env]])
+    row = next(line for line in section.splitlines()
+               if line.startswith("| pooled (2 tasks) | SPPO | scaled PPO | gaussian:0.1 | difference in differences"))
+    assert cells_of(row)[5] == report.format_interval(pooled.estimate, pooled.low, pooled.high)
+    assert cells_of(row)[-1] in ("**helps**", "**no useful effect**", "**inconclusive**")
+    # the console's verdict lines are computed from the same runs
+    lines = report.robustness_lines([study["runs"]])
+    assert any(line.startswith(cells_of(row)[-1].strip("*") + ": SPPO vs scaled PPO, difference in differences") and
+               report.format_interval(pooled.estimate, pooled.low, pooled.high) in line for line in lines)
+
+
+def test_robustness_without_noisy_runs_is_one_line(tmp_path: Path) -> None:
+    for algorithm in ("PPO", "SPPO"):
+        write_run(tmp_path / "runs", "CartPole-v1", "clean", algorithm, 0)
+    markdown = report.write_report(tmp_path / "runs", tmp_path / "out", reps=50).read_text(encoding="utf-8")
+    section = markdown.split("## Robustness to reward noise\n", 1)[1].split("\n## ", 1)[0]
+    assert section.strip().startswith("Skipped: no algorithm has runs both clean and with noise")
+    assert report.robustness_lines(tmp_path / "runs") == [
+        "not compared: SPPO on CartPole-v1: no rescaled control (ppo with beta 0 and policy_coef 1.5); "
+        "train `ppo --policy-coef 1.5` on it to compare"]

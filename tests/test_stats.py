@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from symrl import atari_scores, stats
+from symrl import anchors, atari_scores, stats
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,21 +127,21 @@ def test_human_normalisation_of_known_scores() -> None:
     normalized, used = stats.normalize_scores(final)
     # Breakout: random 1.7, human 30.5; Pong: random -20.7, human 14.6
     assert normalized["normalized"].tolist() == pytest.approx([0.0, 0.5, 1.0, 0.0, 1.0])
-    assert used["BreakoutNoFrameskip-v4"].method == "human" and used["ALE/Pong-v5"].game == "Pong"
-    assert "human-normalised" in used["ALE/Pong-v5"].describe("ALE/Pong-v5")
+    assert used["BreakoutNoFrameskip-v4"].method == "anchors" and "Pong" in used["ALE/Pong-v5"].source
+    assert "human tester" in used["ALE/Pong-v5"].describe("ALE/Pong-v5")
     assert atari_scores.human_normalized("AlienNoFrameskip-v4", 7127.7) == pytest.approx(1.0)
 
 
 def test_min_max_normalisation_spans_all_algorithms_and_noise() -> None:
-    final = pd.DataFrame({"env": ["CartPole-v1"] * 4 + ["Hopper-v4"] * 2,
+    final = pd.DataFrame({"env": ["Pendulum-v1"] * 4 + ["Swimmer-v4"] * 2,  # no fixed anchors: the fallback
                           "algorithm": ["PPO", "SPPO", "PPO", "SPPO", "PPO", "SPPO"],
                           "noise": ["clean", "clean", "flip:0.1", "flip:0.1", "clean", "clean"],
                           "mean_return": [10.0, 30.0, 20.0, 50.0, 5.0, 5.0]})
     normalized, used = stats.normalize_scores(final)
     assert normalized["normalized"].tolist() == pytest.approx([0.0, 0.5, 0.25, 1.0, 0.0, 0.0])
-    assert (used["CartPole-v1"].method, used["CartPole-v1"].low, used["CartPole-v1"].high) == ("min-max", 10.0, 50.0)
-    assert "min-max" in used["CartPole-v1"].describe("CartPole-v1")
-    assert "equals" in used["Hopper-v4"].describe("Hopper-v4")  # all equal: stated, every run scores 0
+    assert (used["Pendulum-v1"].method, used["Pendulum-v1"].low, used["Pendulum-v1"].high) == ("min-max", 10.0, 50.0)
+    assert "min-max" in used["Pendulum-v1"].describe("Pendulum-v1") and "fallback" in used["Pendulum-v1"].describe("P")
+    assert "equals" in used["Swimmer-v4"].describe("Swimmer-v4")  # all equal: stated, every run scores 0
     assert "normalized" not in final  # the input is not modified
 
 
@@ -267,3 +267,130 @@ def test_probability_of_improvement_interval_is_rliables() -> None:
     point, interval = library.get_interval_estimates({"pair": [matrices["SPPO"], matrices["PPO"]]},
                                                      metrics.probability_of_improvement, reps=100)
     assert (ours["estimate"], ours["low"], ours["high"]) == pytest.approx((point["pair"], *np.ravel(interval["pair"])))
+
+
+# --------------------------------------------------------------------------------------------------
+# run scores, anchors, contrasts, Holm, verdicts, robustness comparisons (hand-computed values)
+# --------------------------------------------------------------------------------------------------
+def test_run_score_averages_the_last_fifth_and_a_stopped_run_counts_with_its_last_evaluation() -> None:
+    evaluations = pd.DataFrame({
+        "run": ["a"] * 5 + ["b"] * 2, "env": "CartPole-v1", "noise": "clean", "algorithm": "PPO", "seed": [0] * 5 + [1] * 2,
+        "state": ["finished"] * 5 + ["failed"] * 2, "total_steps": 1000,
+        "step": [200, 400, 600, 800, 1000, 200, 400], "mean_return": [1.0, 2.0, 3.0, 10.0, 20.0, 5.0, 7.0]})
+    scores = stats.run_scores(evaluations).set_index("run")
+    assert scores.loc["a", "score"] == pytest.approx(15.0) and scores.loc["a", "evaluations"] == 2  # steps 800, 1000
+    assert scores.loc["b", "score"] == pytest.approx(7.0) and scores.loc["b", "evaluations"] == 1  # diverged at 400
+    assert stats.run_scores(evaluations, fraction=0.5).set_index("run").loc["a", "score"] == pytest.approx(11.0)
+    with pytest.raises(stats.SymrlError, match="fraction"):
+        stats.run_scores(evaluations, fraction=0.0)
+
+
+def test_fixed_anchors() -> None:
+    assert anchors.anchor("CartPole-v1").reference == 500.0
+    assert anchors.anchor("HalfCheetah-v4") == anchors.anchor("HalfCheetah-v5")  # by name without the version
+    assert anchors.anchor("CartPole-v0") is None  # a different task (200 steps): no entry
+    assert anchors.anchor("BreakoutNoFrameskip-v4").random == 1.7 and anchors.anchor("Swimmer-v4") is None
+    table = pd.DataFrame({"env": ["CartPole-v1"] * 2, "score": [500.0, 24.96]})
+    normalized, used = stats.normalize_scores(table, value="score")
+    assert normalized["normalized"].tolist() == pytest.approx([1.0, 0.0])
+    assert "anchors" in used["CartPole-v1"].describe("CartPole-v1") and "time limit" in used["CartPole-v1"].describe("")
+
+
+def test_contrast_of_a_difference_in_differences_by_hand() -> None:
+    groups = [[1.0, 2.0, 3.0], [0.0, 0.0, 3.0, 5.0], [4.0, 6.0], [1.0, 2.0, 2.0, 3.0, 7.0]]
+    weights = [1.0, -1.0, -1.0, 1.0]
+    result = stats.contrast(list(zip(weights, groups)))
+    means = [np.mean(g) for g in groups]
+    parts = [np.var(g, ddof=1) / len(g) for g in groups]
+    se = np.sqrt(sum(parts))
+    df = sum(parts) ** 2 / sum(p**2 / (len(g) - 1) for p, g in zip(parts, groups))
+    estimate = means[0] - means[1] - means[2] + means[3]
+    t = scipy.stats.t.ppf(0.975, df)
+    assert result.estimate == pytest.approx(estimate) and result.se == pytest.approx(se) and result.df == pytest.approx(df)
+    assert (result.low, result.high) == pytest.approx((estimate - t * se, estimate + t * se))
+    assert result.p == pytest.approx(2 * scipy.stats.t.sf(abs(estimate) / se, df))
+    assert result.mdd == pytest.approx((t + scipy.stats.t.ppf(0.8, df)) * se)
+    assert result.n == 2
+    # two groups: exactly Welch's test as SciPy computes it
+    welch = scipy.stats.ttest_ind(groups[0], groups[1], equal_var=False)
+    assert stats.contrast([(1, groups[0]), (-1, groups[1])]).p == pytest.approx(welch.pvalue)
+
+
+def test_contrast_with_too_few_values_has_no_interval() -> None:
+    result = stats.contrast([(1, [1.0]), (-1, [2.0, 3.0])])
+    assert result.estimate == pytest.approx(-1.5) and np.isnan(result.low) and np.isnan(result.mdd)
+    assert stats.verdict(result) == "inconclusive"
+
+
+def test_holm_by_hand() -> None:
+    # sorted 0.01, 0.02, 0.04 (m = 3): 0.03, 0.04, max(0.04, 0.04) = 0.04; NaN ignored
+    assert stats.holm([0.04, 0.01, np.nan, 0.02]).tolist()[:2] == pytest.approx([0.04, 0.03])
+    adjusted = stats.holm([0.04, 0.01, np.nan, 0.02])
+    assert np.isnan(adjusted[2]) and adjusted[3] == pytest.approx(0.04)
+    assert stats.holm([0.5, 0.6]).tolist() == pytest.approx([1.0, 1.0])  # capped, and non-decreasing
+
+
+def test_verdict_rule() -> None:
+    def made(estimate, low, high, p):
+        return stats.Contrast(estimate, low, high, 1.0, 10.0, p, 1.0, 5)
+
+    assert stats.verdict(made(0.3, 0.1, 0.5, 0.01)) == "helps"
+    assert stats.verdict(made(0.3, 0.1, 0.5, 0.01), p=0.2) == "inconclusive"  # Holm-adjusted p decides for pooled rows
+    assert stats.verdict(made(0.0, -0.05, 0.05, 0.9), margin=0.1) == "no useful effect"
+    assert stats.verdict(made(-0.5, -0.7, -0.3, 0.001)) == "no useful effect"  # clearly worse rules out a useful effect
+    assert stats.verdict(made(0.05, -0.1, 0.2, 0.5), margin=0.1) == "inconclusive"
+
+
+def _scores(cells: dict) -> pd.DataFrame:
+    """{(env, algorithm label, noise): values} -> a per-run score table with the loss settings of each label."""
+    configs = {"PPO": ("ppo", 1.0, 0.0, 1.0), "scaled PPO": ("ppo", 1.0, 0.0, 1.5), "SPPO": ("sppo", 0.5, 1.0, 1.0),
+               "A2C": ("a2c", 1.0, 0.0, 1.0), "SA2C": ("sa2c", 0.5, 1.0, 1.0)}
+    rows = []
+    for (env, label, noise), values in cells.items():
+        algo, alpha, beta, coef = configs[label]
+        rows += [{"run": f"{env}-{label}-{noise}-{seed}", "env": env, "algorithm": label, "noise": noise, "seed": seed,
+                  "algo": algo, "alpha": alpha, "beta": beta, "z": -1.0, "policy_coef": coef, "bins": 0,
+                  "reward_noise": None if noise == "clean" else noise, "normalized": value}
+                 for seed, value in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_robustness_comparisons_per_task_and_pooled_by_hand() -> None:
+    cells = {}
+    for env, shift in (("A", 0.0), ("B", 1.0)):
+        cells[(env, "SPPO", "clean")] = [0.8 + shift, 0.9 + shift, 1.0 + shift]
+        cells[(env, "scaled PPO", "clean")] = [0.7 + shift, 0.9 + shift, 0.8 + shift]
+        cells[(env, "SPPO", "noisy")] = [0.6 + shift, 0.5 + shift, 0.7 + shift]
+        cells[(env, "scaled PPO", "noisy")] = [0.2 + shift, 0.3 + shift, 0.1 + shift, 0.3 + shift]
+    table, skipped = stats.robustness_comparisons(_scores(cells))
+    assert skipped == []
+    did = table[(table.comparison == "difference in differences") & (table.scope == "task") & (table.env == "A")].iloc[0]
+    assert did.variant == "SPPO" and did.control == "scaled PPO" and did.kind == "rescaled"
+    expected = stats.contrast([(1, cells[("A", "SPPO", "noisy")]), (-1, cells[("A", "scaled PPO", "noisy")]),
+                               (-1, cells[("A", "SPPO", "clean")]), (1, cells[("A", "scaled PPO", "clean")])])
+    assert (did.estimate, did.low, did.high) == pytest.approx((expected.estimate, expected.low, expected.high))
+    assert did.estimate == pytest.approx((0.6 - 0.225) - (0.9 - 0.8))
+    pooled = table[(table.scope == "pooled")].set_index("comparison")
+    # both tasks have the same contrast (B is A shifted): the pooled estimate is that contrast, its se / sqrt(2)
+    assert pooled.loc["difference in differences", "estimate"] == pytest.approx(expected.estimate)
+    halves = stats.contrast([(w / 2, v) for env in "AB" for w, v in (
+        (1, cells[(env, "SPPO", "noisy")]), (-1, cells[(env, "scaled PPO", "noisy")]),
+        (-1, cells[(env, "SPPO", "clean")]), (1, cells[(env, "scaled PPO", "clean")]))])
+    assert pooled.loc["difference in differences", "high"] == pytest.approx(halves.high)
+    assert pooled["p_holm"].tolist() == pytest.approx(stats.holm(pooled["p"].tolist()).tolist())
+    assert pooled.loc["noisy difference", "verdict"] == "helps"
+
+
+def test_robustness_says_what_is_missing() -> None:
+    cells = {("A", "SPPO", "noisy"): [0.1, 0.2], ("A", "PPO", "noisy"): [0.1, 0.3], ("A", "SA2C", "clean"): [0.3, 0.4],
+             ("A", "SA2C", "noisy"): [0.3, 0.1], ("A", "A2C", "clean"): [0.2, 0.5], ("A", "A2C", "noisy"): [0.1, 0.2]}
+    table, skipped = stats.robustness_comparisons(_scores(cells))
+    assert any("SPPO on A: no rescaled control (ppo with beta 0 and policy_coef 1.5)" in line for line in skipped)
+    assert any("SA2C on A: no rescaled control (a2c with beta 0 and policy_coef 1.5)" in line for line in skipped)
+    # SA2C's plain control (A2C) exists: compared both ways
+    assert set(table.comparison) == {"noisy difference", "difference in differences"} and set(table.control) == {"A2C"}
+    assert set(table.kind) == {"plain"}
+    effects = stats.noise_effects(_scores(cells))
+    a2c = effects[effects.algorithm == "A2C"].iloc[0]
+    assert a2c.estimate == pytest.approx(0.15 - 0.35)
+    assert set(effects.algorithm) == {"A2C", "SA2C"}  # PPO and SPPO have no clean runs
