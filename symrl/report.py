@@ -321,23 +321,39 @@ def _learning_curve_section(evaluations: pd.DataFrame, out: Path, colors: dict[s
 
 
 def _sign_change_section(metrics: pd.DataFrame, out: Path, colors: dict[str, str]) -> list[str]:
-    lines = ["## Sign-change ratio", ""]
-    column = "sign_change_ratio"
-    table = metrics.copy() if column in metrics else pd.DataFrame()
-    if not table.empty:
-        table[column] = pd.to_numeric(table[column], errors="coerce")
-        table = table.dropna(subset=[column])
-    if table.empty:
-        return lines + ["No run logged a sign-change ratio (A2C-family runs do not normalise advantages), so there is "
-                        "nothing to show.", ""]
-    lines += ["Share of samples whose advantage sign the per-minibatch normalisation flips, over training; mean over "
-              "seeds. The table gives its mean over training (per run, then over seeds).", "",
-              "| environment | noise | algorithm | mean sign-change ratio | seeds |", "|---|---|---|---|---|"]
-    per_run = table.groupby([*stats.GROUP_COLUMNS, "run"])[column].mean().reset_index()
+    lines = ["## Sign-change ratio and other diagnostics", ""]
+    table = metrics.copy()
+    for column in ("sign_change_ratio", "grad_norm", "action_prob", "max_grad_norm", "alpha", "beta", "z"):
+        if column in table:
+            table[column] = pd.to_numeric(table[column], errors="coerce")
+    if not table.empty:  # per run: the mean over its logged updates, then per setting the mean over runs
+        if "grad_norm" in table and "max_grad_norm" in table:
+            table["clipped"] = (table["grad_norm"] > table["max_grad_norm"]).where(table["grad_norm"].notna())
+        if "action_prob" in table and "algo" in table:
+            weight = table["alpha"] + table["beta"] * table["z"].abs() * table["action_prob"]
+            table["sa2c_weight"] = weight.where(table["algo"].eq("sa2c"))
+    columns = {"sign_change_ratio": "mean sign-change ratio", "clipped": "updates clipped by max_grad_norm",
+               "sa2c_weight": "SA2C's mean per-sample weight α + β·abs(Z)·p"}
+    columns = {c: name for c, name in columns.items() if c in table and table[c].notna().any()}
+    if not columns:
+        return lines + ["No run logged a sign-change ratio, gradient norm or action probability, so there is nothing "
+                        "to show.", ""]
+    per_run = table.groupby([*stats.GROUP_COLUMNS, "run"])[list(columns)].mean().reset_index()
+    lines += ["Per run, the mean over its logged updates; then the mean over seeds. The sign-change ratio is the share "
+              "of samples whose advantage sign the per-minibatch normalisation flips (A2C-family runs do not normalise "
+              "advantages); the clip share is how often the global gradient norm exceeded max_grad_norm (each logged "
+              "value is an update's mean over its minibatches); SA2C's weight lies between α and c = α + β·abs(Z), p "
+              "being the probability of the taken action.", "",
+              "| environment | noise | algorithm | " + " | ".join(columns.values()) + " | seeds |",
+              "|---|---|---|" + "---|" * (len(columns) + 1)]
     for (env, noise, algorithm), rows in per_run.groupby(stats.GROUP_COLUMNS, sort=True):
-        lines.append(f"| {_md(env)} | {_md(noise)} | {_md(algorithm)} | {format_number(rows[column].mean())} | {len(rows)} |")
+        cells = [format_number(rows[c].mean()) for c in columns]
+        lines.append(f"| {_md(env)} | {_md(noise)} | {_md(algorithm)} | " + " | ".join(cells) + f" | {len(rows)} |")
     lines.append("")
-    curves = table.groupby([*stats.GROUP_COLUMNS, "step"])[column].mean().rename("mean").reset_index()
+    ratios = table.dropna(subset=["sign_change_ratio"]) if "sign_change_ratio" in table else pd.DataFrame()
+    if ratios.empty:
+        return lines + ["No run logged a sign-change ratio (A2C-family runs do not normalise advantages).", ""]
+    curves = ratios.groupby([*stats.GROUP_COLUMNS, "step"])["sign_change_ratio"].mean().rename("mean").reset_index()
     for index, (env, rows) in enumerate(curves.groupby("env", sort=True)):
         name = f"sign_change_{index}_{_slug(env)}.png"
         _plot_panels(rows, out / FIGURES / name, colors, title=str(env), ylabel="sign-change ratio")
@@ -520,9 +536,10 @@ def _tracking_lines(pairs: list, evaluations: pd.DataFrame, out: Path, colors: d
             if steps.empty:
                 continue
             same = np.isclose(x[steps].to_numpy(float), c[steps].to_numpy(float), rtol=1e-9, atol=1e-9)
-            first_apart = next((step for step, equal in zip(steps, same, strict=True) if not equal), None)
+            identical = int(np.argmin(same)) if not same.all() else len(steps)  # evaluations equal from the first on
             row = sppo.iloc[0]
-            rows.append((row["env"], row["noise"], seed, int(same.sum()), len(steps), first_apart))
+            rows.append((row["env"], row["noise"], seed, identical, len(steps),
+                         steps[identical] if identical < len(steps) else None))
             if not curves:
                 curves = [(row["env"], row["noise"], seed, str(row["algorithm"]), x[steps]),
                           (row["env"], row["noise"], seed, str(control["algorithm"].iloc[0]), c[steps])]
@@ -531,8 +548,10 @@ def _tracking_lines(pairs: list, evaluations: pd.DataFrame, out: Path, colors: d
     lines = ["### SPPO and its control, seed by seed", "",
              "Runs of SPPO (authors' mask) and of its scaled-PPO control with the same seed share the environment's "
              "random streams and, up to float rounding, the gradient: they start identical and drift apart only once "
-             "rounding differences grow. Evaluations with equal returns, per seed:", "",
-             "| environment | noise | seed | equal evaluations | first step that differs |", "|---|---|---|---|---|"]
+             "rounding differences grow, which chaotic training amplifies. Per seed, how many evaluations from the "
+             "first on have equal returns, and the first that differs:", "",
+             "| environment | noise | seed | identical evaluations from the start | first step that differs |",
+             "|---|---|---|---|---|"]
     lines += [f"| {_md(env)} | {_md(noise)} | {seed} | {equal} of {total} | {format_number(first) if first is not None else 'none'} |"
               for env, noise, seed, equal, total, first in rows]
     env, noise, seed = curves[0][:3]

@@ -28,7 +28,7 @@ LABEL_COLUMNS = ["algorithm", "env", "noise", "seed"]
 # config fields copied next to the labels (a report states them; filters use them)
 CONFIG_COLUMNS = [
     "algo", "total_steps", "bins", "alpha", "beta", "z", "policy_coef", "loss_variant", "reverse_mask", "per_dim_reverse",
-    "reward_noise", "adv_noise", "n_envs", "n_steps", "learning_rate", "eval_episodes",
+    "reward_noise", "adv_noise", "n_envs", "n_steps", "learning_rate", "eval_episodes", "max_grad_norm",
     "iterations", "batch_size",  # language-model runs (symrl rlhf)
 ]
 

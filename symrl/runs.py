@@ -46,7 +46,7 @@ METRIC_COLUMNS = [
     "step", "updates", "time", "sps", "ep_return_mean", "ep_length_mean", "episodes",
     "loss", "policy_loss", "rl_loss", "reverse_loss", "value_loss", "entropy",
     "clip_fraction", "approx_kl", "active_fraction", "sign_change_ratio", "explained_variance",
-    "grad_norm", "learning_rate", "clip_range",
+    "grad_norm", "learning_rate", "clip_range", "action_prob",
 ]
 EVAL_COLUMNS = ["step", "mean_return", "std_return", "episodes"]
 

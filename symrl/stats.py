@@ -464,15 +464,25 @@ def contrast(
     of K environments each weighted 1/K the mean of the K per-environment contrasts (environment as a fixed
     effect). NaNs are dropped; any group with fewer than 2 values, or all variances 0, gives NaN bounds."""
     samples = [(float(weight), _finite(values)) for weight, values in terms]
+    return contrast_from_summaries(
+        [(weight, float(x.mean()) if x.size else np.nan, float(x.std(ddof=1)) if x.size > 1 else np.nan, x.size)
+         for weight, x in samples], confidence, power)
+
+
+def contrast_from_summaries(
+    terms: Sequence[tuple[float, float, float, int]], confidence: float = CONFIDENCE, power: float = POWER
+) -> Contrast:
+    """:func:`contrast` from each group's ``(weight, mean, standard deviation, n)`` instead of its values (e.g. the
+    numbers a published table gives)."""
     nan = float("nan")
-    if not samples or any(x.size == 0 for _, x in samples):
-        return Contrast(nan, nan, nan, nan, nan, nan, nan, min((x.size for _, x in samples), default=0))
-    estimate = float(sum(weight * x.mean() for weight, x in samples))
-    n = min(x.size for _, x in samples)
+    n = min((int(size) for *_, size in terms), default=0)
+    if not terms or n == 0:
+        return Contrast(nan, nan, nan, nan, nan, nan, nan, n)
+    estimate = float(sum(weight * mean for weight, mean, _, _ in terms))
     if n < 2:
         return Contrast(estimate, nan, nan, nan, nan, nan, nan, n)
-    parts = np.array([weight**2 * x.var(ddof=1) / x.size for weight, x in samples])
-    sizes = np.array([x.size for _, x in samples], dtype=float)
+    parts = np.array([weight**2 * sd**2 / size for weight, _, sd, size in terms])
+    sizes = np.array([size for *_, size in terms], dtype=float)
     total = float(parts.sum())
     if total == 0:
         return Contrast(estimate, nan, nan, 0.0, nan, nan, nan, n)

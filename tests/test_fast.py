@@ -236,3 +236,11 @@ def test_unsupported_policies_fall_back_to_torch():
 
     with pytest.raises(SymrlError, match="engine=numpy cannot run this policy"):
         make_engine(Config(engine="numpy"), policy, make_optimizer(cfg, policy), np.random.default_rng(0))
+
+
+def test_mean_action_prob_is_the_mean_joint_probability():
+    from symrl.algos.common import mean_action_prob
+
+    per_dim = torch.log(torch.tensor([[0.5, 0.5], [0.2, 1.0]]))
+    assert mean_action_prob(per_dim) == pytest.approx((0.25 + 0.2) / 2)
+    assert mean_action_prob(torch.log(torch.tensor([0.1, 0.3]))) == pytest.approx(0.2)

@@ -97,7 +97,7 @@ def test_files_exist(study: dict) -> None:
 def test_sections_in_order(study: dict) -> None:
     headings = ["# symrl report", "## Score per environment", "## Robustness to reward noise",
                 "## SPPO vs the scaled-PPO control", "## Aggregate across environments", "## Learning curves",
-                "## Sign-change ratio"]
+                "## Sign-change ratio and other diagnostics"]
     positions = [study["md"].index(heading + "\n") for heading in headings]
     assert positions == sorted(positions)
 
@@ -251,7 +251,7 @@ def test_sign_change_skipped_without_data(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path / "runs", "CartPole-v1", "clean", "PPO", 0)
     (run_dir / "metrics.csv").write_text("step,sign_change_ratio\n500,\n")
     markdown = report.write_report(run_dir, tmp_path / "out", reps=50).read_text(encoding="utf-8")
-    assert "No run logged a sign-change ratio" in markdown
+    assert "No run logged a sign-change ratio, gradient norm or action probability" in markdown
     assert "Left out: 1 environment." in markdown
     assert "## SPPO vs the scaled-PPO control" not in markdown
 
@@ -403,3 +403,20 @@ def test_robustness_without_noisy_runs_is_one_line(tmp_path: Path) -> None:
     assert report.robustness_lines(tmp_path / "runs") == [
         "not compared: SPPO on CartPole-v1: no rescaled control (ppo with beta 0 and policy_coef 1.5); "
         "train `ppo --policy-coef 1.5` on it to compare"]
+
+
+def test_diagnostics_clip_share_and_sa2c_weight(tmp_path: Path) -> None:
+    """The share of updates whose gradient norm exceeded max_grad_norm, and SA2C's mean weight alpha + beta|z| p."""
+    for algorithm, grad_norms, probs in (("PPO", [0.1, 0.9, 0.2, 0.8], [0.5] * 4), ("SPPO", [0.1] * 4, [0.2, 0.4, 0.6, 0.8])):
+        run = write_run(tmp_path / "runs", "CartPole-v1", "clean", algorithm, 0)
+        config = {**yaml.safe_load((run / "config.yaml").read_text()), "max_grad_norm": 0.5}
+        if algorithm == "SPPO":  # made an SA2C run (alpha 0.5, beta 1, z -1)
+            config["algo"] = "sa2c"
+            (run / "labels.json").write_text(json.dumps({"algorithm": "SA2C", "noise": "clean"}))
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        rows = [f"{500 * (i + 1)},,{g},{p}" for i, (g, p) in enumerate(zip(grad_norms, probs))]
+        (run / "metrics.csv").write_text("step,sign_change_ratio,grad_norm,action_prob\n" + "\n".join(rows) + "\n")
+    markdown = report.write_report(tmp_path / "runs", tmp_path / "out", reps=50).read_text(encoding="utf-8")
+    section = markdown.split("## Sign-change ratio and other diagnostics\n", 1)[1]
+    assert "| CartPole-v1 | clean | PPO | 0.5 | – | 1 |" in section  # 2 of 4 updates above 0.5
+    assert "| CartPole-v1 | clean | SA2C | 0 | 1 | 1 |" in section  # 0.5 + 1 * 1 * mean(0.2 .. 0.8) = 1.0

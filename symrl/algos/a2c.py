@@ -8,7 +8,7 @@ from ..advantages import normalize_advantages, sign_change_ratio
 from ..config import Config
 from ..losses import symmetric_a2c_loss
 from ..policies import ActorCritic
-from .common import Batch, optimizer_step, value_loss
+from .common import Batch, mean_action_prob, optimizer_step, value_loss
 
 
 def a2c_update(policy: ActorCritic, optimizer: torch.optim.Optimizer, batch: Batch, cfg: Config) -> dict:
@@ -38,4 +38,5 @@ def a2c_update(policy: ActorCritic, optimizer: torch.optim.Optimizer, batch: Bat
         "entropy": entropy_mean.item(),
         "sign_change_ratio": sign_changed,
         "grad_norm": float(grad_norm),
+        "action_prob": mean_action_prob(log_prob),
     }

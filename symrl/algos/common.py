@@ -51,6 +51,13 @@ def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: tor
     return grad_norm
 
 
+def mean_action_prob(log_prob: torch.Tensor) -> float:
+    """Mean probability of the taken actions (joint over a trailing action axis) under the policy being updated, a
+    logging statistic: SA2C's per-sample weight is alpha + beta * |z| times it (SPEC 1.1)."""
+    joint = log_prob.detach().sum(-1) if log_prob.dim() > 1 else log_prob.detach()
+    return float(joint.exp().mean())
+
+
 def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
     """1 - Var[returns - values] / Var[returns]; NaN when the returns are constant (computed in NumPy:
     a logging statistic, once per update)."""

@@ -9,7 +9,7 @@ from ..advantages import normalize_advantages, sign_change_ratio
 from ..config import Config
 from ..losses import symmetric_ppo_loss
 from ..policies import ActorCritic
-from .common import Batch, optimizer_step, value_loss
+from .common import Batch, mean_action_prob, optimizer_step, value_loss
 
 
 def ppo_update(
@@ -45,7 +45,7 @@ def ppo_update(
                 ("reverse_loss", pg.reverse_loss), ("value_loss", v_loss), ("entropy", entropy_mean),
                 ("clip_fraction", pg.clip_fraction), ("approx_kl", pg.approx_kl),
                 ("active_fraction", pg.active_fraction), ("sign_change_ratio", sign_changed),
-                ("grad_norm", grad_norm),
+                ("grad_norm", grad_norm), ("action_prob", mean_action_prob(log_prob)),
             ):
                 logs.setdefault(key, []).append(float(value.detach()) if torch.is_tensor(value) else value)
     return {key: float(np.nanmean(values)) if not np.all(np.isnan(values)) else float("nan") for key, values in logs.items()}

@@ -94,8 +94,9 @@ class NumpyEngine:
             d_value * cfg.vf_coef,
         )
         grad_norm = self.opt.step(grad, cfg.max_grad_norm)
+        joint = log_prob.sum(-1) if log_prob.ndim > 1 else log_prob  # as algos.common.mean_action_prob
         return {"loss": loss, **terms, "value_loss": v_loss, "entropy": entropy_mean,
-                "sign_change_ratio": sign_changed, "grad_norm": grad_norm}
+                "sign_change_ratio": sign_changed, "grad_norm": grad_norm, "action_prob": _mean(np.exp(joint))}
 
     def ppo_update(self, batch: Batch, cfg: Config, clip_range: float) -> dict:
         """As :func:`symrl.algos.ppo_update` (same minibatch order: ``torch.randperm``)."""
