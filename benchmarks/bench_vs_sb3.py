@@ -10,6 +10,7 @@ the same hyperparameters and the same number of gradient updates; only the wall 
     python benchmarks/bench_vs_sb3.py --workloads ppo-mujoco --rounds 5
     python benchmarks/bench_vs_sb3.py --scaling             # steps/s vs n_envs, time per update vs width
     python benchmarks/bench_vs_sb3.py --workloads ppo-atari ppo-atari-ale --device cuda   # on a GPU
+    python benchmarks/bench_vs_sb3.py --workloads ppo-minatar sppo-minatar   # MinAtar Breakout, the minatar preset
     python benchmarks/bench_vs_sb3.py --workloads a2c-mujoco-envpool   # symrl on EnvPool (pip install envpool)
 
 Stable-Baselines3 is a benchmark-only dependency: ``pip install -e .[bench]``.
@@ -43,6 +44,12 @@ WORKLOADS = {
                       sb3_kwargs=dict(n_steps=128, batch_size=256, n_epochs=4, learning_rate=2.5e-4, clip_range=0.1,
                                       ent_coef=0.01, vf_coef=0.5)),
     "sppo-atari": dict(env="PongNoFrameskip-v4", algo="sppo", sb3=None, steps=3 * 1024, bins=0, n_envs=8, atari=True),
+    # the minatar preset's PPO (symrl/presets/minatar.yaml): 64 envs x 128 steps, separate [64, 64] ReLU MLPs on
+    # the flattened 10x10x4 grid, sticky actions 0.1, a 10,000-step time limit, sign-clipped training rewards
+    "ppo-minatar": dict(env="MinAtar/Breakout-v1", algo="ppo", sb3="PPO", steps=3 * 8192, bins=0, n_envs=64, minatar=True,
+                        sb3_kwargs=dict(n_steps=128, batch_size=1024, n_epochs=4, learning_rate=5e-3, clip_range=0.2,
+                                        clip_range_vf=0.2, gamma=0.99, gae_lambda=0.95, ent_coef=0.01, vf_coef=0.25)),
+    "sppo-minatar": dict(env="MinAtar/Breakout-v1", algo="sppo", sb3=None, steps=3 * 8192, bins=0, n_envs=64),
 }
 # the Atari workloads again with symrl's training environments in ALE's C++ vector env (--vec-backend ale),
 # and with that and bfloat16 network bodies (--precision bf16). Stable-Baselines3's side is unchanged, so
@@ -56,7 +63,8 @@ for _name in ("ppo-mujoco", "a2c-mujoco", "ppo-atari"):
     WORKLOADS[_name + "-envpool"] = dict(WORKLOADS[_name], symrl=dict(vec_env="envpool"), sb3=None, sb3_base=_name)
 # (symmetric workload, its plain baseline): the issue's "SPPO vs PPO <= 2% slower" target
 SYMMETRIC_PAIRS = [("dsppo-mujoco", "dppo-mujoco"), ("dsa2c-mujoco", "da2c-mujoco"), ("sppo-atari", "ppo-atari"),
-                   ("sppo-atari-ale", "ppo-atari-ale"), ("sppo-atari-ale-bf16", "ppo-atari-ale-bf16")]
+                   ("sppo-atari-ale", "ppo-atari-ale"), ("sppo-atari-ale-bf16", "ppo-atari-ale-bf16"),
+                   ("sppo-minatar", "ppo-minatar")]
 
 
 # -- workers (run in a subprocess) --------------------------------------------------------------------------
@@ -92,6 +100,9 @@ def run_sb3(w: dict, overrides: dict) -> float:
         gym.register_envs(ale_py)
         env = VecFrameStack(make_atari_env(w["env"], n_envs=n_envs, seed=0), 4)
         policy = "CnnPolicy"
+    elif w.get("minatar"):
+        env, policy = minatar_sb3_env(w, n_envs), "MlpPolicy"
+        kwargs.setdefault("policy_kwargs", minatar_sb3_policy())
     else:
         wrapper = (lambda e: DiscretizeAction(e, w["bins"])) if w["bins"] else None
         env = VecNormalize(make_vec_env(w["env"], n_envs=n_envs, seed=0, wrapper_class=wrapper))
@@ -100,6 +111,31 @@ def run_sb3(w: dict, overrides: dict) -> float:
     start = time.perf_counter()
     model.learn(w["steps"])
     return time.perf_counter() - start
+
+
+def minatar_sb3_env(w: dict, n_envs: int):
+    """The minatar preset's environments for Stable-Baselines3: its env_kwargs (sticky actions, time limit) and its
+    sign-clipped training rewards (symrl clips them in the rollout, SB3 through a wrapper)."""
+    import gymnasium as gym  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+    from stable_baselines3.common.env_util import make_vec_env  # noqa: PLC0415
+
+    import symrl  # noqa: PLC0415
+    from symrl.envs.registry import env_spec  # noqa: PLC0415
+
+    env_spec(w["env"])  # registers MinAtar's ids in this process
+    cfg = symrl.make_config(w["algo"], w["env"])
+    assert cfg.sign_reward, "the minatar preset no longer clips rewards: drop the wrapper"
+    sign = lambda e: gym.wrappers.TransformReward(e, np.sign)  # noqa: E731
+    return make_vec_env(w["env"], n_envs=n_envs, seed=0, env_kwargs=cfg.env_kwargs, wrapper_class=sign)
+
+
+def minatar_sb3_policy() -> dict:
+    """The minatar preset's network for Stable-Baselines3's MlpPolicy (which flattens the grid): separate actor and
+    critic MLPs [64, 64] with ReLU, orthogonal initialisation (SB3's default, the same gains as symrl's)."""
+    from torch import nn  # noqa: PLC0415
+
+    return dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=nn.ReLU)
 
 
 def worker(lib: str, name: str, overrides: dict) -> None:

@@ -64,18 +64,42 @@ def _seed(text: str) -> int:
     return value
 
 
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be finite")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _number(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1], e.g. 0.2 for the last 20% of training")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="symrl", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser(
         "train", help="train one run", description="Train A2C, SA2C, PPO or SPPO on a Gymnasium environment. "
-        "Settings come from the environment family's preset (atari, mujoco, box2d, classic); any flag or "
+        "Settings come from the environment family's preset (atari, minatar, mujoco, box2d, classic); any flag or "
         "--set key=value overrides them. The fully resolved config is saved as OUT/config.yaml.",
         formatter_class=_Help,
     )
     t.add_argument("--algo", choices=ALGOS, help="a2c/ppo, or the symmetric sa2c/sppo (reverse cross-entropy term)")
-    t.add_argument("--env", help="any registered Gymnasium id, e.g. CartPole-v1, HalfCheetah-v4, PongNoFrameskip-v4")
+    t.add_argument("--env", help="any registered Gymnasium id, e.g. CartPole-v1, HalfCheetah-v4, PongNoFrameskip-v4, MinAtar/Breakout-v1")
     t.add_argument("--preset", help=f"settings family ({', '.join(FAMILIES)}) or a YAML file; default: the env's family")
     t.add_argument("--steps", type=_positive_int, help="total environment steps (agent steps for Atari); accepts 1e6")
     t.add_argument("--seed", type=_seed, help="seeds torch, the environments and the noise generators (default 0)")
@@ -89,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "with AVX-512 BF16 / AMX and on GPUs, slightly different numbers")
     t.add_argument("--bins", type=int, help="discretise each Box action dimension into K bins (DA2C/DPPO/DSA2C/DSPPO); 0 = Gaussian policy")
     t.add_argument("--reward-noise", metavar="KIND:VALUE",
-                   help="training reward noise: gaussian:SIGMA (added after reward normalisation), uniform:V, or flip:P (r <- 1 - r, meant for sign-clipped Atari rewards)")
+                   help="training reward noise: gaussian:SIGMA (added after reward normalisation), uniform:V, or flip:P (r <- 1 - r, meant for sign-clipped Atari and MinAtar rewards)")
     t.add_argument("--adv-noise", metavar="flip:P", help="flip each advantage's sign with probability P (before normalisation)")
     t.add_argument("--alpha", type=float, help="weight of the RL (A2C/PPO) policy loss")
     t.add_argument("--beta", type=float, help="weight of the reverse (RCE) policy loss; 0 = plain A2C/PPO")
@@ -135,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("dirs", type=Path, nargs="+", help="run directories or folders holding them (e.g. a sweep's out)")
     r.add_argument("--out", type=Path, help="report folder (default: FIRST_DIR/report)")
     r.add_argument("--baseline", help="algorithm label the probability of improvement is measured against (default PPO)")
+    r.add_argument("--score-fraction", type=_fraction, default=None, metavar="F",
+                   help="a run's score is its mean evaluation return over the last F of its training (default 0.2)")
+    r.add_argument("--margin", type=_non_negative_float, default=None,
+                   help="normalised effect below which a variant vs its control has 'no useful effect' (default 0.1)")
 
     h = sub.add_parser(
         "rlhf", help="PPO or symmetric PPO on a language model (RLHF)",
@@ -163,9 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="download and prepare the sentiment task's assets (once; about 3 minutes), then stop")
     h.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    d = sub.add_parser("demo", help="a small PPO vs SPPO vs scaled-PPO study with its report (about a minute)",
-                       description="PPO, SPPO and the scaled-PPO control on CartPole-v1 with clean and noisy rewards, "
-                       "5 seeds (30 runs); prints the table and writes the report.", formatter_class=_Help)
+    d = sub.add_parser("demo", help="a small robustness study with its report (about 3 minutes on 2 cores)",
+                       description="PPO, the scaled-PPO control, SPPO (authors' mask) and SPPO without the mask on "
+                       "CartPole-v1 with clean and noisy rewards, 10 seeds (80 runs); prints the scores and the robustness "
+                       "verdicts and writes the report.", formatter_class=_Help)
     d.add_argument("--out", type=Path, default=Path("runs/demo"), help="the study's folder")
     d.add_argument("--workers", type=_positive_int, help="runs at a time (default: the number of CPU cores)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -195,42 +224,50 @@ def _print_summary(summary) -> int:
     return 1 if summary.errors else 0
 
 
-def _print_table(dirs) -> None:
-    """The report's per-environment table: final evaluation, mean over seeds [95% t-interval]; then what the
-    report warns about on stderr."""
-    from .report import UNFINISHED_MARK, format_ci, summary_table  # noqa: PLC0415
+def _print_table(dirs, fraction: Optional[float] = None, margin: Optional[float] = None) -> None:
+    """The report's per-environment table (run scores, mean over seeds [95% t-interval]) and its robustness
+    verdicts; then what the report warns about on stderr."""
+    from .report import UNFINISHED_MARK, format_ci, robustness_lines, summary_table  # noqa: PLC0415
     from .results import load_evaluations  # noqa: PLC0415
-    from .stats import pooling_warnings  # noqa: PLC0415
+    from .stats import MARGIN, SCORE_FRACTION, pooling_warnings  # noqa: PLC0415
 
+    fraction = SCORE_FRACTION if fraction is None else fraction
     evaluations = load_evaluations(dirs)
-    table = summary_table(evaluations)
+    table = summary_table(evaluations, fraction=fraction)
     if table.empty:
         print("no run has an evaluation yet")
         return
-    table["final return [95% CI]"] = [format_ci(r.mean, r.low, r.high, r.n) + (f" {UNFINISHED_MARK}" if r.unfinished else "")
-                                      for r in table.itertuples()]
-    print(table[["env", "noise", "algorithm", "final return [95% CI]"]].to_string(index=False))
+    column = f"score (mean return, last {fraction:.0%} of training) [95% CI]"
+    table[column] = [format_ci(r.mean, r.low, r.high, r.n) + (f" {UNFINISHED_MARK}" if r.unfinished else "")
+                     for r in table.itertuples()]
+    print(table[["env", "noise", "algorithm", column]].to_string(index=False))
     if table["unfinished"].any():
         print(f"{UNFINISHED_MARK} includes runs not finished (their last evaluation)")
+    for line in robustness_lines(evaluations, fraction=fraction, margin=MARGIN if margin is None else margin):
+        print(line)
     for warning in pooling_warnings(evaluations):
         print(f"warning: {warning}", file=sys.stderr)
 
 
 def _report(args: argparse.Namespace) -> int:
     from .report import write_report  # noqa: PLC0415
+    from .stats import MARGIN, SCORE_FRACTION  # noqa: PLC0415
 
+    fraction = SCORE_FRACTION if args.score_fraction is None else args.score_fraction
+    margin = MARGIN if args.margin is None else args.margin
     out = args.out or args.dirs[0] / "report"
-    path = write_report(args.dirs, out, baseline=args.baseline)
-    _print_table(args.dirs)
+    path = write_report(args.dirs, out, baseline=args.baseline, fraction=fraction, margin=margin)
+    _print_table(args.dirs, fraction, margin)
     print(f"report: {path} and {path.with_suffix('.html')}")
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo  # noqa: PLC0415
+    from .demo import EQUIVALENCE, run_demo  # noqa: PLC0415
 
     summary, report = run_demo(args.out, workers=args.workers, progress=not args.no_progress)
     _print_table([args.out])
+    print(EQUIVALENCE)
     print(f"report: {report} and {report.with_suffix('.html')}")
     return _print_summary(summary)
 

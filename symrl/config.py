@@ -23,7 +23,7 @@ import yaml
 from .errors import SymrlError
 
 ALGOS = ("a2c", "sa2c", "ppo", "sppo")
-FAMILIES = ("atari", "mujoco", "box2d", "classic")
+FAMILIES = ("atari", "minatar", "mujoco", "box2d", "classic")
 
 
 @dataclass
@@ -329,6 +329,8 @@ def detect_family(env_id: str) -> str:
     entry = str(env_spec(env_id).entry_point)
     if entry.startswith("ale_py"):
         return "atari"
+    if entry.startswith("minatar"):
+        return "minatar"
     if "envs.mujoco" in entry:
         return "mujoco"
     if "envs.box2d" in entry:
@@ -426,7 +428,7 @@ def _env_key(env_id: str) -> str:
 def make_config(algo: str = "ppo", env: str = "CartPole-v1", preset: Optional[str] = None, **overrides: Any) -> Config:
     """Resolve a full :class:`Config` for ``algo`` on ``env`` from the preset and ``overrides``.
 
-    ``preset`` defaults to the environment's family (atari, mujoco, box2d or classic).
+    ``preset`` defaults to the environment's family (atari, minatar, mujoco, box2d or classic).
     """
     _choice("algo", algo, ALGOS)
     if not isinstance(env, str) or not env:

@@ -44,8 +44,13 @@ def image_layout(shape: tuple) -> tuple[int, int, int, bool]:
 class NatureCNN(nn.Module):
     """Mnih et al. (2015): 32x8x8/4, 64x4x4/2, 64x3x3/1, FC 512, on frames stacked as channels."""
 
+    MIN_SIZE = 36  # the smallest image its three convolutions fit
+
     def __init__(self, in_channels: int, height: int, width: int, channels_last_input: bool = False):
         super().__init__()
+        if min(height, width) < self.MIN_SIZE:
+            raise SymrlError(f"network=cnn (the Nature CNN) needs images of at least {self.MIN_SIZE}x{self.MIN_SIZE} "
+                             f"pixels, got {height}x{width}; use network=mlp (e.g. for MinAtar's 10x10 grids)")
         self.channels_last_input = channels_last_input  # [N, H, W, C] observations, viewed as [N, C, H, W]
         self.conv = nn.Sequential(
             nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),

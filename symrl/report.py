@@ -530,8 +530,11 @@ def _tracking_lines(pairs: list, evaluations: pd.DataFrame, out: Path, colors: d
     rows, curves = [], []
     for sppo, control in masked:
         for seed in sorted(set(sppo["seed"]) & set(control["seed"])):
-            x = evaluations[evaluations["run"] == sppo.loc[sppo["seed"] == seed, "run"].iloc[0]].set_index("step")["mean_return"]
-            c = evaluations[evaluations["run"] == control.loc[control["seed"] == seed, "run"].iloc[0]].set_index("step")["mean_return"]
+            def curve(runs: pd.DataFrame) -> pd.Series:
+                run = runs.loc[runs["seed"] == seed, "run"].iloc[0]  # noqa: B023 (used at once)
+                return evaluations[evaluations["run"] == run].set_index("step")["mean_return"]
+
+            x, c = curve(sppo), curve(control)
             steps = x.index.intersection(c.index).sort_values()
             if steps.empty:
                 continue
@@ -552,8 +555,8 @@ def _tracking_lines(pairs: list, evaluations: pd.DataFrame, out: Path, colors: d
              "first on have equal returns, and the first that differs:", "",
              "| environment | noise | seed | identical evaluations from the start | first step that differs |",
              "|---|---|---|---|---|"]
-    lines += [f"| {_md(env)} | {_md(noise)} | {seed} | {equal} of {total} | {format_number(first) if first is not None else 'none'} |"
-              for env, noise, seed, equal, total, first in rows]
+    lines += [f"| {_md(env)} | {_md(noise)} | {seed} | {equal} of {total} | "
+              f"{format_number(first) if first is not None else 'none'} |" for env, noise, seed, equal, total, first in rows]
     env, noise, seed = curves[0][:3]
     figure = Figure(figsize=(5.0, 3.3), layout="constrained")
     axis = figure.subplots()

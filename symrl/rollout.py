@@ -31,7 +31,8 @@ class RolloutBuffer:
     view of the same memory (what the collection loop writes, without a torch call per step). Image
     frames ``[C, H, W]`` are stored channels-last in memory (the tensor keeps its ``[T, N, C, H, W]``
     shape): a minibatch gathered from them is already in the layout the CNN runs in, so no transposing
-    copy per minibatch; the values are the same.
+    copy per minibatch; the values are the same. Other observations are stored as float32: binary grids (MinAtar's
+    bool observations) are converted once, when a step is written, so the update's minibatches need no conversion.
     """
 
     FIELDS = ("obs", "actions", "log_probs", "values", "rewards", "dones", "next_values")

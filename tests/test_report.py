@@ -414,7 +414,7 @@ def test_diagnostics_clip_share_and_sa2c_weight(tmp_path: Path) -> None:
             config["algo"] = "sa2c"
             (run / "labels.json").write_text(json.dumps({"algorithm": "SA2C", "noise": "clean"}))
         (run / "config.yaml").write_text(yaml.safe_dump(config))
-        rows = [f"{500 * (i + 1)},,{g},{p}" for i, (g, p) in enumerate(zip(grad_norms, probs))]
+        rows = [f"{500 * (i + 1)},,{g},{p}" for i, (g, p) in enumerate(zip(grad_norms, probs, strict=True))]
         (run / "metrics.csv").write_text("step,sign_change_ratio,grad_norm,action_prob\n" + "\n".join(rows) + "\n")
     markdown = report.write_report(tmp_path / "runs", tmp_path / "out", reps=50).read_text(encoding="utf-8")
     section = markdown.split("## Sign-change ratio and other diagnostics\n", 1)[1]

@@ -299,11 +299,11 @@ def test_fixed_anchors() -> None:
 def test_contrast_of_a_difference_in_differences_by_hand() -> None:
     groups = [[1.0, 2.0, 3.0], [0.0, 0.0, 3.0, 5.0], [4.0, 6.0], [1.0, 2.0, 2.0, 3.0, 7.0]]
     weights = [1.0, -1.0, -1.0, 1.0]
-    result = stats.contrast(list(zip(weights, groups)))
+    result = stats.contrast(list(zip(weights, groups, strict=True)))
     means = [np.mean(g) for g in groups]
     parts = [np.var(g, ddof=1) / len(g) for g in groups]
     se = np.sqrt(sum(parts))
-    df = sum(parts) ** 2 / sum(p**2 / (len(g) - 1) for p, g in zip(parts, groups))
+    df = sum(parts) ** 2 / sum(p**2 / (len(g) - 1) for p, g in zip(parts, groups, strict=True))
     estimate = means[0] - means[1] - means[2] + means[3]
     t = scipy.stats.t.ppf(0.975, df)
     assert result.estimate == pytest.approx(estimate) and result.se == pytest.approx(se) and result.df == pytest.approx(df)

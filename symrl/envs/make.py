@@ -21,7 +21,7 @@ from .atari_game import AtariGamesVectorEnv, fused_games_apply
 from .registry import gym_make
 from .split import EnvStackShare, SplitVectorEnv
 from .vector import SerialVectorEnv
-from .wrappers import DiscretizeAction, EpisodicLife, FireReset
+from .wrappers import DiscretizeAction, EpisodicLife, FireReset, MinAtarFrames
 
 
 def is_atari(cfg: Config) -> bool:
@@ -54,6 +54,8 @@ def build_env(cfg: Config, train: bool, render_mode: str | None = None) -> gym.E
         env = gym.wrappers.FrameStackObservation(env, cfg.frame_stack)
     else:
         env = gym.wrappers.RecordEpisodeStatistics(gym_make(cfg.env, **kwargs))
+        if render_mode == "rgb_array" and _entry_point(cfg.env).startswith("minatar"):
+            env = MinAtarFrames(env)  # videos (symrl eval --video)
     if cfg.bins:
         env = DiscretizeAction(env, cfg.bins)
     return env

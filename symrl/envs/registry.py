@@ -1,4 +1,5 @@
-"""Look up Gymnasium ids (with ale-py's Atari games registered) and turn failures into clear errors."""
+"""Look up Gymnasium ids (with ale-py's Atari games and MinAtar's games registered) and turn failures into clear
+errors."""
 
 from __future__ import annotations
 
@@ -21,11 +22,27 @@ def _register_ale() -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=None)
+def _register_minatar() -> bool:
+    """MinAtar's five games as ``MinAtar/<Game>-v0`` (all 6 actions) and ``-v1`` (the game's minimal action set).
+
+    Done on the first id that names MinAtar, not for every id: importing minatar imports matplotlib and seaborn
+    (about 2 s). Each process registers them itself, so sweep workers and environment processes find them too."""
+    try:
+        import minatar.gym  # noqa: PLC0415
+    except ImportError:
+        return False
+    if "MinAtar/Breakout-v1" not in gym.registry:  # the user may have registered them (registering twice warns)
+        minatar.gym.register_envs()
+    return True
+
+
 def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     """The registered spec of ``env_id``, or a :class:`SymrlError` that suggests close ids.
 
     ``module:EnvName-v0`` imports ``module`` first, as ``gym.make`` does: the way to use an environment that a
-    package registers in the worker processes of a sweep, which do not run the script that registered it."""
+    package registers in the worker processes of a sweep, which do not run the script that registered it. ale-py's
+    Atari ids and MinAtar's (``MinAtar/Breakout-v1``) need no prefix."""
     _register_ale()
     if ":" in env_id:
         module, _, env_id = env_id.partition(":")
@@ -34,6 +51,8 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         except ImportError as exc:
             raise SymrlError(f"cannot import {module!r}, which should register {env_id!r} ({exc}); "
                              "check that it is installed or on PYTHONPATH") from None
+    if "minatar" in env_id.lower() and not _register_minatar():
+        raise SymrlError(f"{env_id} is a MinAtar game and needs the minatar package; pip install minatar")
     try:
         return gym.spec(env_id)
     except gym.error.Error:

@@ -1,4 +1,4 @@
-"""Gymnasium wrappers symrl adds: action discretisation and the two Atari wrappers Gymnasium lacks."""
+"""Gymnasium wrappers symrl adds: action discretisation, the two Atari wrappers Gymnasium lacks, MinAtar's video frames."""
 
 from __future__ import annotations
 
@@ -92,3 +92,19 @@ class FireReset(gym.Wrapper):
     def needed(env: gym.Env) -> bool:
         meanings = env.unwrapped.get_action_meanings()
         return len(meanings) >= 3 and meanings[1] == "FIRE"
+
+
+class MinAtarFrames(gym.Wrapper):
+    """MinAtar's ``rgb_array`` frames as videos need them: minatar renders the 10x10 grid as float RGB in [0, 1],
+    which a video writer turns into black 10x10 frames; this gives uint8 frames with each cell ``scale`` pixels wide."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+
+    def __init__(self, env: gym.Env, scale: int = 16):
+        super().__init__(env)
+        self.scale = scale
+
+    def render(self):
+        frame = np.asarray(self.env.render())
+        frame = np.repeat(np.repeat(frame, self.scale, axis=0), self.scale, axis=1)
+        return np.round(np.clip(frame, 0.0, 1.0) * 255).astype(np.uint8)

@@ -9,7 +9,9 @@ products, written out here.
 The arrays are *views* of the torch parameters (``tensor.numpy()`` shares memory), so an update made
 here is the torch module's update: checkpoints, ``model.pt`` and evaluation see it without copying.
 The gradients land in one flat buffer laid out like the flat parameter vector (see
-:func:`flatten_parameters`), so clipping and the optimiser are a few vector operations.
+:func:`flatten_parameters`), so clipping and the optimiser are a few vector operations. With sparse
+observations (MinAtar's binary grids) a training minibatch's first layer multiplies only the input columns
+that are non-zero somewhere in it (:func:`_active_inputs`): the same result with a fraction of the arithmetic.
 
 Supported: MLP bodies (tanh or relu, any depth, shared or separate actor and critic), Gaussian heads with
 a state-independent log-std, and categorical heads over one or several equal-sized dimensions (Discrete,
@@ -100,9 +102,10 @@ class NumpyActorCritic:
         self._cache: dict = {}
 
     # -- forward -----------------------------------------------------------------------------------------
-    def _body(self, layers: list, x: np.ndarray, keep: Optional[list]) -> np.ndarray:
-        for weight, bias, _, _ in layers:
-            x = x @ weight.T
+    def _body(self, layers: list, x: np.ndarray, keep: Optional[list], cols: Optional[np.ndarray] = None) -> np.ndarray:
+        """The hidden layers on ``x``; ``cols``: ``x`` holds only these input columns (the others are all zero)."""
+        for i, (weight, bias, _, _) in enumerate(layers):
+            x = x @ (weight[:, cols] if i == 0 and cols is not None else weight).T
             x += bias
             if self.relu:
                 np.maximum(x, 0.0, out=x)
@@ -112,13 +115,13 @@ class NumpyActorCritic:
                 keep.append(x)
         return x
 
-    def _features(self, obs: np.ndarray, keep: bool):
+    def _features(self, obs: np.ndarray, keep: bool, cols: Optional[np.ndarray] = None):
         actor_h = [obs] if keep else None
-        actor = self._body(self.actor, obs, actor_h)
+        actor = self._body(self.actor, obs, actor_h, cols)
         if self.shared:
             return actor, actor, actor_h, actor_h
         critic_h = [obs] if keep else None
-        return actor, self._body(self.critic, obs, critic_h), actor_h, critic_h
+        return actor, self._body(self.critic, obs, critic_h, cols), actor_h, critic_h
 
     def _heads(self, actor: np.ndarray, critic: np.ndarray):
         w, b, _, _ = self.head
@@ -199,9 +202,10 @@ class NumpyActorCritic:
     def evaluate(self, obs: np.ndarray, actions: np.ndarray):
         """Training forward pass: ``(log_prob, entropy, value)`` as ActorCritic.evaluate returns them
         (log_prob ``[B]`` or ``[B, D]``, entropy ``[B]``), keeping what :meth:`backward` needs."""
-        actor, critic, actor_h, critic_h = self._features(obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False), True)
+        inputs, cols = _active_inputs(obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False))
+        actor, critic, actor_h, critic_h = self._features(inputs, True, cols)
         out, value = self._heads(actor, critic)
-        cache = {"actor_h": actor_h, "critic_h": critic_h}
+        cache = {"actor_h": actor_h, "critic_h": critic_h, "cols": cols}
         if self.kind == "continuous":
             z = (actions - out) * np.exp(-self.log_std)
             log_prob = (-0.5 * z * z - self.log_std - LOG_SQRT_2PI).sum(-1)
@@ -242,26 +246,46 @@ class NumpyActorCritic:
         actor_top = self._linear_backward(self.head, c["actor_h"][-1], d_out)
         critic_top = self._linear_backward(self.vhead, c["critic_h"][-1], d_value[:, None])
         if self.shared:
-            self._body_backward(self.actor, c["actor_h"], actor_top + critic_top)
+            self._body_backward(self.actor, c["actor_h"], actor_top + critic_top, c["cols"])
         else:
-            self._body_backward(self.actor, c["actor_h"], actor_top)
-            self._body_backward(self.critic, c["critic_h"], critic_top)
+            self._body_backward(self.actor, c["actor_h"], actor_top, c["cols"])
+            self._body_backward(self.critic, c["critic_h"], critic_top, c["cols"])
         return self.grad
 
     @staticmethod
-    def _linear_backward(layer: tuple, inputs: np.ndarray, d_out: np.ndarray, input_grad: bool = True):
-        """Write the layer's weight and bias gradients; return the gradient of its input (if wanted)."""
+    def _linear_backward(layer: tuple, inputs: np.ndarray, d_out: np.ndarray, input_grad: bool = True,
+                         cols: Optional[np.ndarray] = None):
+        """Write the layer's weight and bias gradients; return the gradient of its input (if wanted). ``cols``: the
+        inputs hold only these columns of the layer's input (the others are all zero: so are their weights' gradients)."""
         weight, _, grad_w, grad_b = layer
-        np.dot(d_out.T, inputs, out=grad_w)
+        if cols is None:
+            np.dot(d_out.T, inputs, out=grad_w)
+        else:
+            grad_w.fill(0.0)
+            grad_w[:, cols] = d_out.T @ inputs
         np.sum(d_out, 0, out=grad_b)
         return d_out @ weight if input_grad else None
 
-    def _body_backward(self, layers: list, hidden: list, d_top: np.ndarray) -> None:
+    def _body_backward(self, layers: list, hidden: list, d_top: np.ndarray, cols: Optional[np.ndarray]) -> None:
         d = d_top
         for i in range(len(layers) - 1, -1, -1):  # the observations (layer 0's input) need no gradient
             h = hidden[i + 1]
             d = d * (h > 0) if self.relu else d * (1.0 - h * h)
-            d = self._linear_backward(layers[i], hidden[i], d, input_grad=i > 0)
+            d = self._linear_backward(layers[i], hidden[i], d, input_grad=i > 0, cols=None if i else cols)
+
+
+def _active_inputs(x: np.ndarray, min_columns: int = 64) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """``(x, None)``, or ``(x[:, cols], cols)`` when ``x`` has ``min_columns`` columns or more and at most 3/4 of them
+    are non-zero somewhere in the batch (sparse observations: MinAtar's binary grids). The first layer then multiplies
+    only those columns: its output and its weights' gradients are the same up to rounding, its arithmetic smaller
+    (Breakout minibatches: about 130 of 400 columns)."""
+    if x.shape[1] < min_columns:  # nothing worth saving
+        return x, None
+    active = x.any(0)
+    if np.count_nonzero(active) > 0.75 * active.size:
+        return x, None
+    cols = np.flatnonzero(active)
+    return x[:, cols], cols
 
 
 def _block_diag(a: np.ndarray, b: np.ndarray) -> np.ndarray:
