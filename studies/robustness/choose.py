@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from symrl import anchors, results, stats
 
@@ -36,10 +38,15 @@ def main() -> None:
     parser.add_argument("dirs", nargs="+")
     args = parser.parse_args()
     evaluations = results.load_evaluations(args.dirs)
-    metrics = results.load_metrics(args.dirs)
-    seconds = metrics.groupby("run")["time"].max()
     scores = stats.run_scores(evaluations)
-    scores["seconds"] = scores["run"].map(seconds)
+    metrics = results.load_metrics(args.dirs)
+    if not metrics.empty:
+        scores["seconds"] = scores["run"].map(metrics.groupby("run")["time"].max())
+    else:  # a copy made by collect.py: the seconds are in its metrics_summary.csv
+        summaries = [pd.read_csv(Path(d) / "metrics_summary.csv").assign(run=lambda t, d=d: [str(Path(d) / r) for r in t["run"]])
+                     for d in args.dirs if (Path(d) / "metrics_summary.csv").is_file()]
+        seconds = pd.concat(summaries).set_index("run")["seconds"] if summaries else pd.Series(dtype=float)
+        scores["seconds"] = scores["run"].map(lambda run: seconds.get(str(Path(run)), np.nan))
     print("| task | algorithm | budget | clean score (normalised) | budget | candidate: noisy/clean above random | "
           "chosen | median s/run |")
     print("|---|---|---|---|---|---|---|---|")
