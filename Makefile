@@ -6,8 +6,9 @@ PY := .venv/bin/python
 setup:
 	./scripts/setup.sh test
 
-# The main job on an embedded default: PPO vs SPPO vs the scaled-PPO control on CartPole-v1, clean and with
-# noisy rewards, 5 seeds (a sweep: re-running skips what is done), then the table and the report.
+# The main job on an embedded default: a small robustness study (PPO, the scaled-PPO control, SPPO and SPPO without
+# the mask on CartPole-v1, clean and with noisy rewards, 10 seeds; a sweep: re-running skips what is done), then the
+# scores, the robustness verdicts and the report.
 demo: setup
 	.venv/bin/symrl demo --out runs/demo
 
