@@ -43,10 +43,12 @@ def test_report_of_a_folder_without_runs_is_one_error_line(tmp_path):
     assert result.stderr.startswith("error: no symrl runs") and result.stderr.count("\n") == 1
 
 
-def test_report_flags_refuse_bad_values_in_one_line(tmp_path):
+def test_report_flags_refuse_bad_values_in_one_line(tmp_path, capsys):
+    from symrl.cli import main
+
     for flag, value, message in (("--score-fraction", "0", "must be in (0, 1]"), ("--score-fraction", "x", "is not a number"),
                                  ("--margin", "-1", "must be >= 0")):
-        result = subprocess.run([sys.executable, "-m", "symrl.cli", "report", str(tmp_path), flag, value],
-                                capture_output=True, text=True)
-        assert result.returncode == 2 and message in result.stderr, (flag, value, result.stderr)
-        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error:"), result.stderr
+        code = main(["report", str(tmp_path), flag, value])
+        stderr = capsys.readouterr().err
+        assert code == 2 and message in stderr, (flag, value, stderr)
+        assert stderr.count("\n") == 1 and stderr.startswith("error:"), stderr

@@ -432,13 +432,23 @@ def test_study_files_resolve(name, cells):
         assert scaled.config.policy_coef == dsppo.config.alpha + dsppo.config.beta * abs(dsppo.config.z)
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C as a user's terminal delivers it: the default SIGINT action, unblocked. A test run started in the
+    background of a non-interactive shell (``make test &``, some CI runners) has SIGINT ignored, which every child
+    inherits: the sweep would then never see the Ctrl-C these tests send (the cause of the old 'did not exit
+    within 60 s' failures)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 @contextlib.contextmanager
 def _sweep_process(tmp_path: Path, spec: dict, *flags: str):
     """``symrl sweep`` on ``spec`` in a session of its own, killed with everything it started when the test ends.
     Its output goes to files, not pipes: a process it left behind holding a pipe would block the test's read."""
     command = [sys.executable, "-m", "symrl.cli", "sweep", str(_write(tmp_path, spec)), *flags, "--no-progress"]
     with open(tmp_path / "sweep.stdout", "w") as stdout, open(tmp_path / "sweep.stderr", "w") as stderr:
-        process = subprocess.Popen(command, cwd=tmp_path, stdout=stdout, stderr=stderr, start_new_session=True)
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=stdout, stderr=stderr, start_new_session=True,
+                                   preexec_fn=_as_in_a_terminal)
     process.logs = tmp_path  # type: ignore[attr-defined]
     try:
         yield process
