@@ -24,7 +24,9 @@ from symrl import anchors, results, stats
 CUT = 0.7
 BUDGET_RANGE = (0.2, 0.95)
 BASELINES = ("PPO", "DPPO")  # the family baseline whose scores choose the level; A2C is reported beside it
-RANDOM: dict[str, float] = {}  # random-policy scores of tasks without fixed anchors (filled from measurements)
+# random-policy scores of tasks without fixed anchors: scripts/measure_random_scores.py ID --episodes 50 (minatar's
+# default sticky actions and difficulty ramping), measured on 2026-12-02 before the MinAtar pilot ran
+RANDOM: dict[str, float] = {"MinAtar/Breakout-v1": 0.54, "MinAtar/Asterix-v1": 0.48, "MinAtar/SpaceInvaders-v1": 4.12}
 
 
 def level(noise: str) -> float:
