@@ -14,7 +14,8 @@ CARTPOLE_BUDGET = {"ppo": 60_000, "sppo": 60_000, "a2c": 150_000, "sa2c": 150_00
 
 @pytest.mark.parametrize(("algo", "engine", "precision"), [
     ("ppo", "auto", "fp32"), ("sppo", "auto", "fp32"), ("a2c", "auto", "fp32"), ("sa2c", "auto", "fp32"),
-    ("sppo", "torch", "fp32"), ("sppo", "auto", "bf16"),
+    ("sppo", "torch", "fp32"),
+    pytest.param("sppo", "auto", "bf16", marks=pytest.mark.slow),  # 30 s; the torch path's learning stays in fp32 above
 ])
 def test_cartpole_reaches_475(algo, engine, precision):
     """The preset algorithm reaches an evaluation return >= 475 on CartPole-v1 within its budget (with the
