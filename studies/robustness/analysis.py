@@ -1,0 +1,67 @@
+"""The pre-registered analysis of the robustness study (PREREGISTRATION.md), from the runs' files: the primary
+comparisons with Holm's adjustment over exactly those, their verdicts, and the negative controls' pipeline check.
+`symrl report` gives every other number (per task, secondary comparisons, diagnostics, figures).
+
+    python studies/robustness/analysis.py studies/results/robustness/runs      # prints Markdown tables
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from symrl import results, stats
+
+MARGIN = 0.1
+NOISE = "noisy"
+PRIMARY = [("SPPO unmasked", "scaled PPO"), ("SA2C", "scaled A2C"), ("DSPPO unmasked", "scaled DPPO")]
+NEGATIVE_CONTROLS = [("SPPO", "scaled PPO"), ("DSPPO", "scaled DPPO")]
+
+
+def pooled(table, variant: str, control: str, noise: str):
+    rows = table[(table["scope"] == "pooled") & (table["variant"] == variant) & (table["control"] == control)
+                 & (table["noise"] == noise)]
+    if rows.empty:  # a family with one task: its task rows are the family's
+        rows = table[(table["variant"] == variant) & (table["control"] == control) & (table["noise"] == noise)]
+    return rows.set_index("comparison")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="+")
+    parser.add_argument("--noise", default=NOISE, help="the noisy setting's label (the study's sweep files: noisy)")
+    args = parser.parse_args()
+    scores, _ = stats.normalize_scores(stats.run_scores(results.load_evaluations(args.dirs)), value="score")
+    table, skipped = stats.robustness_comparisons(scores, margin=MARGIN)
+    primary = []
+    for variant, control in PRIMARY:
+        rows = pooled(table, variant, control, args.noise)
+        for comparison in stats.COMPARISONS:
+            if comparison in rows.index:
+                primary.append((variant, control, comparison, rows.loc[comparison]))
+    adjusted = stats.holm([row["p"] for *_, row in primary])
+    print("## Primary comparisons (pooled over each family's tasks; Holm over these)\n")
+    print("| variant | control | comparison | tasks | X − C [95% CI] | p | p (Holm) | MDD | verdict |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (variant, control, comparison, row), p_holm in zip(primary, adjusted, strict=True):
+        result = stats.Contrast(row["estimate"], row["low"], row["high"], np.nan, np.nan, row["p"], row["mdd"], int(row["n"]))
+        print(f"| {variant} | {control} | {comparison} | {int(row['tasks'])} | {row['estimate']:.3g} "
+              f"[{row['low']:.3g}, {row['high']:.3g}] | {row['p']:.3g} | {p_holm:.3g} | {row['mdd']:.3g} | "
+              f"**{stats.verdict(result, MARGIN, p=p_holm)}** |")
+    print("\n## Negative controls (same gradient: must not differ by more than the margin)\n")
+    failed = False
+    for variant, control in NEGATIVE_CONTROLS:
+        rows = pooled(table, variant, control, args.noise)
+        for comparison, row in rows.iterrows():
+            outside = row["low"] > MARGIN or row["high"] < -MARGIN
+            failed |= bool(outside)
+            print(f"- {variant} vs {control}, {comparison}: {row['estimate']:.3g} [{row['low']:.3g}, {row['high']:.3g}] "
+                  f"-> {'PIPELINE FAILURE' if outside else 'passes'}")
+    print(f"\nPipeline check: {'FAILED: report the failure and its cause, no verdicts' if failed else 'passed'}")
+    for line in skipped:
+        print(f"- not compared: {line}")
+
+
+if __name__ == "__main__":
+    main()
