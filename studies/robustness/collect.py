@@ -1,5 +1,5 @@
-"""Keep a study's small per-run files in the repository: config.yaml, status.json, eval.csv and labels.json of every run
-below SRC copied to DST (same relative paths), and one metrics_summary.csv with a row per run (seconds trained, mean
+"""Keep a study's small per-run files in the repository: config.yaml, status.json, eval.csv and labels.json of every
+finished run below SRC copied to DST (same relative paths; unfinished runs stay out until they finish), and one metrics_summary.csv with a row per run (seconds trained, mean
 sign-change ratio, share of updates clipped by max_grad_norm, mean probability of the taken actions, last step).
 Checkpoints, model.pt, TensorBoard files and the per-update metrics.csv stay out.
 
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("src", type=Path)
     parser.add_argument("dst", type=Path)
     args = parser.parse_args()
-    run_dirs = results.find_runs([args.src])
+    run_dirs = [run for run in results.find_runs([args.src]) if runs.read_status(run).get("state") == "finished"]
     for run_dir in run_dirs:
         target = args.dst / run_dir.relative_to(args.src)
         target.mkdir(parents=True, exist_ok=True)
