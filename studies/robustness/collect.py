@@ -1,7 +1,8 @@
 """Keep a study's small per-run files in the repository: config.yaml, status.json, eval.csv and labels.json of every
-finished run below SRC copied to DST (same relative paths; unfinished runs stay out until they finish), and one metrics_summary.csv with a row per run (seconds trained, mean
-sign-change ratio, share of updates clipped by max_grad_norm, mean probability of the taken actions, last step).
-Checkpoints, model.pt, TensorBoard files and the per-update metrics.csv stay out.
+finished run below SRC copied to DST (same relative paths; unfinished runs stay out until they finish), and one
+metrics_summary.csv with a row per run (seconds trained, mean sign-change ratio, share of updates clipped by
+max_grad_norm, mean probability of the taken actions, last step). Checkpoints, model.pt, TensorBoard files and the
+per-update metrics.csv stay out.
 
     python studies/robustness/collect.py runs/studies/robustness/pilot_classic studies/results/robustness/pilot_classic
 """
