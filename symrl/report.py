@@ -77,7 +77,11 @@ def summary_table(
     The report's tables are built from this function, so what the CLI prints and the report agree.
     """
     evaluations = source if isinstance(source, pd.DataFrame) else results.load_evaluations(_as_paths(source))
-    scores = stats.run_scores(evaluations, fraction)
+    return _summary_of(stats.run_scores(evaluations, fraction), confidence)
+
+
+def _summary_of(scores: pd.DataFrame, confidence: float = stats.CONFIDENCE) -> pd.DataFrame:
+    """:func:`summary_table` of :func:`symrl.stats.run_scores`' table."""
     rows = []
     for (env, noise, algorithm), group in scores.groupby(stats.GROUP_COLUMNS, sort=True):
         mean, low, high = stats.mean_ci(group["score"], confidence=confidence)
@@ -115,7 +119,7 @@ def write_report(
     if out.exists() and not out.is_dir():
         raise SymrlError(f"{out} is a file; --out takes the folder the report is written into (e.g. {out.parent / 'report'})")
     (out / FIGURES).mkdir(parents=True, exist_ok=True)
-    summary = summary_table(evaluations, fraction=fraction)
+    summary = _summary_of(scores)  # the run scores computed above, not again from the evaluations
     lines = _header(run_dirs, evaluations, results.runs_without_config(paths))
     warnings = stats.pooling_warnings(evaluations)
     if warnings:
@@ -260,10 +264,9 @@ def _aggregate_section(
                         f"environments, and with fewer than {MIN_AGGREGATE_ENVS} their bootstrap intervals over a few "
                         "tasks and seeds are too narrow to trust; the per-environment tables and the pooled comparisons "
                         "above (t-intervals) stand instead.", ""]
-    normalized = scores
     try:
-        aggregates = stats.aggregate_metrics(normalized, reps=reps, seed=seed)
-        improvement = stats.probability_of_improvement(normalized, baseline, reps=reps, seed=seed) if baseline else None
+        aggregates = stats.aggregate_metrics(scores, reps=reps, seed=seed)
+        improvement = stats.probability_of_improvement(scores, baseline, reps=reps, seed=seed) if baseline else None
     except SymrlError as exc:
         return lines + [f"Skipped: {_md(exc)}", ""]
     lines += [
@@ -275,7 +278,7 @@ def _aggregate_section(
         "Normalisation:", "",
     ]
     lines += [f"- {_md(normalizations[env].describe(env))}" for env in sorted(normalizations)]
-    notes = [note for noise, scope in stats.aggregate_scopes(normalized).items() if (note := scope.describe(noise))]
+    notes = [note for noise, scope in stats.aggregate_scopes(scores).items() if (note := scope.describe(noise))]
     unfinished = int((scores["state"] != "finished").sum())
     if unfinished:
         notes.append(f"{_count(unfinished, 'run')} not finished {'is' if unfinished == 1 else 'are'} included with "
