@@ -1,7 +1,7 @@
 # The two commands of the README. Both create .venv and install what they need first (scripts/setup.sh).
 PY := .venv/bin/python
 
-.PHONY: demo test test-slow setup bench lint
+.PHONY: demo test test-slow setup bench lint check-verl check-openrlhf
 
 setup:
 	./scripts/setup.sh test
@@ -29,3 +29,13 @@ lint:
 bench:
 	./scripts/setup.sh test,bench
 	$(PY) benchmarks/bench_vs_sb3.py
+
+# symrl's veRL and OpenRLHF plug-ins against the real packages, each in an environment of its own (they pin versions
+# the main environment cannot share); CPU only, a few minutes each the first time (docs/integrations/verl-openrlhf.md).
+check-verl:
+	bash benchmarks/setup_verl.sh
+	.venv-verl/bin/python benchmarks/check_verl.py
+
+check-openrlhf:
+	bash benchmarks/setup_openrlhf.sh
+	.venv-openrlhf/bin/python benchmarks/check_openrlhf.py

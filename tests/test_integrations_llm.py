@@ -75,5 +75,57 @@ def test_openrlhf_policy_loss_signature_and_value():
     assert with_rollout[3:] == (None, None)
     with pytest.raises(ValueError, match="negative"):
         SymmetricPolicyLoss(z=1.0)
-    with pytest.raises(ValueError, match="one clip_eps_low"):
+    with pytest.raises(ValueError, match="clip_eps_high = clip_eps_low"):
         SymmetricPolicyLoss(clip_eps_low=0.2, clip_eps_high=0.28)
+
+
+def test_dual_clip_turns_both_terms_off():
+    """veRL's dual clip (clip_ratio_c, on by default): where A < 0 and the ratio exceeds c the PPO term is the constant
+    -c * A, and the authors' mask turns the reverse term off there too; OpenRLHF's dual_clip does the same."""
+    old = torch.log(torch.tensor([[0.2, 0.2, 0.2]]))
+    log_prob = torch.log(torch.tensor([[0.8, 0.25, 0.8]])).requires_grad_()  # ratios 4, 1.25, 4
+    adv = torch.tensor([[-1.0, -1.0, 1.0]])
+    mask = torch.ones_like(adv)
+    config = SimpleNamespace(clip_ratio=0.2, clip_ratio_c=3.0,
+                             policy_loss={"symmetric_alpha": 0.5, "symmetric_beta": 0.4, "symmetric_z": -1.0})
+    loss, metrics = symmetric_ppo_policy_loss(old, log_prob, adv, mask, "token-mean", config)
+    loss.backward()
+    assert log_prob.grad[0, 0] == 0 and log_prob.grad[0, 2] == 0  # dual-clipped; clipped above 1 + eps
+    assert log_prob.grad[0, 1] != 0
+    assert metrics["actor/pg_clipfrac_lower"] == pytest.approx(1 / 3)
+    module = SymmetricPolicyLoss(0.2, 0.2, 3.0, alpha=0.5, beta=0.4)
+    log_prob.grad = None
+    module(log_prob, old, adv, action_mask=mask)[0].backward()
+    assert log_prob.grad[0, 0] == 0 and log_prob.grad[0, 1] != 0
+    # the first token's loss is the constant alpha * (-c * A) = 1.5 in both
+    per_token = symmetric_ppo_policy_loss(old[:, :1], log_prob.detach()[:, :1], adv[:, :1], mask[:, :1], "token-mean",
+                                          config)[0]
+    assert float(per_token) == pytest.approx(0.5 * 3.0)
+
+
+def test_unsupported_versions_name_the_supported_range():
+    from symrl.errors import SymrlError
+    from symrl.integrations.openrlhf import check_openrlhf_version
+    from symrl.integrations.verl import check_verl_version
+
+    check_verl_version("0.9.1")
+    check_verl_version("0.9.0rc1")
+    with pytest.raises(SymrlError, match=r">=0\.9,<0\.10.*found veRL 0\.10\.0"):
+        check_verl_version("0.10.0")
+    with pytest.raises(SymrlError, match=r">=0\.9,<0\.10.*found veRL 0\.8\.4"):
+        check_verl_version("0.8.4")
+    check_openrlhf_version("0.11.2")
+    with pytest.raises(SymrlError, match=r">=0\.11,<0\.12.*found OpenRLHF 0\.10\.1"):
+        check_openrlhf_version("0.10.1")
+
+
+def test_openrlhf_constructor_order_and_unsupported_options():
+    """OpenRLHF 0.11 builds PolicyLoss(clip_eps_low, clip_eps_high, dual_clip, token_level_loss, policy_loss_type, ...)."""
+    module = SymmetricPolicyLoss(0.1, 0.1, 2.0, False, "ppo", alpha=1.0, beta=0.0)
+    assert (module.clip_eps, module.dual_clip, module.token_level_loss) == (0.1, 2.0, False)
+    with pytest.raises(ValueError, match="'ppo' only"):
+        SymmetricPolicyLoss(policy_loss_type="gspo")
+    with pytest.raises(ValueError, match="must be off/token/seq"):
+        SymmetricPolicyLoss(is_correction_level="batch")
+    with pytest.raises(ValueError, match="dual_clip must be > 1"):
+        SymmetricPolicyLoss(dual_clip=0.5)
