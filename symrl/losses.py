@@ -34,6 +34,8 @@ __all__ = [
     "symmetric_a2c_loss",
     "symmetric_ppo_loss",
     "masked_mean",
+    "aggregate_tokens",
+    "LOSS_AGG_MODES",
 ]
 
 
@@ -64,6 +66,32 @@ def masked_mean(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         return x.mean()
     valid = mask.bool()
     return torch.where(valid, x, torch.zeros_like(x)).sum() / valid.sum().clamp_min(1).to(x.dtype)
+
+
+LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+
+
+def aggregate_tokens(values: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean",
+                     norm: Optional[float] = None) -> torch.Tensor:
+    """Reduce a ``[B, T]`` matrix of per-token losses to a scalar, by veRL's names for the modes:
+
+    - ``token-mean``: the mean over every valid token of the batch (long responses weigh more);
+    - ``seq-mean-token-mean``: each sequence's token mean, averaged over sequences (the original GRPO);
+    - ``seq-mean-token-sum``: each sequence's token sum, averaged over sequences;
+    - ``seq-mean-token-sum-norm``: the token sum divided by ``B * norm`` (``norm`` default ``T``: Dr. GRPO's
+      constant normaliser, e.g. the maximum response length).
+    """
+    valid = mask.bool()
+    values = torch.where(valid, values, torch.zeros_like(values))
+    if mode == "token-mean":
+        return values.sum() / valid.sum().clamp_min(1).to(values.dtype)
+    if mode == "seq-mean-token-mean":
+        return (values.sum(-1) / valid.sum(-1).clamp_min(1).to(values.dtype)).mean()
+    if mode == "seq-mean-token-sum":
+        return values.sum(-1).mean()
+    if mode == "seq-mean-token-sum-norm":
+        return values.sum() / (values.shape[0] * (values.shape[-1] if norm is None else norm))
+    raise ValueError(f"unknown loss aggregation mode {mode!r}; choose one of {', '.join(LOSS_AGG_MODES)}")
 
 
 def _split(log_prob: torch.Tensor, advantages: torch.Tensor, mask: Optional[torch.Tensor] = None):

@@ -530,7 +530,7 @@ def verdict(result: Contrast, margin: float = MARGIN, confidence: float = CONFID
 # --------------------------------------------------------------------------------------------------
 # robustness: clean vs noisy rewards, each symmetric variant against the control that rescales like it
 # --------------------------------------------------------------------------------------------------
-SYMMETRIC_BASE = {"sppo": "ppo", "sa2c": "a2c"}
+SYMMETRIC_BASE = {"sppo": "ppo", "sa2c": "a2c", "sgrpo": "grpo", "srloo": "rloo"}
 LOSS_DEFAULTS = {"alpha": 1.0, "beta": 0.0, "z": -1.0, "policy_coef": 1.0, "bins": 0}
 
 
@@ -594,11 +594,11 @@ class ControlPair:
 
 
 def control_pairs(scores: pd.DataFrame) -> tuple[list[ControlPair], list[str]]:
-    """Each symmetric variant (``sppo``/``sa2c`` with beta > 0) with its controls on the same environment and bins:
-    the plain algorithm (``ppo``/``a2c``, beta 0) with ``policy_coef`` equal to the variant's c (SPPO with the
-    authors' mask has exactly that gradient; SA2C's per-sample weight is ``alpha + beta|Z| p``, at most c) and,
-    for SA2C, also the plain algorithm with ``policy_coef`` 1. Returns the pairs and one line per variant
-    without a control, saying what to train."""
+    """Each symmetric variant (``sppo``, ``sa2c``, ``sgrpo``, ``srloo`` with beta > 0) with its controls on the same
+    environment and bins: the plain algorithm (``ppo``/``a2c``/``grpo``/``rloo``, beta 0) with ``policy_coef``
+    equal to the variant's c (SPPO with the authors' mask has exactly that gradient; SA2C's per-sample weight is
+    ``alpha + beta|Z| p``, at most c) and, for SA2C, also the plain algorithm with ``policy_coef`` 1. Returns the
+    pairs and one line per variant without a control, saying what to train."""
     table = loss_columns(scores)
     pairs, missing = [], []
     for (env, bins), task in table.groupby(["env", "bins"], sort=True):

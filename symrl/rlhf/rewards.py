@@ -1,5 +1,6 @@
 """Rewards on decoded text: a Hugging Face sequence classifier (its own tokenizer) or any Python callable,
-and seeded reward noise for robustness studies.
+and seeded reward noise for robustness studies (a flipped or Gaussian-perturbed score; for pass/fail verifiers,
+false positives and false negatives with stated probabilities).
 
 A reward function takes ``(prompts, responses)`` (lists of strings) and returns one float per pair. The
 reward model never sees the policy's tokens, so the two may use different tokenizers.
@@ -7,6 +8,7 @@ reward model never sees the policy's tokens, so the two may use different tokeni
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -60,39 +62,112 @@ class ClassifierReward:
         return scores
 
 
+REWARD_NOISE_KINDS = ("flip", "gaussian", "verifier")
+_EXPECTED = "flip:P | gaussian:SIGMA | verifier:P | verifier:FP/FN"
+
+
+@dataclass(frozen=True)
+class VerifierNoiseSpec:
+    """Verifier noise (SPEC 5.1): a wrong response (score 0) is scored right with probability ``false_positive``,
+    a right one (score 1) wrong with probability ``false_negative``."""
+
+    false_positive: float
+    false_negative: float
+    kind: str = "verifier"
+
+    def __str__(self) -> str:
+        if self.false_positive == self.false_negative:
+            return f"verifier:{self.false_positive:g}"
+        return f"verifier:{self.false_positive:g}/{self.false_negative:g}"
+
+
+def _parse_verifier(spec: str, raw: str) -> VerifierNoiseSpec:
+    parts = raw.split("/")
+    if len(parts) > 2:
+        raise SymrlError(f"malformed reward_noise {spec!r}; expected verifier:P or verifier:FP/FN (e.g. verifier:0.1/0.2)")
+    values = []
+    for part in parts:
+        try:
+            value = float(part)
+        except ValueError:
+            raise SymrlError(f"malformed reward_noise {spec!r}: {part.strip()!r} is not a number; expected verifier:P or "
+                             "verifier:FP/FN (e.g. verifier:0.1/0.2)") from None
+        if not 0.0 <= value <= 1.0:  # NaN fails too
+            raise SymrlError(f"malformed reward_noise {spec!r}: {part.strip()} is not a probability; false-positive and "
+                             "false-negative rates must lie in [0, 1] (e.g. verifier:0.1/0.2)")
+        values.append(value)
+    return VerifierNoiseSpec(values[0], values[-1])
+
+
 def parse_reward_noise(spec: Optional[str]):
-    """``flip:P`` or ``gaussian:SIGMA`` (or None) -> :class:`symrl.noise.NoiseSpec`."""
+    """``flip:P``, ``gaussian:SIGMA``, ``verifier:P`` or ``verifier:FP/FN`` (or None) -> a
+    :class:`symrl.noise.NoiseSpec` (flip, gaussian) or a :class:`VerifierNoiseSpec`."""
+    if spec is None or str(spec).strip().lower() in ("", "none", "null"):
+        return None
+    kind, sep, raw = str(spec).partition(":")
+    kind = kind.strip().lower()
+    if not sep or kind not in REWARD_NOISE_KINDS:
+        raise SymrlError(f"malformed reward_noise {spec!r}; expected {_EXPECTED} (e.g. flip:0.1)")
+    if kind == "verifier":
+        return _parse_verifier(str(spec), raw)
     return parse_noise(spec, "reward_noise", ("flip", "gaussian"))
 
 
 class NoisyReward:
     """Reward noise: with probability ``flip`` the centred score changes sign (``c - (s - c)``), then
-    ``N(0, sigma^2)`` is added. ``center`` defaults to the batch mean. Draws come from ``seed``."""
+    ``N(0, sigma^2)`` is added. ``center`` defaults to the batch mean. Draws come from ``seed``.
+
+    Verifier noise (``false_positive``/``false_negative`` given) instead acts on pass/fail scores: a 0 becomes 1
+    with probability ``false_positive`` and a 1 becomes 0 with probability ``false_negative`` (one uniform draw
+    per score); any other score is an error."""
 
     def __init__(self, reward_fn: RewardFn, flip: float = 0.0, sigma: float = 0.0, center: Optional[float] = None,
-                 seed: int = 0):
+                 seed: int = 0, false_positive: Optional[float] = None, false_negative: Optional[float] = None):
         if not 0.0 <= flip <= 1.0 or sigma < 0:
             raise SymrlError(f"reward noise needs 0 <= flip <= 1 and sigma >= 0, got flip={flip}, sigma={sigma}")
+        self.verifier = false_positive is not None or false_negative is not None
+        false_positive, false_negative = false_positive or 0.0, false_negative or 0.0
+        if not (0.0 <= false_positive <= 1.0 and 0.0 <= false_negative <= 1.0):
+            raise SymrlError(f"verifier noise needs probabilities in [0, 1], got false_positive={false_positive}, "
+                             f"false_negative={false_negative}")
+        if self.verifier and (flip > 0 or sigma > 0):
+            raise SymrlError("verifier noise replaces flip and gaussian noise; give one kind of reward noise")
         self.reward_fn, self.flip, self.sigma, self.center = reward_fn, flip, sigma, center
+        self.false_positive, self.false_negative = false_positive, false_negative
         self.rng = np.random.default_rng(seed)
 
     @classmethod
     def from_spec(cls, reward_fn: RewardFn, spec: Optional[str], seed: int = 0) -> Optional["NoisyReward"]:
-        """The noise of a ``flip:P`` / ``gaussian:SIGMA`` string, or None for no noise."""
+        """The noise of a ``flip:P`` / ``gaussian:SIGMA`` / ``verifier:P`` / ``verifier:FP/FN`` string, or None for
+        no noise."""
         parsed = parse_reward_noise(spec)
         if parsed is None:
             return None
+        if parsed.kind == "verifier":
+            return cls(reward_fn, false_positive=parsed.false_positive, false_negative=parsed.false_negative, seed=seed)
         return cls(reward_fn, **({"flip": parsed.value} if parsed.kind == "flip" else {"sigma": parsed.value}), seed=seed)
 
     def perturb(self, scores: Sequence[float]) -> np.ndarray:
         """The noisy version of clean ``scores``."""
         scores = np.asarray(scores, dtype=np.float64)
+        if self.verifier:
+            return self._verifier_noise(scores)
         center = scores.mean() if self.center is None else self.center
         flipped = self.rng.random(len(scores)) < self.flip
         scores = np.where(flipped, 2 * center - scores, scores)
         if self.sigma > 0:
             scores = scores + self.rng.normal(0.0, self.sigma, len(scores))
         return scores
+
+    def _verifier_noise(self, scores: np.ndarray) -> np.ndarray:
+        passed, failed = scores == 1.0, scores == 0.0
+        if not (passed | failed).all():
+            bad = scores[~(passed | failed)][0]
+            raise SymrlError(f"verifier noise needs pass/fail scores of 0 or 1, but the reward gave {bad:g}; use it with "
+                             "a verifier (an exact check), or flip:P / gaussian:SIGMA for a graded reward")
+        draws = self.rng.random(len(scores))
+        return np.where(passed, (draws >= self.false_negative).astype(np.float64),
+                        (draws < self.false_positive).astype(np.float64))
 
     def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         return self.perturb(self.reward_fn(prompts, responses)).tolist()

@@ -3,12 +3,16 @@
 - ``sentiment``: the offline default. SmolLM2-135M continues the first words of held-out human-rated
   movie-review snippets; the reward is the positive-class probability of a sentence classifier trained on
   the other snippets (:mod:`symrl.rlhf.sentiment`). Assets come from PyPI once (:mod:`symrl.rlhf.assets`).
+- ``arithmetic``: a verifiable reward, offline. The same SmolLM2-135M completes two-shot ``a + b =`` prompts; the
+  reward is an exact check of the sum (:mod:`symrl.rlhf.verifiable`), so evaluation reports the clean pass rate.
 - ``imdb``: SPEC 5's IMDB setup (hub names; local folders through ``policy_model``/``reward_model``/``dataset``).
 - ``tldr``: SPEC 5's TL;DR summarisation setup (LoRA, optional 4-bit); a reward model must be given.
 
-A preset is a set of :class:`~symrl.rlhf.trainer.RLHFConfig` values; ``sppo`` adds the task's symmetric
-weights. :func:`make_rlhf_config` resolves task -> algorithm -> user overrides, and :func:`load_task`
-builds the :class:`TaskSetup` the trainer takes.
+A preset is a set of :class:`~symrl.rlhf.trainer.RLHFConfig` values (``common``); the symmetric algorithms
+(``sppo``, ``sgrpo``, ``srloo``) add the task's symmetric weights (``sppo``), and the critic-free ones (GRPO,
+RLOO) add :data:`CRITIC_FREE_DEFAULTS` and then the task's ``critic_free`` values. :func:`make_rlhf_config`
+resolves task -> algorithm -> user overrides, and :func:`load_task` builds the :class:`TaskSetup` the trainer
+takes.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from ..errors import SymrlError
 from .generation import token_lengths
 from .hub import load_classifier, load_dataset, load_policy, load_tokenizer
 from .rewards import ClassifierReward, RewardFn
-from .trainer import RLHFConfig
+from .trainer import CRITIC_FREE, RLHFConfig
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # sized for a 2-core CPU: LoRA on SmolLM2-135M, ~16 s per iteration (see docs/rlhf.md)
@@ -36,6 +40,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                    "lora_r": 16, "lora_alpha": 32.0, "kl_coef": 0.02, "max_new_tokens": 16, "min_new_tokens": 4,
                    "top_k": 50, "max_prompt_tokens": 32, "gamma": 1.0, "lam": 0.95, "eval_every": 5, "eval_prompts": 32,
                    "checkpoint_every": 5},
+        "sppo": {"alpha": 0.5, "beta": 0.4, "z": -1.0},
+    },
+    # verifiable reward (symrl.rlhf.verifiable): SmolLM2-135M adds two numbers, scored by an exact check; 2-core CPU
+    "arithmetic": {
+        "common": {"iterations": 30, "batch_size": 32, "minibatch_size": 16, "epochs": 2, "learning_rate": 3e-4,
+                   "lora_r": 16, "lora_alpha": 32.0, "kl_coef": 0.02, "max_new_tokens": 5, "min_new_tokens": 0,
+                   "temperature": 1.0, "top_k": 0, "max_prompt_tokens": 32, "gamma": 1.0, "lam": 0.95, "eval_every": 5,
+                   "eval_prompts": 128, "checkpoint_every": 5},
         "sppo": {"alpha": 0.5, "beta": 0.4, "z": -1.0},
     },
     # SPEC 5, IMDB positive sentiment
@@ -54,6 +66,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "sppo": {"alpha": 0.5, "beta": 0.2, "z": -1.0},
     },
 }
+# GRPO/RLOO where a task says nothing else: groups of 4 responses; the KL to the reference as a loss term (k3), as
+# GRPO and veRL's use_kl_loss do
+CRITIC_FREE_DEFAULTS: dict[str, Any] = {"group_size": 4, "kl_mode": "loss"}
+SYMMETRIC = ("sppo", "sgrpo", "srloo")
 DEFAULT_MODELS = {
     "imdb": {"policy_model": "lvwerra/gpt2-imdb", "reward_model": "lvwerra/distilbert-imdb", "reward_label": "POSITIVE",
              "dataset": "imdb"},
@@ -88,8 +104,10 @@ def make_rlhf_config(task: str = "sentiment", algo: str = "ppo", **overrides: An
     converted like ``--set`` values: unknown keys and wrong types are one-line errors)."""
     _check_task(task)
     preset = PRESETS[task]
-    values = {**DEFAULT_MODELS.get(task, {}), **preset["common"], **(preset["sppo"] if algo == "sppo" else {}),
-              **coerce_values(overrides, RLHFConfig), "task": task, "algo": algo}
+    critic_free = {**CRITIC_FREE_DEFAULTS, **preset.get("critic_free", {})} if algo in CRITIC_FREE else {}
+    values = {**DEFAULT_MODELS.get(task, {}), **preset["common"], **critic_free,
+              **(preset["sppo"] if algo in SYMMETRIC else {}), **coerce_values(overrides, RLHFConfig),
+              "task": task, "algo": algo}
     return RLHFConfig(**values).validate()
 
 
@@ -97,7 +115,7 @@ def load_task(cfg: RLHFConfig, log: Callable[[str], None] = print) -> TaskSetup:
     """Load the policy, reward, prompts and references of ``cfg.task``."""
     _check_task(cfg.task)
     device = resolve_device(cfg.device)  # before minutes of loading
-    return {"sentiment": _sentiment, "imdb": _imdb, "tldr": _tldr}[cfg.task](cfg, device, log)
+    return {"sentiment": _sentiment, "arithmetic": _arithmetic, "imdb": _imdb, "tldr": _tldr}[cfg.task](cfg, device, log)
 
 
 def _policy(cfg: RLHFConfig, name: str, device: torch.device, pad_with_eos: bool):
@@ -148,6 +166,20 @@ def _sentiment(cfg: RLHFConfig, device: torch.device, log: Callable[[str], None]
     train, held = _split(rows, cfg.eval_prompts)
     return TaskSetup(policy, tokenizer, reward, [p for p, _ in train], [p for p, _ in held], [c for _, c in held],
                      reference_texts=[text for _, text in data["train"]], info=info)
+
+
+# -- arithmetic: a verifiable reward, offline -------------------------------------------------------------
+def _arithmetic(cfg: RLHFConfig, device: torch.device, log: Callable[[str], None]) -> TaskSetup:
+    from .assets import prepare_policy  # noqa: PLC0415
+    from .verifiable import arithmetic_task  # noqa: PLC0415
+
+    if cfg.dataset or cfg.reward_model:
+        raise SymrlError("the arithmetic task brings its own prompts and exact-check reward; drop --set dataset=... and "
+                         "--set reward_model=...")
+    task = arithmetic_task()
+    train, held = task.split(cfg.eval_prompts)
+    policy, tokenizer = _policy(cfg, cfg.policy_model or str(prepare_policy(log=log)), device, pad_with_eos=True)
+    return TaskSetup(policy, tokenizer, task.check, train, held)
 
 
 # -- imdb: SPEC 5 ---------------------------------------------------------------------------------------

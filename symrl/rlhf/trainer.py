@@ -1,10 +1,20 @@
-"""Token-level PPO and symmetric PPO for causal language models (SPEC 5).
+"""Token-level PPO, GRPO and RLOO and their symmetric forms for causal language models (SPEC 5).
 
-One iteration: sample responses to a batch of prompts, score them with the reward function (on decoded
-text), build per-token rewards (``-kl_coef * (log p - log p_ref)`` on every token, the score added on the
-last one), GAE over tokens, then epochs of minibatch updates. The policy loss is
-:func:`symrl.losses.symmetric_ppo_loss` with the response-token mask - the same function the Gymnasium
-trainer uses - after per-minibatch advantage normalisation over valid tokens; the value loss is clipped.
+One iteration: sample ``group_size`` responses to each of ``batch_size / group_size`` prompts, score them with
+the reward function (on decoded text), then advantages:
+
+- **PPO** (with a critic): per-token rewards (``-kl_coef * (log p - log p_ref)`` on every token, the score added on
+  the last one), GAE over tokens with the value model, per-minibatch normalisation over valid tokens; the value loss
+  is clipped.
+- **GRPO / RLOO** (critic-free, as TRL, veRL and OpenRLHF train today): each response's score (minus
+  ``kl_coef`` times its summed KL when ``kl_mode="reward"``) against its group's mean (GRPO, optionally divided by
+  the group's standard deviation) or the mean of the other responses (RLOO, leave-one-out), the same advantage on
+  every token of the response; no value model. With ``kl_mode="loss"`` the KL to the reference is a loss term
+  instead (the k3 estimator ``exp(ref - log p) - (ref - log p) - 1`` per token, as GRPO and veRL's ``use_kl_loss``).
+
+Then epochs of minibatch updates. The policy loss is :func:`symrl.losses.symmetric_ppo_loss` with the
+response-token mask - the same function the Gymnasium trainer uses - its per-token terms aggregated by
+``loss_agg_mode`` (veRL's names, :func:`symrl.losses.aggregate_tokens`).
 Dropout stays off (``eval()``), so the first PPO ratio of an update is 1 up to rounding (the old log-probabilities
 are those recorded while sampling, equal to a recomputation within 1e-5).
 """
@@ -28,8 +38,8 @@ from .. import runs
 from ..advantages import normalize_advantages, sign_change_ratio
 from ..config import check_ranges, check_types, coerce_values
 from ..errors import SymrlError, TrainingDiverged, first_line
-from ..losses import masked_mean, symmetric_ppo_loss
-from .advantages import token_gae
+from ..losses import LOSS_AGG_MODES, aggregate_tokens, masked_mean, symmetric_ppo_loss
+from .advantages import REWARD_SCALINGS, group_advantages, token_gae
 from .generation import Generated, Sampling, generate, score, token_lengths
 from .kl import kl_controller
 from .models import ValueModel, response_values, value_model_for
@@ -37,10 +47,13 @@ from .rewards import NoisyReward, RewardFn, parse_reward_noise
 
 METRICS = ["iteration", "step", "tokens", "time", "tokens_per_s", "reward", "score", "train_score", "kl", "kl_coef",
            "entropy", "response_length", "loss", "policy_loss", "rl_loss", "reverse_loss", "value_loss", "clip_fraction",
-           "approx_kl", "sign_change_ratio", "nll"]
+           "approx_kl", "sign_change_ratio", "nll", "kl_loss", "flat_groups"]
 EVAL_COLUMNS = [*runs.EVAL_COLUMNS, "kl", "win_rate", "perplexity", "response_length"]
 SAMPLES = runs.SAMPLES
 PROCESS_SEED_STRIDE = 100_003  # process r of a multi-process run samples with seed + r * stride
+ALGOS = ("ppo", "sppo", "grpo", "sgrpo", "rloo", "srloo")
+CRITIC_FREE = {"grpo": "grpo", "sgrpo": "grpo", "rloo": "rloo", "srloo": "rloo"}  # algo -> group estimator
+KL_MODES = ("reward", "loss")
 
 
 @dataclass
@@ -48,12 +61,17 @@ class RLHFConfig:
     """Settings of a token-level (symmetric) PPO run; defaults follow SPEC 5's IMDB setup."""
 
     task: str = "custom"  # the run's name for reports (the env column of symrl.results)
-    algo: str = "ppo"  # ppo or sppo (symmetric PPO)
+    algo: str = "ppo"  # ppo, grpo, rloo, or their symmetric forms sppo, sgrpo, srloo (the task's alpha/beta)
     alpha: float = 1.0
     beta: float = 0.0
     z: float = -1.0
+    reverse_mask: str = "ppo"  # the authors' mask (symmetric = scaled plain algorithm: SPEC 1.1) or "none"
     policy_coef: float = 1.0
-    iterations: int = 60
+    group_size: int = 1  # responses sampled per prompt; grpo/rloo need >= 2
+    scale_rewards: str = ""  # grpo/rloo: divide by the group's std (group), the batch's (batch), not (none); "": own
+    kl_mode: str = "reward"  # KL to the reference as a penalty in the reward, or as a loss term (loss: k3 estimator)
+    loss_agg_mode: str = "token-mean"  # token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm
+    iterations: int = 60  # each samples batch_size responses, then updates
     batch_size: int = 112  # trajectories per iteration
     minibatch_size: int = 28
     epochs: int = 5
@@ -76,7 +94,7 @@ class RLHFConfig:
     max_prompt_tokens: int = 64
     nll_coef: float = 0.0  # auxiliary NLL on reference texts (the imdb and tldr presets: 0.1, the authors' target_coef)
     nll_batch_size: int = 8
-    reward_noise: Optional[str] = None  # training only: flip:P (sign of the centred score) or gaussian:SIGMA
+    reward_noise: Optional[str] = None  # training only: flip:P (sign of the centred score), gaussian:SIGMA, verifier:FP/FN
     eval_every: int = 10  # iterations between evaluations on the held-out prompts (and one before training)
     eval_prompts: int = 64
     seed: int = 0
@@ -95,8 +113,21 @@ class RLHFConfig:
 
     def validate(self) -> "RLHFConfig":
         check_types(self)
-        if self.algo not in ("ppo", "sppo"):
-            raise SymrlError(f"algo must be ppo or sppo (symmetric PPO), got {self.algo!r}")
+        if self.algo not in ALGOS:
+            raise SymrlError(f"algo must be one of {', '.join(ALGOS)} (s = symmetric form), got {self.algo!r}")
+        for name, allowed in (("reverse_mask", ("ppo", "none")), ("kl_mode", KL_MODES),
+                              ("loss_agg_mode", LOSS_AGG_MODES), ("scale_rewards", ("", *REWARD_SCALINGS))):
+            if getattr(self, name) not in allowed:
+                raise SymrlError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}, got {getattr(self, name)!r}")
+        if self.group_size < 1 or (self.critic_free and self.group_size < 2):
+            raise SymrlError(f"group_size {self.group_size} is too small: {self.algo} compares each response with the "
+                             "others to the same prompt; set --set group_size=4 (or more)" if self.critic_free else
+                             f"group_size must be positive, got {self.group_size}")
+        if self.batch_size % self.group_size:
+            raise SymrlError(f"batch_size {self.batch_size} must be a multiple of group_size {self.group_size} "
+                             "(batch_size / group_size prompts per iteration)")
+        if self.scale_rewards and not self.critic_free:
+            raise SymrlError("scale_rewards applies to grpo/rloo only; PPO normalises its GAE advantages per minibatch")
         check_ranges(self, positive_finite=("learning_rate", "clip_range", "temperature", "kl_horizon"),
                      positive=("max_grad_norm", "value_clip", "kl_stop", "kl_target"),
                      non_negative=("seed", "alpha", "beta", "policy_coef", "kl_coef", "vf_coef", "nll_coef", "min_new_tokens",
@@ -113,6 +144,16 @@ class RLHFConfig:
                 raise SymrlError(f"{name} must be positive, got {getattr(self, name)}")
         parse_reward_noise(self.reward_noise)
         return self
+
+    @property
+    def critic_free(self) -> bool:
+        """GRPO or RLOO (or a symmetric form): group baselines instead of a value model."""
+        return self.algo in CRITIC_FREE
+
+    @property
+    def reward_scaling(self) -> str:
+        """``scale_rewards`` resolved: GRPO divides by the group's std, RLOO does not, unless set."""
+        return self.scale_rewards or ("group" if CRITIC_FREE.get(self.algo) == "grpo" else "none")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -190,10 +231,13 @@ class RLHFTrainer:
         self.policy = policy.eval()
         adapters_off = hasattr(policy, "disable_adapter") and reference is None  # peft: reference = adapters off
         self.reference = None if adapters_off else (reference if reference is not None else _frozen_copy(policy)).eval()
-        self.value_model = (value_model if value_model is not None else value_model_for(policy, cfg.share_body)).eval()
+        if cfg.critic_free and value_model is not None:
+            raise SymrlError(f"{cfg.algo} trains no value model (its baseline is the group's); drop value_model")
+        self.value_model = None if cfg.critic_free else (
+            value_model if value_model is not None else value_model_for(policy, cfg.share_body)).eval()
+        modules = [m for m in (self.policy, self.value_model) if m is not None]
         # a shared body appears in both modules: each parameter once; frozen (LoRA base) weights are left out
-        self.trained_parameters = list({id(p): p for p in [*self.policy.parameters(), *self.value_model.parameters()]
-                                        if p.requires_grad}.values())
+        self.trained_parameters = list({id(p): p for m in modules for p in m.parameters() if p.requires_grad}.values())
         self.optimizer = _adamw(self.trained_parameters, cfg.learning_rate)
         self.sampling = Sampling(cfg.max_new_tokens, cfg.min_new_tokens, cfg.temperature, cfg.top_k,
                                  tokenizer.eos_token_id, tokenizer.pad_token_id)
@@ -205,8 +249,11 @@ class RLHFTrainer:
             for module in (self.policy, self.value_model, self.reference):
                 if module is not None:
                     module.to(self.device)
-            self.train_policy, self.train_value, self.optimizer = accelerator.prepare(self.policy, self.value_model,
-                                                                                      self.optimizer)
+            if self.value_model is None:
+                self.train_policy, self.optimizer = accelerator.prepare(self.policy, self.optimizer)
+            else:
+                self.train_policy, self.train_value, self.optimizer = accelerator.prepare(self.policy, self.value_model,
+                                                                                          self.optimizer)
         seed = cfg.seed + PROCESS_SEED_STRIDE * self.rank  # each process samples its own prompts and tokens
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.rng = np.random.default_rng(seed)
@@ -240,27 +287,40 @@ class RLHFTrainer:
     @torch.no_grad()
     def rollout(self) -> tuple[Rollout, dict]:
         cfg = self.cfg
-        prompts = [self.prompts[i] for i in self.rng.integers(len(self.prompts), size=cfg.batch_size)]
+        # batch_size / group_size prompts, each group_size times in a row (a group of responses to one prompt)
+        chosen = self.rng.integers(len(self.prompts), size=cfg.batch_size // cfg.group_size).repeat(cfg.group_size)
+        prompts = [self.prompts[i] for i in chosen]
         generated, responses = self._generate(prompts, self.generator)
         # generation's own log-probabilities (equal to a recomputation within 1e-5; tested): one forward fewer
         old_logprobs = generated.logprobs
         ref_logprobs = self._reference_logprobs(generated)
-        values = response_values(self.value_model, generated)
         mask = generated.response_mask.float()
         clean = self._rewards(prompts, responses)
         noisy = self.noise.perturb(clean) if self.noise is not None else clean
         scores = torch.as_tensor(noisy, dtype=torch.float32, device=self.device)
         kl = (old_logprobs - ref_logprobs) * mask
-        rewards = -self.kl.value * kl
-        last = mask.sum(1).long().clamp_min(1) - 1
-        rewards[torch.arange(len(last)), last] += scores
-        advantages, returns = token_gae(rewards, values, mask, cfg.gamma, cfg.lam)
+        kl_coef = self.kl.value if cfg.kl_mode == "reward" else 0.0  # kl_mode "loss": a term of the loss instead
+        values = returns = None
+        stats: dict = {}
+        if cfg.critic_free:
+            rewards = scores - kl_coef * kl.sum(1)  # one reward per response
+            sequence = group_advantages(rewards, cfg.group_size, CRITIC_FREE[cfg.algo], cfg.reward_scaling)
+            advantages = sequence[:, None] * mask
+            groups = scores.reshape(-1, cfg.group_size)
+            stats["flat_groups"] = float((groups.amax(1) == groups.amin(1)).float().mean())  # all equal: no signal
+        else:
+            values = response_values(self.value_model, generated)
+            rewards = -kl_coef * kl
+            last = mask.sum(1).long().clamp_min(1) - 1
+            rewards[torch.arange(len(last)), last] += scores
+            advantages, returns = token_gae(rewards, values, mask, cfg.gamma, cfg.lam)
+            rewards = rewards.sum(1)
         rollout = Rollout(**{f.name: getattr(generated, f.name) for f in dataclasses.fields(Generated)},
                           old_logprobs=old_logprobs, ref_logprobs=ref_logprobs, old_values=values,
                           advantages=advantages, returns=returns)
-        stats = {"score": float(clean.mean()), "train_score": float(noisy.mean()),
-                 "reward": (rewards.sum(1)).mean().item(), "kl": kl.sum(1).mean().item(),
-                 "response_length": mask.sum(1).mean().item(), "tokens": int(mask.sum().item())}
+        stats.update({"score": float(clean.mean()), "train_score": float(noisy.mean()),
+                      "reward": rewards.mean().item(), "kl": kl.sum(1).mean().item(),
+                      "response_length": mask.sum(1).mean().item(), "tokens": int(mask.sum().item())})
         return rollout, stats
 
     def _rewards(self, prompts: list[str], responses: list[str]) -> np.ndarray:
@@ -286,15 +346,29 @@ class RLHFTrainer:
                 mb = batch.select(order[start: start + cfg.minibatch_size])
                 mask = mb.response_mask.float()
                 logprobs, entropy = score(self.train_policy, mb, self.sampling, entropy_grad=cfg.ent_coef > 0)
-                values = response_values(self.train_value, mb)
-                advantages = normalize_advantages(mb.advantages, mask)
-                changed = sign_change_ratio(mb.advantages, advantages, mask)
+                if cfg.critic_free:  # group advantages, already on a common scale
+                    advantages, changed = mb.advantages, torch.zeros(())
+                else:
+                    advantages = normalize_advantages(mb.advantages, mask)
+                    changed = sign_change_ratio(mb.advantages, advantages, mask)
                 pg = symmetric_ppo_loss(logprobs, mb.old_logprobs, advantages, clip_range=cfg.clip_range,
-                                        alpha=cfg.alpha, beta=cfg.beta, z=cfg.z, mask=mask)
-                clipped = mb.old_values + (values - mb.old_values).clamp(-cfg.value_clip, cfg.value_clip)
-                value_loss = 0.5 * masked_mean(torch.maximum((values - mb.returns) ** 2, (clipped - mb.returns) ** 2), mask)
+                                        alpha=cfg.alpha, beta=cfg.beta, z=cfg.z, reverse_mask=cfg.reverse_mask, mask=mask)
+                policy_loss = aggregate_tokens(pg.per_sample, mask, cfg.loss_agg_mode, norm=cfg.max_new_tokens)
                 entropy_mean = masked_mean(entropy, mask)
-                loss = cfg.policy_coef * pg.loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy_mean
+                loss = cfg.policy_coef * policy_loss - cfg.ent_coef * entropy_mean
+                if self.value_model is not None:
+                    values = response_values(self.train_value, mb)
+                    clipped = mb.old_values + (values - mb.old_values).clamp(-cfg.value_clip, cfg.value_clip)
+                    value_loss = 0.5 * masked_mean(torch.maximum((values - mb.returns) ** 2, (clipped - mb.returns) ** 2),
+                                                   mask)
+                    loss = loss + cfg.vf_coef * value_loss
+                    logs.setdefault("value_loss", []).append(float(value_loss.detach()))
+                if cfg.kl_mode == "loss":  # k3: an unbiased, non-negative estimate of KL(policy || reference)
+                    log_ratio = (mb.ref_logprobs - logprobs).clamp(-20.0, 20.0)
+                    kl_loss = aggregate_tokens(log_ratio.exp() - log_ratio - 1.0, mask, cfg.loss_agg_mode,
+                                               norm=cfg.max_new_tokens)
+                    loss = loss + self.kl.value * kl_loss
+                    logs.setdefault("kl_loss", []).append(float(kl_loss.detach()))
                 if cfg.nll_coef > 0:
                     nll = self._reference_nll()
                     loss = loss + cfg.nll_coef * nll
@@ -309,8 +383,8 @@ class RLHFTrainer:
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(self.trained_parameters, cfg.max_grad_norm)
                 self.optimizer.step()
-                for key, value in (("loss", loss), ("policy_loss", pg.loss), ("rl_loss", pg.rl_loss),
-                                   ("reverse_loss", pg.reverse_loss), ("value_loss", value_loss), ("entropy", entropy_mean),
+                for key, value in (("loss", loss), ("policy_loss", policy_loss), ("rl_loss", pg.rl_loss),
+                                   ("reverse_loss", pg.reverse_loss), ("entropy", entropy_mean),
                                    ("clip_fraction", pg.clip_fraction), ("approx_kl", pg.approx_kl),
                                    ("sign_change_ratio", changed)):
                     logs.setdefault(key, []).append(float(value.detach()))
@@ -477,7 +551,8 @@ class RLHFTrainer:
             random_states = gather_object(random_states)
         if self.is_main:
             self._write_config()
-            state = {"policy": _trained_state(self.policy), "value_model": _trained_state(self.value_model),
+            state = {"policy": _trained_state(self.policy),
+                     "value_model": _trained_state(self.value_model) if self.value_model is not None else {},
                      "optimizer": self.optimizer.state_dict(), "iteration": self.iteration,
                      "trajectories": self.trajectories, "kl_coef": self.kl.value,
                      "processes": random_states}
@@ -493,7 +568,8 @@ class RLHFTrainer:
             raise SymrlError(f"the run in {self.run_dir} is already at iteration {int(state['iteration'])}, beyond a "
                              f"budget of {self.cfg.iterations} iterations; keep its budget or give a larger one")
         _load_trained_state(self.policy, state["policy"])
-        _load_trained_state(self.value_model, state["value_model"])
+        if self.value_model is not None:
+            _load_trained_state(self.value_model, state["value_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration, self.kl.value = int(state["iteration"]), float(state["kl_coef"])
         self.trajectories = int(state.get("trajectories", self.iteration * self.cfg.batch_size * len(state["processes"])))

@@ -23,9 +23,10 @@ A sweep file is YAML (read safely; a key given twice in a mapping is an error)::
 Later wins: the preset, ``steps``, ``overrides``, the env's, the noise setting's, the algorithm's, then
 every matching ``cells`` entry.
 
-``kind: rlhf`` makes a sweep of language-model runs (``symrl rlhf``): ``envs`` lists tasks (sentiment, imdb,
-tldr), ``algorithms`` are ppo/sppo with :class:`~symrl.rlhf.trainer.RLHFConfig` overrides, ``steps`` is the
-number of iterations, and a noise spec is ``flip:P`` or ``gaussian:S``.
+``kind: rlhf`` makes a sweep of language-model runs (``symrl rlhf``): ``envs`` lists tasks (sentiment, arithmetic,
+imdb, tldr), ``algorithms`` are ppo/grpo/rloo or their symmetric forms sppo/sgrpo/srloo with
+:class:`~symrl.rlhf.trainer.RLHFConfig` overrides, ``steps`` is the number of iterations, and a noise spec is
+``flip:P``, ``gaussian:S`` or ``verifier:FP/FN``.
 
 Every cell is resolved (and so validated) before anything runs; a mistake is one :class:`SymrlError`
 naming the field and the fix.
@@ -42,10 +43,10 @@ import yaml
 
 from ..config import ALGOS, load_yaml_file, make_config, yaml_error_line
 from ..errors import SymrlError
+from ..rlhf.trainer import ALGOS as RLHF_ALGOS
 
 TOP_LEVEL = ("name", "out", "kind", "steps", "seeds", "preset", "algorithms", "envs", "noise", "overrides", "cells")
 KINDS = ("rl", "rlhf")  # Gymnasium runs (symrl train) or language-model runs (symrl rlhf)
-RLHF_ALGOS = ("ppo", "sppo")
 WHERE_KEYS = ("algorithm", "env", "noise", "seed")
 
 
