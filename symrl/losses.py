@@ -131,6 +131,24 @@ def _reverse_terms(lp: torch.Tensor, z: float, variant: str) -> torch.Tensor:
     return -z * (1.0 - p) if variant == "rce" else 1.0 - 2.0 * p
 
 
+# exp(-log p_old) is capped here: e^60 ~ 1e26 keeps sums of millions of terms finite in float32 and bfloat16
+INVERSE_OLD_LOG_CAP = 60.0
+
+
+def _reverse_over_old(lp: torch.Tensor, old_lp: torch.Tensor, z: float, variant: str) -> torch.Tensor:
+    """``reverse(p) / p_old`` per sample (or per dimension), computed without overflow.
+
+    rce: ``-Z (1 - p) / p_old = -Z (e^(-log p_old) - r)``; mae: ``e^(-log p_old) - 2 r``, with ``r = e^(log p -
+    log p_old)``. The first part is a constant (p_old is detached): it has no gradient, so capping its exponent at
+    :data:`INVERSE_OLD_LOG_CAP` keeps the value finite for joint log-probabilities far below float32's -88 (many
+    action dimensions, long token sequences) and leaves every gradient as it is; the loss value changes only where
+    ``log p_old < -60``, where it was ``e^60`` or more anyway.
+    """
+    ratio = (lp - old_lp).exp()
+    inverse_old = (-old_lp).clamp(max=INVERSE_OLD_LOG_CAP).exp()
+    return -z * (inverse_old - ratio) if variant == "rce" else inverse_old - 2.0 * ratio
+
+
 def symmetric_a2c_loss(
     log_prob: torch.Tensor,
     advantages: torch.Tensor,
@@ -210,11 +228,11 @@ def symmetric_ppo_loss(
         active_fraction = masked_mean(active.to(ratio.dtype), mask)
         clipped_fraction = masked_mean((clipped_surrogate < surrogate).to(ratio.dtype), mask)
 
-    # Divide by p_old per sample (jointly, or per dimension for the per-dimension variant).
+    # Divided by p_old per sample (jointly, or per dimension for the per-dimension variant).
     if per_dim_reverse and dim_lp is not None:
-        reverse = (_reverse_terms(dim_lp, z, variant) / old_dim.exp()).sum(-1)
+        reverse = _reverse_over_old(dim_lp, old_dim, z, variant).sum(-1)
     else:
-        reverse = _reverse_terms(joint_lp, z, variant) / old_joint.exp()
+        reverse = _reverse_over_old(joint_lp, old_joint, z, variant)
     weight = adv * active.to(adv.dtype) if reverse_mask == "ppo" else adv
     reverse_terms = weight * reverse
     reverse_loss = masked_mean(reverse_terms, mask)

@@ -30,6 +30,16 @@ def _reverse_value(lp: np.ndarray, z: float, variant: str) -> np.ndarray:
     return -z * (1.0 - p) if variant == "rce" else 1.0 - 2.0 * p
 
 
+INVERSE_OLD_LOG_CAP = 60.0  # as symrl.losses: exp(-log p_old) is a constant, capped so that sums stay finite
+
+
+def _reverse_over_old(lp: np.ndarray, old_lp: np.ndarray, z: float, variant: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(reverse(p) / p_old, r)`` without overflow (see :func:`symrl.losses._reverse_over_old`)."""
+    ratio = np.exp(lp - old_lp)
+    inverse_old = np.exp(np.minimum(-old_lp, INVERSE_OLD_LOG_CAP))
+    return (-z * (inverse_old - ratio) if variant == "rce" else inverse_old - 2.0 * ratio), ratio
+
+
 def _k(z: float, variant: str) -> float:
     return z if variant == "rce" else -2.0
 
@@ -52,13 +62,13 @@ def ppo_loss_and_grad(log_prob, old_log_prob, adv, *, clip_range, alpha, beta, z
     k = _k(z, variant)
     grad_joint = (-alpha / n) * (surrogate * active)
     if per_dim_reverse and per_dim:
-        old_p = np.exp(old_log_prob)
-        reverse_loss = _mean(weight * (_reverse_value(log_prob, z, variant) / old_p).sum(-1))
-        grad = (beta * k / n) * (weight[:, None] * (np.exp(log_prob) / old_p)) + grad_joint[:, None]
+        reverse, dim_ratio = _reverse_over_old(log_prob, old_log_prob, z, variant)
+        reverse_loss = _mean(weight * reverse.sum(-1))
+        grad = (beta * k / n) * (weight[:, None] * dim_ratio) + grad_joint[:, None]
     else:
-        old_p = np.exp(old_joint)
-        reverse_loss = _mean(weight * _reverse_value(joint, z, variant) / old_p)
-        grad = grad_joint + (beta * k / n) * (weight * (np.exp(joint) / old_p)) if beta else grad_joint
+        reverse, _ = _reverse_over_old(joint, old_joint, z, variant)
+        reverse_loss = _mean(weight * reverse)
+        grad = grad_joint + (beta * k / n) * (weight * ratio) if beta else grad_joint
     terms = {
         "policy_loss": alpha * rl_loss + beta * reverse_loss, "rl_loss": rl_loss, "reverse_loss": reverse_loss,
         "clip_fraction": 1.0 - _mean(in_range), "approx_kl": _mean(ratio - 1.0 - log_ratio),
