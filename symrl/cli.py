@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set gamma=0.98 --set net_arch=[128,128]; keys: " + ", ".join(FIELDS))
     t.add_argument("--out", type=Path, help="run directory (default runs/ALGO-ENV-seedS)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint (--steps may extend it)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint (--steps may extend it; the run's other flags may "
+                   "be repeated with their own values)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -278,11 +279,12 @@ def _demo(args: argparse.Namespace) -> int:
     return _print_summary(summary)
 
 
-def _refuse_beside_resume(args: argparse.Namespace, names: tuple) -> None:
-    """``--resume`` continues a run with its saved settings: flags that would choose others are an error."""
-    given = [f"--{name}" for name in names if getattr(args, name)]
-    if given:
-        raise SymrlError(f"--resume continues the run in --out with its own settings; drop {', '.join(given)}")
+def _resume_identity(args: argparse.Namespace, names: tuple) -> dict:
+    """The run-choosing flags given with ``--resume`` (checked against the saved run with the other settings: the
+    run's own values are accepted, others refused); ``--overwrite`` contradicts ``--resume``."""
+    if args.overwrite:
+        raise SymrlError("--resume continues the run in --out; --overwrite would replace it: drop one of them")
+    return {name: getattr(args, name) for name in names if getattr(args, name)}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -304,8 +306,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out is None:
             raise SymrlError("--resume needs --out DIR, the run directory to continue")
-        _refuse_beside_resume(args, ("algo", "env", "preset", "overwrite"))
-        result = train(out=args.out, resume=True, **overrides)
+        result = train(out=args.out, resume=True, **overrides, **_resume_identity(args, ("algo", "env", "preset")))
     else:
         named = [key for key in ("algo", "env", "preset") if key in overrides]
         if named:
@@ -350,8 +351,7 @@ def _rlhf(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out is None:
             raise SymrlError("--resume needs --out DIR, the run directory to continue")
-        _refuse_beside_resume(args, ("task", "algo", "overwrite"))
-        cfg = resume_config(args.out, **overrides)
+        cfg = resume_config(args.out, **overrides, **_resume_identity(args, ("task", "algo")))
     else:
         cfg = make_rlhf_config(**{"task": args.task or "sentiment", "algo": args.algo or "ppo", **overrides})
     bar = None

@@ -206,8 +206,12 @@ def check_folder(folder: Path, what: str, flag: str) -> None:
         raise SymrlError(f"cannot create {folder} ({existing} {problem}); choose another {flag}")
 
 
-def check_resume(run_dir: Path, overrides: dict, may_change: set) -> None:
-    """Refuse ``--resume`` of a directory without a config and a checkpoint, or with settings the checkpoint fixes."""
+def check_resume(run_dir: Path, overrides: dict, may_change: set) -> dict:
+    """Refuse ``--resume`` of a directory without a config and a checkpoint, or with settings the checkpoint fixes.
+
+    A setting given with the value the run already has is accepted (re-running the command that started the run
+    with ``--resume`` is what users type) and left out of the returned overrides; only values that differ from the
+    saved config are refused, each named with both values. Returns the overrides that change something."""
     run_dir = Path(run_dir)
     if not ((run_dir / CONFIG).is_file() and (run_dir / CHECKPOINT).is_file()):
         if holds_run(run_dir):
@@ -215,10 +219,24 @@ def check_resume(run_dir: Path, overrides: dict, may_change: set) -> None:
                              "checkpoint); start it again with --overwrite")
         raise SymrlError(f"{run_dir} holds no resumable run (config.yaml and {CHECKPOINT} are needed); "
                          "start it without --resume")
-    changed = sorted(set(overrides) - set(may_change))
-    if changed:
-        raise SymrlError(f"cannot change {', '.join(changed)} when resuming; drop {'it' if len(changed) == 1 else 'them'} "
+    saved = yaml.safe_load((run_dir / CONFIG).read_text()) or {}
+    changing = {key: value for key, value in overrides.items() if key in may_change or not _same(saved.get(key), value)}
+    refused = sorted(key for key in changing if key not in may_change)
+    if refused:
+        what = ", ".join(f"{key} (the run has {saved.get(key)!r}, given {changing[key]!r})" for key in refused)
+        raise SymrlError(f"cannot change {what} when resuming; drop {'it' if len(refused) == 1 else 'them'} "
                          "or start a new run")
+    return changing
+
+
+def _same(saved: Any, given: Any) -> bool:
+    """A saved config value equal to one given again (numbers by value: 5e4 == 50000; a spec as written or parsed)."""
+    if saved == given:
+        return True
+    try:
+        return float(saved) == float(given)
+    except (TypeError, ValueError):
+        return str(saved).strip().lower() == str(given).strip().lower()
 
 
 def holds_run(run_dir: Path) -> bool:

@@ -394,11 +394,13 @@ def check_fits(cfg: Config) -> None:
 
 
 def resume_config(run_dir: str | Path, **overrides) -> Config:
-    """The saved config of ``run_dir``; on resume only ``total_steps`` and ``progress`` may change."""
+    """The saved config of ``run_dir``; on resume only ``total_steps`` and ``progress`` may change (any other setting
+    may be given again with the run's own value, ``algo``, ``env`` and ``preset`` included)."""
     run_dir = Path(run_dir)
-    runs.check_resume(run_dir, overrides, may_change={"total_steps", "progress"})
+    overrides = runs.check_resume(run_dir, {k: v for k, v in overrides.items() if v is not None},
+                                  may_change={"total_steps", "progress"})
     saved = load_config_file(run_dir / runs.CONFIG)
-    return saved.replace(**{k: v for k, v in overrides.items() if v is not None})
+    return saved.replace(**overrides)
 
 
 def _mean(values: list) -> float:

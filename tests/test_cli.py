@@ -198,9 +198,21 @@ def test_resume_with_changed_setting(capsys, run_copy):
 
 def test_resume_refuses_a_new_algorithm_env_or_overwrite(capsys, run_copy):
     before = snapshot(run_copy)
-    code, _, err = run_cli(capsys, ["train", "--resume", "--out", run_copy, "--algo", "sppo", "--overwrite", "--no-progress"])
-    assert_one_error(code, err, r"--resume continues the run in --out with its own settings; drop --algo, --overwrite")
+    code, _, err = run_cli(capsys, ["train", "--resume", "--out", run_copy, "--algo", "sppo", "--no-progress"])
+    assert_one_error(code, err, r"cannot change algo \(the run has 'ppo', given 'sppo'\) when resuming")
+    code, _, err = run_cli(capsys, ["train", "--resume", "--out", run_copy, "--env", "Acrobot-v1", "--no-progress"])
+    assert_one_error(code, err, r"cannot change env \(the run has 'CartPole-v1', given 'Acrobot-v1'\)")
+    code, _, err = run_cli(capsys, ["train", "--resume", "--out", run_copy, "--overwrite", "--no-progress"])
+    assert_one_error(code, err, r"--overwrite would replace it: drop one of them")
     assert snapshot(run_copy) == before
+
+
+def test_resume_accepts_the_command_that_started_the_run(capsys, run_copy):
+    """Re-running the original command with --resume (and a larger budget) continues the run."""
+    code, out, err = run_cli(capsys, ["train", "--algo", "ppo", "--env", "CartPole-v1", "--steps", "512", "--out", run_copy,
+                                      "--seed", "0", *QUIET, *TINY, "--resume"])
+    assert code == 0, err
+    assert "done: 512 steps" in out
 
 
 def test_out_that_is_a_file_or_cannot_be_made(capsys, tmp_path):

@@ -68,7 +68,7 @@ def test_imdb_task_trains_evaluates_and_resumes_through_the_cli(stand_ins, tmp_p
     assert (sample["prompt"] + sample["reference"]).split() in [review.split() for review in test_reviews]
     # the checkpoint's optimizer and KL controller would override these: refused, not silently ignored
     assert main(["rlhf", "--resume", "--out", str(out), "--iterations", "3", "--set", "learning_rate=1e-3"]) == 2
-    assert "cannot change learning_rate when resuming" in capsys.readouterr().err
+    assert "cannot change learning_rate (the run has 5e-06, given 0.001) when resuming" in capsys.readouterr().err
     assert main(["rlhf", "--resume", "--out", str(out), "--iterations", "3", "--no-progress"]) == 0
     assert [line.split(",")[0] for line in (out / "metrics.csv").read_text().splitlines()[1:]] == ["1", "2", "3"]
     assert "done: 3 iterations" in capsys.readouterr().out
@@ -165,8 +165,9 @@ def test_resume_refuses_a_smaller_budget_and_other_settings_and_ctrl_c_marks_the
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     resume = ["rlhf", "--resume", "--out", out, "--no-progress"]
     assert "already at iteration 2, beyond a budget of 1 iterations" in _error(capsys, [*resume, "--iterations", "1"])
-    assert "drop --algo, --overwrite" in _error(capsys, [*resume, "--algo", "sppo", "--overwrite"])
-    assert "drop --task" in _error(capsys, [*resume, "--task", "tldr"])
+    assert "--overwrite would replace it" in _error(capsys, [*resume, "--algo", "sppo", "--overwrite"])
+    assert "cannot change algo (the run has 'ppo', given 'sppo')" in _error(capsys, [*resume, "--algo", "sppo"])
+    assert "cannot change task (the run has 'imdb', given 'tldr')" in _error(capsys, [*resume, "--task", "tldr"])
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert "language-model (symrl rlhf) run" in _error(capsys, ["eval", out])
     config = yaml.safe_load((out / "config.yaml").read_text())

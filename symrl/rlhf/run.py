@@ -30,7 +30,7 @@ def default_out(cfg: RLHFConfig) -> Path:
 
 def resume_config(out: Path, **overrides: Any) -> RLHFConfig:
     """The saved config of the run in ``out`` (its ``info`` left out), with ``overrides`` (e.g. more iterations)."""
-    runs.check_resume(out, overrides, may_change={"iterations"})  # the checkpoint holds the rest (optimizer, KL...)
+    overrides = runs.check_resume(out, overrides, may_change={"iterations"})  # the checkpoint holds the rest
     return config_from_file(out / runs.CONFIG, RLHFConfig, drop=("info",)).replace(**overrides).validate()
 
 
