@@ -26,6 +26,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows has no flock
+    fcntl = None
 import torch
 import yaml
 
@@ -176,6 +180,66 @@ def clear_run(run_dir: Path) -> None:
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
+
+
+LOCK = ".sweep.lock"  # the name sweeps have used for it; the studies' .gitignore files leave it out
+_HELD: dict[Path, list] = {}  # run directories whose lock this process holds -> [open lock file, holders]
+
+
+class RunLock:
+    """The exclusive lock of a run directory: one process trains (or restarts, or clears with ``--overwrite``) a
+    run at a time, whether a sweep's cell, ``symrl train`` or ``symrl rlhf``. A ``flock`` on ``.sweep.lock``, which
+    the operating system releases when its holder exits, killed or not. Re-entrant within a process (a sweep
+    worker holds its cell's lock while the trainer it calls takes it again); without ``flock`` (Windows) no
+    protection. :meth:`acquire` makes the directory if needed; :meth:`release` removes it again if this lock
+    made it and nothing but the lock file is in it (a run that failed its checks leaves no folder behind)."""
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir).absolute()
+        self.held = False
+        self._made = False
+
+    def acquire(self, blocking_error: bool = True) -> bool:
+        """Take the lock; False (or, with ``blocking_error``, a :class:`SymrlError`) when another process has it."""
+        if self.held:
+            return True
+        entry = _HELD.get(self.path)
+        if entry is None:
+            self._made = not self.path.exists()
+            self.path.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path / LOCK, "a")  # noqa: SIM115 - held open while the run trains
+            if fcntl is not None:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.close()
+                    if blocking_error:
+                        raise SymrlError(f"another symrl process is training in {self.path} now (a sweep's cell or a "
+                                         "second run); wait until it has finished, or choose another --out") from None
+                    return False
+            entry = _HELD[self.path] = [handle, 0]
+        entry[1] += 1
+        self.held = True
+        return True
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        entry = _HELD[self.path]
+        entry[1] -= 1
+        if entry[1] == 0:
+            entry[0].close()
+            del _HELD[self.path]
+            if self._made and [p.name for p in self.path.iterdir()] == [LOCK]:
+                shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def is_stop(exc: BaseException) -> bool:

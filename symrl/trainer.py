@@ -132,13 +132,18 @@ class Trainer:
         self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, obs_space, action_space, lp_shape)
         self.eval_envs = make_eval_envs(cfg, min(cfg.eval_episodes, 16)) if cfg.eval_episodes else None
         self.deterministic_eval = default_deterministic(cfg)
-        if self.run_dir is not None and not resume:  # only now that everything was checked: the run can start
-            runs.clear_run(self.run_dir)  # --overwrite
+        # held until run() ends: no second process trains, resumes or clears this run
+        self.lock = runs.RunLock(self.run_dir) if self.run_dir is not None else None
+        if self.run_dir is not None:  # only now that everything was checked: the run can start
             try:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
+                self.lock.acquire()
+            except (OSError, SymrlError) as exc:
                 self.close()
+                if isinstance(exc, SymrlError):
+                    raise
                 raise SymrlError(f"cannot create {self.run_dir} ({exc.strerror}); choose another --out") from None
+            if not resume:
+                runs.clear_run(self.run_dir)  # --overwrite
 
         self.global_step = 0
         self.updates = 0
@@ -275,10 +280,12 @@ class Trainer:
             progress.write(f"eval step={self.global_step} return={row['mean_return']:.1f} +- {row['std_return']:.1f}")
 
     def close(self) -> None:
-        """Close the training and evaluation environments (their worker processes)."""
+        """Close the training and evaluation environments (their worker processes) and release the run's lock."""
         self.envs.close()
         if self.eval_envs is not None:
             self.eval_envs.close()
+        if getattr(self, "lock", None) is not None:
+            self.lock.release()
 
     def _done(self) -> bool:
         """Whether the run has used its budget or reached ``stop_return`` (so a resumed finished run stays done)."""

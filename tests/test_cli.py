@@ -385,3 +385,26 @@ def test_train_then_eval_and_video(capsys, tmp_path):
     assert "over 1 episodes" in stdout
     videos = list((out / "videos").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 100  # this evaluation's one episode, nothing older
+
+
+def test_a_run_another_process_is_training_is_refused_and_left_alone(capsys, run_copy):
+    """Issue 25: two processes must never train into one run folder: a resume (or an overwrite) of a run whose lock
+    another process holds is one error line, and the folder stays as it was; free again once that process ends."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from symrl.runs import RunLock; "
+                               f"RunLock({str(run_copy)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = snapshot(run_copy)
+        for extra in (["--resume", "--steps", "512"], ["--overwrite", "--algo", "ppo", "--env", "CartPole-v1"]):
+            code, _, err = run_cli(capsys, ["train", "--out", run_copy, *QUIET, *TINY, *extra])
+            assert_one_error(code, err, r"another symrl process is training in .* now")
+        assert snapshot(run_copy) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    code, _, err = run_cli(capsys, ["train", "--resume", "--out", run_copy, "--steps", "512", *QUIET])
+    assert code == 0, err

@@ -158,7 +158,7 @@ def test_a_cell_another_sweep_is_running_is_left_alone(tmp_path):
     """Two sweeps over one out folder: a cell locked by the other (here: this process) is reported, not touched."""
     import fcntl
 
-    from symrl.sweeps.runner import LOCK
+    from symrl.runs import LOCK
 
     spec = _spec(tmp_path / "out", seeds=1, algorithms=["ppo"])
     cell = tmp_path / "out/CartPole-v1/clean/PPO/seed0"
@@ -166,7 +166,7 @@ def test_a_cell_another_sweep_is_running_is_left_alone(tmp_path):
     with open(cell / LOCK, "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         busy = run_sweep(parse_sweep(spec), workers=1, progress=False)
-    assert busy.count("failed") == 1 and "another symrl sweep is running this cell" in next(iter(busy.errors.values()))
+    assert busy.count("failed") == 1 and "another symrl process is running this cell" in next(iter(busy.errors.values()))
     assert not runs.holds_run(cell) and not (cell / runs.STATUS).exists()  # nothing written for it
     assert run_sweep(parse_sweep(spec), workers=1, progress=False).count("done") == 1  # free again
 

@@ -264,10 +264,23 @@ class RLHFTrainer:
         self.trajectories = 0  # over all processes; a resumed run may use another number of processes
         self.history: list[dict] = []
         self.history_eval: list[dict] = []
-        if resume:
-            self._restore()
-        elif self.run_dir is not None and self.is_main:
-            runs.clear_run(self.run_dir)  # --overwrite
+        # the main process holds the run's lock until run() ends: no second process trains, resumes or clears it
+        self.lock = runs.RunLock(self.run_dir) if self.run_dir is not None and self.is_main else None
+        if self.lock is not None:
+            self.lock.acquire()
+        try:
+            if resume:
+                self._restore()
+            elif self.run_dir is not None and self.is_main:
+                runs.clear_run(self.run_dir)  # --overwrite
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Release the run directory's lock (``run()`` does it when it ends)."""
+        if getattr(self, "lock", None) is not None:
+            self.lock.release()
 
     # -- one iteration -----------------------------------------------------------------------------------
     def _generate(self, prompts: Sequence[str], generator: torch.Generator) -> tuple[Generated, list[str]]:
@@ -516,6 +529,7 @@ class RLHFTrainer:
             if writes:
                 log.close()
                 evaluations.close()
+            self.release()
         return self.history
 
     def _maybe_evaluate(self, evaluations: Optional[runs.CsvLog]) -> None:

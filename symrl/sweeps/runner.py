@@ -37,11 +37,6 @@ from ..config import load_config_file, read_config_mapping
 from ..errors import SymrlError, first_line
 from .spec import Cell, Sweep, budget, is_rlhf
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows has no flock
-    fcntl = None
-
 OUTCOMES = ("done", "skipped", "resumed", "failed")
 IGNORED_FIELDS = {"total_steps", "iterations", "progress", "tensorboard", "info"}  # may differ: results are the same
 
@@ -130,33 +125,16 @@ def run_cell(run_dir: str, config: dict, labels: dict, threads: int) -> dict:
         from ..config import Config  # noqa: PLC0415
 
         cfg = Config(**config)
-    lock = _lock_cell(path)
-    if lock is None:
+    # two sweeps over one ``out`` (or one started twice, or a `symrl train --resume` of the cell) must not train,
+    # restart or resume the same cell at once; the trainer takes the same lock again inside this process
+    lock = runs.RunLock(path)
+    if not lock.acquire(blocking_error=False):
         return {"outcome": "failed", "seconds": 0.0,
-                "error": "another symrl sweep is running this cell now; run this sweep again once that one has finished"}
+                "error": "another symrl process is running this cell now; run this sweep again once it has finished"}
     try:
         return _run_locked_cell(path, cfg, labels)
     finally:
-        lock.close()  # releases the lock
-
-
-LOCK = ".sweep.lock"
-
-
-def _lock_cell(path: Path):
-    """An exclusive lock on the cell's directory (the open lock file), or None when another process holds it:
-    two sweeps over one ``out`` (or one started twice) must not train, restart or resume the same cell at once.
-    The operating system releases it when the holder exits, killed or not."""
-    path.mkdir(parents=True, exist_ok=True)
-    handle = open(path / LOCK, "a")  # noqa: SIM115 - held open while the cell runs
-    if fcntl is None:  # no flock (Windows): no protection
-        return handle
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
+        lock.release()
 
 
 def _run_locked_cell(path: Path, cfg, labels: dict) -> dict:
@@ -533,10 +511,12 @@ def _run_ray(sweep: Sweep, todo: list[Cell], workers: int, address: Optional[str
                 status = runs.read_status(path)
                 if status.get("state") != "running":
                     continue
-                lock = _lock_cell(path)  # None: a live process (another sweep's) is running the cell
-                if lock is not None:
-                    with lock:
+                lock = runs.RunLock(path)  # not acquired: a live process (another sweep's) is running the cell
+                if lock.acquire(blocking_error=False):
+                    try:
                         runs.write_status(path, "interrupted", step=status.get("step", 0))
+                    finally:
+                        lock.release()
 
 
 def run_sweep(sweep: Sweep, backend: str = "local", workers: Optional[int] = None, address: Optional[str] = None,
