@@ -166,19 +166,28 @@ def read_status(run_dir: Path) -> dict:
 
 # everything a run writes in its directory; --overwrite removes these and nothing else
 RUN_OUTPUTS = (CONFIG, METRICS, EVAL, STATUS, Path(CHECKPOINT).parent.as_posix(), MODEL, TENSORBOARD, VIDEOS, SAMPLES)
+# what symrl writes inside its folders: only these go with --overwrite (a user's files beside them stay)
+RUN_FOLDER_FILES = {Path(CHECKPOINT).parent.as_posix(): Path(CHECKPOINT).name, TENSORBOARD: "events.out.tfevents.*",
+                    VIDEOS: "*.mp4", SAMPLES: "iter_*.jsonl"}
 
 
 def clear_run(run_dir: Path) -> None:
-    """Remove a run's outputs from ``run_dir`` for ``--overwrite``; nothing where it holds no run. Other files
-    stay: the directory may be a project folder, and a sweep writes the cell's ``labels.json`` before it
-    (re)starts the run."""
+    """Remove a run's outputs from ``run_dir`` for ``--overwrite``; nothing where it holds no run. Only what symrl
+    writes goes (its files, and inside its folders only its own files: ``checkpoints/last.pt``, TensorBoard event
+    files, ``videos/*.mp4``, ``samples/iter_*.jsonl``; a folder left empty is removed). Other files stay: the
+    directory may be a project folder, and a sweep writes the cell's ``labels.json`` before it (re)starts the run."""
     if not holds_run(run_dir):
         return
     for name in RUN_OUTPUTS:
         path = Path(run_dir) / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
+        if name in RUN_FOLDER_FILES:
+            if path.is_dir() and not path.is_symlink():
+                for own in path.glob(RUN_FOLDER_FILES[name]):
+                    if own.is_file() or own.is_symlink():
+                        own.unlink()
+                if not any(path.iterdir()):
+                    path.rmdir()
+        elif path.is_file() or path.is_symlink():
             path.unlink()
 
 
@@ -253,10 +262,22 @@ def check_out(run_dir: Path, resume: bool = False, overwrite: bool = False) -> N
     """Refuse, before any work starts, an ``--out`` that is a file, that already holds a run (without ``resume``
     or ``overwrite``) or that cannot be created."""
     run_dir = Path(run_dir)
+    config = run_dir / CONFIG
+    if config.is_file() and not _is_run_config(config):
+        raise SymrlError(f"{config} is not a symrl run's config (a file of yours?); choose another --out, or move it")
     if not resume and holds_run(run_dir) and not overwrite:
         raise SymrlError(f"{run_dir} already holds a run; pass --resume (resume=True) to continue it, --overwrite "
                          "(overwrite=True) to replace it, or choose another --out")
     check_folder(run_dir, "the run's directory", "--out")
+
+
+def _is_run_config(path: Path) -> bool:
+    """Whether ``path`` is a config.yaml that symrl wrote (a mapping naming an algorithm and an env or a task)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "algo" in data and ("env" in data or "task" in data)
 
 
 def check_folder(folder: Path, what: str, flag: str) -> None:

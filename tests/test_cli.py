@@ -151,6 +151,9 @@ def test_overwrite_replaces_the_run_and_nothing_else(capsys, run_copy):
     (run_copy / "videos" / "old-episode-0.mp4").write_text("the old model's video")
     (run_copy / "notes.txt").write_text("the user's")
     (run_copy / "labels.json").write_text('{"algorithm": "PPO"}')
+    (run_copy / "checkpoints" / "my_model.ckpt").write_text("the user's")  # issue 25: files of the user's inside
+    (run_copy / "samples").mkdir()
+    (run_copy / "samples" / "data.txt").write_text("the user's")
     assert (run_copy / "checkpoints" / "last.pt").exists() and (run_copy / "model.pt").exists()
     code, _, err = run_cli(capsys, ["train", *CARTPOLE, "--steps", "128", "--out", run_copy, "--overwrite",
                                     *QUIET, *TINY])
@@ -158,6 +161,8 @@ def test_overwrite_replaces_the_run_and_nothing_else(capsys, run_copy):
     assert not (run_copy / "videos").exists()
     assert runs.safe_torch_load(run_copy / runs.CHECKPOINT)["counters"]["global_step"] == 128
     assert (run_copy / "notes.txt").read_text() == "the user's" and (run_copy / "labels.json").exists()
+    assert (run_copy / "checkpoints" / "my_model.ckpt").read_text() == "the user's"
+    assert (run_copy / "samples" / "data.txt").read_text() == "the user's"
     steps = [int(r["step"]) for r in csv.DictReader(open(run_copy / "metrics.csv"))]
     assert steps == [128]
 
@@ -385,6 +390,13 @@ def test_train_then_eval_and_video(capsys, tmp_path):
     assert "over 1 episodes" in stdout
     videos = list((out / "videos").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 100  # this evaluation's one episode, nothing older
+
+
+def test_a_folder_with_a_config_yaml_of_the_users_is_refused_even_with_overwrite(capsys, tmp_path):
+    (tmp_path / "config.yaml").write_text("learning_rate: 3\nmy_project: true\n")
+    code, _, err = run_cli(capsys, ["train", *CARTPOLE, "--out", tmp_path, "--overwrite", *QUIET, *TINY])
+    assert_one_error(code, err, r"config.yaml is not a symrl run's config")
+    assert (tmp_path / "config.yaml").read_text() == "learning_rate: 3\nmy_project: true\n"
 
 
 def test_a_run_another_process_is_training_is_refused_and_left_alone(capsys, run_copy):
