@@ -573,3 +573,17 @@ def test_a_cell_that_kills_its_worker_fails_alone(tmp_path, monkeypatch):
     assert len(errors) == 2 and all("exit code 9" in e and "4 times" in e for e in errors), errors
     for seed in (0, 1):
         assert runs.read_status(tmp_path / f"out/CartPole-v1/clean/PPO/seed{seed}")["state"] == "finished"
+
+
+def test_labels_of_dots_stay_inside_out_and_other_scripts_keep_their_letters(tmp_path):
+    """Issue 25: '.' and '..' named the noise folder itself or its parent (a run outside `out`, cells sharing a
+    folder); non-ASCII labels all became '_'."""
+    from symrl.sweeps.spec import slug
+
+    assert (slug("."), slug(".."), slug("日本語"), slug("scaled PPO"), slug("a/b")) == ("_", "__", "日本語", "scaled_PPO", "a_b")
+    sweep = parse_sweep(_spec(tmp_path / "out", seeds=1, algorithms={"..": "ppo", "日本語": "sppo"},
+                              noise={"..": None, ".": "gaussian:0.1"}))
+    folders = [sweep.run_dir(cell).resolve() for cell in sweep.cells]
+    assert len(set(folders)) == 4 and all((tmp_path / "out").resolve() in f.parents for f in folders)
+    with pytest.raises(SymrlError, match="two labels map to the same folder"):
+        parse_sweep(_spec(tmp_path / "out", seeds=1, noise={".": None, "_": "gaussian:0.1"}))  # both '_'

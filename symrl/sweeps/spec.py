@@ -70,8 +70,10 @@ class Sweep:
 
 
 def slug(label: str) -> str:
-    """A label as a folder name: 'scaled PPO' -> 'scaled_PPO', 'gaussian:0.05' -> 'gaussian_0.05'."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(label)).strip("_") or "_"
+    """A label as a folder name: 'scaled PPO' -> 'scaled_PPO', 'gaussian:0.05' -> 'gaussian_0.05'; letters of any
+    script stay ('日本語'); a label of dots only ('.', '..') would name this folder or its parent: its dots become '_'."""
+    name = re.sub(r"[^\w.-]+", "_", str(label)).strip("_") or "_"
+    return "_" * len(name) if set(name) == {"."} else name
 
 
 def load_sweep(path: str | Path) -> Sweep:
