@@ -251,6 +251,26 @@ class RunLock:
         self.release()
 
 
+def stop_on_signals() -> None:
+    """Make SIGTERM stop this process as Ctrl-C does (a ``KeyboardInterrupt``: the run records "interrupted" and
+    resumes later), and raise it once only: a second SIGINT or SIGTERM while the run writes its status is ignored.
+    For the main thread of the CLI and of sweep workers; elsewhere nothing is changed."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum, frame):
+        for name in ("SIGINT", "SIGTERM"):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    for name in ("SIGINT", "SIGTERM"):
+        if signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN:  # a background job ignores Ctrl-C: keep it
+            signal.signal(getattr(signal, name), stop)
+
+
 def is_stop(exc: BaseException) -> bool:
     """Whether ``exc`` stops a run from outside: Ctrl-C, or ``SystemExit``, which a Ray worker raises when Ray
     tears it down (the driver stopped, ``ray.shutdown``). Such a run is "interrupted" and resumes from its

@@ -325,6 +325,7 @@ class Trainer:
                  "policy": self.policy_rng.bit_generator.state},
         )
         runs.atomic_torch_save(state, self.run_dir / runs.CHECKPOINT)
+        runs.write_status(self.run_dir, "running", step=self.global_step)  # what a resume would continue from
 
     def _restore(self, state: dict, path: Path) -> None:
         try:

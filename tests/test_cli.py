@@ -420,3 +420,30 @@ def test_a_run_another_process_is_training_is_refused_and_left_alone(capsys, run
         holder.wait()
     code, _, err = run_cli(capsys, ["train", "--resume", "--out", run_copy, "--steps", "512", *QUIET])
     assert code == 0, err
+
+
+def test_sigterm_interrupts_a_run_which_then_resumes(tmp_path):
+    """Issue 25: SIGTERM (a scheduler, `kill`) left status.json at `running, step 0`; now the run stops as on Ctrl-C:
+    "interrupted" at the step it reached, and the status follows the checkpoints while it trains."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "symrl.cli", "train", *CARTPOLE, "--steps", "200000", "--out", str(out), *QUIET,
+               "--set", "checkpoint_freq=1024"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while runs.read_status(out).get("step", 0) < 1024:
+            assert time.time() < deadline and process.poll() is None, process.stderr.read() if process.poll() else ""
+            time.sleep(0.05)
+        assert runs.read_status(out)["state"] == "running"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and "interrupted; continue with `symrl train --resume" in stderr, stderr
+    status = runs.read_status(out)
+    assert status["state"] == "interrupted" and status["step"] >= 1024, status

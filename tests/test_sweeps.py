@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import os
 import re
 import signal
@@ -535,6 +536,27 @@ def test_ctrl_c_stops_a_sweep_at_once(tmp_path, backend):
     assert runs.read_status(first)["state"] == "interrupted", runs.read_status(first)
     assert "leaked" not in stderr, stderr[-3000:]
     assert not (out / "CartPole-v1/clean/PPO/seed1").exists() and not (out / "CartPole-v1/clean/PPO/seed2").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_sweep_alone_interrupts_its_cells_and_writes_the_summary(tmp_path, sig):
+    """Issue 25: SIGTERM to a sweep (a scheduler, `kill`), or SIGINT to its parent process alone, left the running
+    cell saying "running" at step 0 and wrote no sweep.json. The sweep passes the stop on to its workers."""
+    out = tmp_path / "out"
+    spec = _spec(out, steps=200_000, seeds=2, algorithms=["ppo"], overrides={**TINY, "checkpoint_freq": 512})
+    first = out / "CartPole-v1/clean/PPO/seed0"
+    with _sweep_process(tmp_path, spec, "--workers", "1") as process:
+        _wait_for_checkpoint(process, first, seconds=120)
+        deadline = time.time() + 30  # the status follows the checkpoints while the run trains
+        while runs.read_status(first).get("step", 0) == 0 and time.time() < deadline:
+            time.sleep(0.05)
+        assert runs.read_status(first)["state"] == "running" and runs.read_status(first)["step"] >= 512
+        os.kill(process.pid, sig)
+        _, stderr = _exited(process, 60)
+    assert process.returncode == 130 and "interrupted" in stderr, stderr[-3000:]
+    assert runs.read_status(first)["state"] == "interrupted", runs.read_status(first)
+    summary = json.loads((out / "sweep.json").read_text())
+    assert summary["stopped"] == "interrupted", summary
 
 
 DYING_ENV = """

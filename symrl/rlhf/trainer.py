@@ -571,6 +571,7 @@ class RLHFTrainer:
                      "trajectories": self.trajectories, "kl_coef": self.kl.value,
                      "processes": random_states}
             runs.atomic_torch_save(state, self.run_dir / runs.CHECKPOINT)
+            runs.write_status(self.run_dir, "running", step=self.iteration)  # what a resume would continue from
         if self.accelerator is not None:
             self.accelerator.wait_for_everyone()
 

@@ -309,6 +309,7 @@ class _CellWorker:
 
 
 def _serve_cells(conn, threads: int) -> None:
+    runs.stop_on_signals()  # the sweep stops its workers with SIGTERM when Ctrl-C or SIGTERM reached it alone
     while True:
         try:
             job = conn.recv()
@@ -364,8 +365,12 @@ def _submit_local(sweep: Sweep, todo: list[Cell], workers: int, threads: int, su
                         _record(summary, cell.key, {"outcome": "failed", "error": error})
             tick()
     except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C reached the workers too: let them record "interrupted"
+        if isinstance(exc, KeyboardInterrupt):  # let the workers record "interrupted" (once each: see stop_on_signals)
             deadline = time.time() + INTERRUPT_GRACE
+            for worker in pool:  # Ctrl-C may have reached them too; a SIGTERM or a SIGINT to this process alone did not
+                if worker.process.is_alive() and worker.process.pid is not None:
+                    with contextlib.suppress(OSError):
+                        os.kill(worker.process.pid, signal.SIGTERM)
             for worker in pool:
                 worker.process.join(timeout=max(deadline - time.time(), 0.0))
         for worker in pool:
@@ -554,6 +559,7 @@ def run_sweep(sweep: Sweep, backend: str = "local", workers: Optional[int] = Non
     finally:
         bar.close()
         summary.seconds = time.time() - start
-        if summary.stopped is None or len(summary.outcomes) > skipped:  # a sweep that ran nothing keeps the last summary
+        # a sweep that an error stopped before it ran anything (e.g. no Ray cluster) keeps the last summary
+        if summary.stopped in (None, "interrupted") or len(summary.outcomes) > skipped:
             runs.atomic_write_text(sweep.out / "sweep.json", json.dumps(summary.to_dict(), indent=1))
     return summary
