@@ -26,6 +26,11 @@ ALGOS = ("a2c", "sa2c", "ppo", "sppo")
 FAMILIES = ("atari", "minatar", "mujoco", "box2d", "classic")
 
 
+MAX_STEPS = 10**11  # a budget beyond this is a typo (1e99), not a run
+MAX_ENVS = 4096
+MAX_BINS = 256  # per action dimension; 11 in the paper (the policy head and checkpoints grow with it)
+
+
 @dataclass
 class Config:
     """Every setting of a training run. See ``symrl train --help`` and the README.
@@ -170,8 +175,14 @@ class Config:
             raise SymrlError(f"eval_episodes must be >= 0 (0 turns evaluation off), got {self.eval_episodes}")
         if self.batch_size is not None and self.batch_size <= 0:
             raise SymrlError(f"batch_size must be positive or null (full batch), got {self.batch_size}")
-        if self.bins != 0 and self.bins < 2:
-            raise SymrlError(f"bins must be >= 2 (or 0 for no discretisation), got {self.bins}")
+        if self.bins != 0 and not 2 <= self.bins <= MAX_BINS:
+            raise SymrlError(f"bins must lie in [2, {MAX_BINS}] (or 0 for no discretisation; the paper uses 11), got "
+                             f"{self.bins}")
+        if self.total_steps > MAX_STEPS:
+            raise SymrlError(f"total_steps {self.total_steps:.3g} is beyond any run ({MAX_STEPS:.0e} steps at 100,000 "
+                             "steps/s would take 12 days); give a budget of at most 1e11")
+        if self.n_envs > MAX_ENVS:
+            raise SymrlError(f"n_envs must be at most {MAX_ENVS}, got {self.n_envs}")
         check_ranges(self, positive_finite=("learning_rate", "clip_range", "optimizer_eps"),
                      positive=("max_grad_norm", "clip_obs", "clip_reward", "clip_range_vf"),
                      non_negative=("seed", "vf_coef", "alpha", "beta", "policy_coef", "torch_threads", "noop_max"),
@@ -352,9 +363,32 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+
+MAX_YAML_BYTES = 1_000_000  # a preset or a sweep file is a few kilobytes; megabytes are a mistake (or an attack)
+MAX_YAML_VALUES = 100_000  # values once aliases (*name) are expanded: a "billion laughs" bomb has ~1e9
+
+
 def load_yaml_file(text: str) -> Any:
-    """A user's YAML file (a preset, a sweep): safe loading, and a key given twice in a mapping is an error."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    """A user's YAML file (a preset, a sweep): safe loading, a key given twice in a mapping is an error, and a file
+    over 1 MB, or one whose aliases expand to more than 100,000 values (an alias bomb, which copies and comparisons
+    downstream would expand), is refused before it takes the memory."""
+    if len(text) > MAX_YAML_BYTES:
+        raise yaml.YAMLError(f"the file has {len(text):,} characters; a preset or sweep file may have at most "
+                             f"{MAX_YAML_BYTES:,}")
+    data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    stack, values = [data], 0
+    while stack:  # counts every value as often as aliases repeat it; stops at the limit
+        value = stack.pop()
+        values += 1
+        if values > MAX_YAML_VALUES:
+            raise yaml.YAMLError(f"its aliases (*name) expand to more than {MAX_YAML_VALUES:,} values; write the "
+                                 "values out, or use fewer nested aliases")
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return data
 
 
 def load_preset(name_or_path: str) -> dict:

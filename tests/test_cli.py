@@ -447,3 +447,21 @@ def test_sigterm_interrupts_a_run_which_then_resumes(tmp_path):
     assert process.returncode == 130 and "interrupted; continue with `symrl train --resume" in stderr, stderr
     status = runs.read_status(out)
     assert status["state"] == "interrupted" and status["step"] >= 1024, status
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", "1e99"], r"total_steps 1e\+99 is beyond any run"),
+    (["--n-envs", "10000"], r"n_envs must be at most 4096"),
+    (["--bins", "100000"], r"bins must lie in \[2, 256\]"),
+])
+def test_budgets_beyond_any_run_are_refused(capsys, tmp_path, argv, message):
+    """Issue 25: `--steps 1e99` started a run that never ends; `--bins 100000` wrote a 78 MB checkpoint."""
+    env = ["--env", "Pendulum-v1"] if "--bins" in argv else ["--env", "CartPole-v1"]
+    code, _, err = run_cli(capsys, ["train", "--algo", "ppo", *env, *argv, "--out", tmp_path / "run", *QUIET])
+    assert_one_error(code, err, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_budget_smaller_than_one_rollout_is_said_before_the_run(capsys, tmp_path):
+    code, _, err = run_cli(capsys, ["train", *CARTPOLE, "--steps", "50", "--out", tmp_path / "run", *QUIET, *TINY])
+    assert code == 0 and err[0].startswith("note: a run trains whole rollouts of n_envs x n_steps = 128 steps"), err

@@ -609,3 +609,31 @@ def test_labels_of_dots_stay_inside_out_and_other_scripts_keep_their_letters(tmp
     assert len(set(folders)) == 4 and all((tmp_path / "out").resolve() in f.parents for f in folders)
     with pytest.raises(SymrlError, match="two labels map to the same folder"):
         parse_sweep(_spec(tmp_path / "out", seeds=1, noise={".": None, "_": "gaussian:0.1"}))  # both '_'
+
+
+def test_a_grid_beyond_any_study_is_refused_at_once(tmp_path):
+    """Issue 25: `seeds: 100000000 --dry-run` ran for minutes."""
+    start = time.time()
+    with pytest.raises(SymrlError, match="asks for 100,000,000 seeds; a sweep takes at most 10,000"):
+        parse_sweep(_spec(tmp_path / "out", seeds=100_000_000))
+    with pytest.raises(SymrlError, match="the grid has 2,000,000 cells"):
+        parse_sweep(_spec(tmp_path / "out", seeds=list(range(10_000)), algorithms={f"a{i}": "ppo" for i in range(200)}))
+    assert time.time() - start < 10
+
+
+def test_yaml_bombs_and_huge_files_are_refused_at_once(tmp_path):
+    """Issue 25: a nine-level alias bomb under env_kwargs took 40 s and 2.7 GB before a MemoryError traceback; a 37 MB
+    preset was still loading after 120 s."""
+    levels = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("bombs:\n" + "\n".join("  " + line for line in levels) + "\n" + yaml.safe_dump(
+        _spec(tmp_path / "out", envs={"CartPole-v1": {}})))
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(yaml.safe_dump(_spec(tmp_path / "out")) + "# " + "x" * 2_000_000 + "\n")
+    start = time.time()
+    with pytest.raises(SymrlError, match=r"bomb.yaml is not valid YAML \(its aliases \(\*name\) expand to more than"):
+        load_sweep(bomb)
+    with pytest.raises(SymrlError, match=r"huge.yaml is not valid YAML \(the file has 2,0"):
+        load_sweep(huge)
+    assert time.time() - start < 10

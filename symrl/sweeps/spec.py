@@ -48,6 +48,8 @@ from ..rlhf.trainer import ALGOS as RLHF_ALGOS
 TOP_LEVEL = ("name", "out", "kind", "steps", "seeds", "preset", "algorithms", "envs", "noise", "overrides", "cells")
 KINDS = ("rl", "rlhf")  # Gymnasium runs (symrl train) or language-model runs (symrl rlhf)
 WHERE_KEYS = ("algorithm", "env", "noise", "seed")
+MAX_SEEDS = 10_000
+MAX_CELLS = 1_000_000  # a grid beyond this is a mistake in the file, not a study
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,8 @@ def _noise(value: Any, source: str) -> dict[str, dict]:
 def _seeds(value: Any, source: str) -> list[int]:
     if value is None:
         return [0]
+    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_SEEDS:
+        raise _fail(source, "seeds", f"asks for {value:,} seeds; a sweep takes at most {MAX_SEEDS:,}")
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return list(range(value))
     if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value):
@@ -262,6 +266,10 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
                              *((f"cells[{i}].set", values) for i, (_, values) in enumerate(rules))]:
         _check_not_reserved(overrides, source, field)
     used = [False] * len(rules)
+    count = len(envs) * len(noises) * len(algorithms) * len(seeds)
+    if count > MAX_CELLS:
+        raise _fail(source, "seeds", f"the grid has {count:,} cells (envs x noise x algorithms x seeds); a sweep takes "
+                    f"at most {MAX_CELLS:,}")
 
     cells, keys, checked = [], set(), set()
     for env, env_overrides in envs.items():
