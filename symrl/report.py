@@ -1,7 +1,7 @@
 """A study's report: run directories -> ``report.md`` and a self-contained ``report.html`` with figures.
 
 The report states what the comparison of robust-RL algorithms rests on, each number with its uncertainty:
-per-environment final returns with t-intervals over seeds, rliable's aggregates across environments,
+per-environment final returns with t-intervals over seeds, aggregates across environments (rliable's methods),
 learning curves, the advantage sign-change ratio, and SPPO next to the scaled-PPO control that isolates
 the rescaling SPPO's loss amounts to. The HTML page is rendered from the Markdown by a small renderer
 here, so both always hold the same numbers, and it embeds its figures, so it can be mailed as one file.
@@ -103,7 +103,7 @@ def write_report(
     evaluation return over the last ``fraction`` of training (:func:`symrl.stats.run_scores`). ``margin`` is the
     normalised effect below which a variant-vs-control comparison has "no useful effect"
     (:func:`symrl.stats.verdict`). ``baseline`` is the algorithm label the probability of improvement compares
-    with (default: "PPO" if present, else the first label alphabetically). ``seed`` seeds rliable's bootstraps;
+    with (default: "PPO" if present, else the first label alphabetically). ``seed`` seeds the stratified bootstraps;
     ``reps`` is the number of its resamples. A path without runs raises :class:`SymrlError`.
     """
     paths = _as_paths(paths)
@@ -259,7 +259,7 @@ def _aggregate_section(
     if scores.empty:
         return lines + ["No run has an evaluation yet.", ""]
     envs = scores["env"].nunique()
-    if envs < MIN_AGGREGATE_ENVS:  # over a few tasks rliable's bootstrap intervals are too narrow to mean much
+    if envs < MIN_AGGREGATE_ENVS:  # over a few tasks the stratified bootstrap's intervals are too narrow to mean much
         return lines + [f"Left out: {_count(envs, 'environment')}. The IQM and the probability of improvement pool "
                         f"environments, and with fewer than {MIN_AGGREGATE_ENVS} their bootstrap intervals over a few "
                         "tasks and seeds are too narrow to trust; the per-environment tables and the pooled comparisons "
@@ -273,7 +273,7 @@ def _aggregate_section(
         "Run scores are normalised per environment, then aggregated over all runs and environments of a noise "
         "setting: the interquartile mean (IQM, the mean of the middle 50% of runs, robust to outlier runs) and the "
         "optimality gap (how far scores fall short of 1; lower is better), with 95% stratified-bootstrap CIs from "
-        f"rliable ({reps:,} resamples, seed {seed}). Where an algorithm has different numbers of seeds on different "
+        f"rliable's method ({reps:,} resamples, seed {seed}). Where an algorithm has different numbers of seeds on different "
         "environments, each environment contributes its smallest number of runs (lowest seeds).", "",
         "Normalisation:", "",
     ]

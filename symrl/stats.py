@@ -1,12 +1,12 @@
-"""Statistics of a study: confidence intervals over seeds, normalised scores and rliable's aggregates.
+"""Statistics of a study: confidence intervals over seeds, normalised scores and aggregates across environments.
 
 A handful of seeds per setting is the norm in deep RL, so every number a report states comes with an
 interval: Student's t over seeds for one environment (a percentile bootstrap of 3-5 seeds covers the mean
 only 75-85% of the time at a nominal 95%; t keeps its coverage), Welch's t for the difference of two
-settings, and rliable's stratified bootstrap (Agarwal et al., "Deep RL at the Edge of the Statistical
-Precipice", NeurIPS 2021) for the IQM, the optimality gap and the probability of improvement across
-environments, where runs x environments make the sample larger. Everything is seeded, so a report built
-twice from the same runs states the same numbers.
+settings, and the stratified bootstrap of rliable (Agarwal et al., "Deep RL at the Edge of the Statistical
+Precipice", NeurIPS 2021; computed here, checked against rliable 1.2's numbers) for the IQM, the optimality gap
+and the probability of improvement across environments, where runs x environments make the sample larger.
+Everything is seeded, so a report built twice from the same runs states the same numbers.
 
 Inputs are the tables of :mod:`symrl.results` (one row per run per evaluation, labelled by ``env``,
 ``noise``, ``algorithm`` and ``seed``).
@@ -14,10 +14,8 @@ Inputs are the tables of :mod:`symrl.results` (one row per run per evaluation, l
 
 from __future__ import annotations
 
-import contextlib
-import functools
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -259,32 +257,31 @@ def normalize_scores(final: pd.DataFrame, value: str = "mean_return") -> tuple[p
 
 
 # --------------------------------------------------------------------------------------------------
-# aggregates across environments (rliable)
+# aggregates across environments (rliable's methods)
 # --------------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
-def _rliable():
-    """rliable's ``library`` and ``metrics`` modules.
+def stratified_bootstrap(func: Callable[..., Any], arrays: Sequence[np.ndarray], reps: int = 2000,
+                         confidence: float = CONFIDENCE, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point estimate and percentile interval of ``func(*arrays)`` (each array runs x tasks) by the stratified
+    bootstrap of Agarwal et al. (2021), as rliable's ``get_interval_estimates`` computes it: in each of ``reps``
+    resamples, every array's runs are drawn with replacement within each task (column), independently per array
+    and per task; the interval is the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` percentiles of the
+    resampled estimates. Draws come from ``np.random.default_rng(seed)`` (NumPy's global generator is untouched).
+    tests/test_stats.py compares the intervals with rliable 1.2's. Returns ``(point, low, high)``, each of the
+    shape of ``func``'s value."""
+    rng = np.random.default_rng(seed)
+    arrays = [np.asarray(a, dtype=float) for a in arrays]
+    point = np.asarray(func(*arrays), dtype=float)
+    estimates = np.empty((reps, *point.shape))
+    for rep in range(reps):
+        resampled = [a[rng.integers(a.shape[0], size=a.shape), np.arange(a.shape[1])] for a in arrays]
+        estimates[rep] = func(*resampled)
+    low, high = np.percentile(estimates, [50 * (1 - confidence), 50 * (1 + confidence)], axis=0)
+    return point, low, high
 
-    rliable 1.2 (the latest release) needs arch 7 (it passes ``random_state``, which arch 8 removed), and
-    arch 7 needs pandas 2: symrl's dependencies pin both (``arch<8``, ``pandas<3``).
-    """
-    try:
-        from rliable import library, metrics
-    except (ImportError, TypeError) as exc:
-        raise SymrlError(f"aggregate statistics need rliable with arch 7 and pandas 2 ({exc.__class__.__name__}: {exc}); "
-                         "pip install rliable 'arch<8' 'pandas<3'") from None
-    return library, metrics
 
-
-@contextlib.contextmanager
-def _numpy_global_seed(seed: int) -> Iterator[None]:
-    """rliable's bootstraps draw from NumPy's global RNG (``np.random.choice``); seed it, then put it back."""
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
+def optimality_gap(scores: np.ndarray, threshold: float = 1.0) -> float:
+    """How far normalised scores fall short of ``threshold`` on average (rliable's ``aggregate_optimality_gap``)."""
+    return float(threshold - np.minimum(np.asarray(scores, dtype=float), threshold).mean())
 
 
 @dataclass(frozen=True)
@@ -361,29 +358,26 @@ def score_matrices(normalized: pd.DataFrame, value: str = "normalized") -> dict[
 def aggregate_metrics(
     normalized: pd.DataFrame, reps: int = 2000, seed: int = 0, confidence: float = CONFIDENCE
 ) -> pd.DataFrame:
-    """IQM and optimality gap of the normalised final scores, per noise setting and algorithm, with rliable's
-    stratified-bootstrap CIs (``rly.get_interval_estimates``, percentile method, ``reps`` resamples).
+    """IQM and optimality gap of the normalised final scores, per noise setting and algorithm, with
+    stratified-bootstrap CIs (:func:`stratified_bootstrap`, rliable's method: percentile, ``reps`` resamples).
 
     Columns ``noise, algorithm, metric ("IQM" or "optimality gap"), estimate, low, high, runs, tasks``
     (``runs`` per task, see :func:`score_matrices`). The optimality gap (threshold 1) is how far scores fall
-    short of 1 (human, or the best run in the study under min-max): lower is better. NumPy's global RNG is
-    seeded with ``seed`` before each algorithm's bootstrap, so each interval is reproducible on its own.
+    short of 1 (human, or the best run in the study under min-max): lower is better. Each algorithm's bootstrap
+    starts from ``seed``, so each interval is reproducible on its own.
     """
-    library, metrics = _rliable()
     rows = []
 
     def iqm_and_gap(scores: np.ndarray) -> np.ndarray:
-        return np.array([metrics.aggregate_iqm(scores), metrics.aggregate_optimality_gap(scores)])
+        return np.array([iqm(scores), optimality_gap(scores)])
 
     for noise, per_algorithm in score_matrices(normalized).items():
         for algorithm, scores in per_algorithm.items():
-            with _numpy_global_seed(seed):
-                points, intervals = library.get_interval_estimates(
-                    {algorithm: scores}, iqm_and_gap, reps=reps, confidence_interval_size=confidence)
+            point, low, high = stratified_bootstrap(iqm_and_gap, [scores], reps, confidence, seed)
             for index, metric in enumerate(("IQM", "optimality gap")):
-                rows.append({"noise": noise, "algorithm": algorithm, "metric": metric,
-                             "estimate": float(points[algorithm][index]), "low": float(intervals[algorithm][0, index]),
-                             "high": float(intervals[algorithm][1, index]), "runs": scores.shape[0], "tasks": scores.shape[1]})
+                rows.append({"noise": noise, "algorithm": algorithm, "metric": metric, "estimate": float(point[index]),
+                             "low": float(low[index]), "high": float(high[index]), "runs": scores.shape[0],
+                             "tasks": scores.shape[1]})
     return pd.DataFrame(rows, columns=["noise", "algorithm", "metric", "estimate", "low", "high", "runs", "tasks"])
 
 
@@ -405,13 +399,12 @@ def probability_of_improvement(
 ) -> pd.DataFrame:
     """P(algorithm > baseline): the chance that a run of the algorithm beats a run of the baseline on a
     random task, averaged over tasks (rliable's probability of improvement, a Mann-Whitney statistic, see
-    :func:`improvement_probability`), with rliable's stratified-bootstrap CI (``rly.get_interval_estimates``
-    on the pair) in which both algorithms' runs are resampled independently.
+    :func:`improvement_probability`), with the stratified-bootstrap CI of :func:`stratified_bootstrap` on the
+    pair, in which both algorithms' runs are resampled independently.
 
     Columns ``noise, algorithm, baseline, estimate, low, high``; one row per other algorithm of each noise
     setting in which ``baseline`` ran. 0.5 means no difference.
     """
-    library, _ = _rliable()
     rows = []
     for noise, per_algorithm in score_matrices(normalized).items():
         if baseline not in per_algorithm:
@@ -419,13 +412,10 @@ def probability_of_improvement(
         for algorithm, scores in per_algorithm.items():
             if algorithm == baseline:
                 continue
-            key = f"{algorithm},{baseline}"
-            with _numpy_global_seed(seed):
-                points, intervals = library.get_interval_estimates(
-                    {key: [scores, per_algorithm[baseline]]}, improvement_probability,
-                    reps=reps, confidence_interval_size=confidence)
-            rows.append({"noise": noise, "algorithm": algorithm, "baseline": baseline, "estimate": float(points[key]),
-                         "low": float(np.ravel(intervals[key])[0]), "high": float(np.ravel(intervals[key])[1])})
+            point, low, high = stratified_bootstrap(improvement_probability, [scores, per_algorithm[baseline]], reps,
+                                                    confidence, seed)
+            rows.append({"noise": noise, "algorithm": algorithm, "baseline": baseline, "estimate": float(point),
+                         "low": float(low), "high": float(high)})
     return pd.DataFrame(rows, columns=["noise", "algorithm", "baseline", "estimate", "low", "high"])
 
 
