@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - Windows has no flock
 import torch
 import yaml
 
-from .errors import SymrlError
+from .errors import SymrlError, first_line
 
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
@@ -269,6 +269,13 @@ def stop_on_signals() -> None:
     for name in ("SIGINT", "SIGTERM"):
         if signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN:  # a background job ignores Ctrl-C: keep it
             signal.signal(getattr(signal, name), stop)
+
+
+def record_stop(run_dir: Path, exc: BaseException, step: int) -> None:
+    """The status of a run that an exception ended: "interrupted" (Ctrl-C, SIGTERM, a Ray teardown: it resumes)
+    or "failed", with the exception's class and first line (the same words in every kind of run)."""
+    write_status(run_dir, "interrupted" if is_stop(exc) else "failed", step=step,
+                 error=f"{exc.__class__.__name__}: {first_line(exc)}")
 
 
 def is_stop(exc: BaseException) -> bool:

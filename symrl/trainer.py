@@ -232,8 +232,7 @@ class Trainer:
             raise TrainingDiverged(f"at step {self.global_step}: {exc}") from None
         except BaseException as exc:
             if self.run_dir is not None:
-                runs.write_status(self.run_dir, "interrupted" if runs.is_stop(exc) else "failed",
-                                  step=self.global_step, error=repr(exc))
+                runs.record_stop(self.run_dir, exc, self.global_step)
             raise
         finally:
             progress.close()

@@ -522,8 +522,7 @@ class RLHFTrainer:
                 runs.write_status(self.run_dir, "finished", step=self.iteration)
         except BaseException as exc:
             if writes:
-                runs.write_status(self.run_dir, "interrupted" if runs.is_stop(exc) else "failed",
-                                  step=self.iteration, error=first_line(exc))
+                runs.record_stop(self.run_dir, exc, self.iteration)
             raise
         finally:
             if writes:
