@@ -435,11 +435,11 @@ def _record(agent, args: argparse.Namespace):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = None
-    runs.stop_on_signals()  # SIGTERM (a scheduler, `kill`) stops a run as Ctrl-C does: it can resume
     try:
         args = build_parser().parse_args(argv)
         commands = {"train": _train, "eval": _eval, "sweep": _sweep, "report": _report, "demo": _demo, "rlhf": _rlhf}
-        return commands[args.command](args)
+        with runs.signals_stop_runs():  # SIGTERM (a scheduler, `kill`) stops a run as Ctrl-C does: it can resume
+            return commands[args.command](args)
     except SymrlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -17,14 +17,17 @@ leaves a half-written checkpoint or CSV; CSV rows are appended and flushed one a
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 try:
     import fcntl
@@ -251,24 +254,31 @@ class RunLock:
         self.release()
 
 
-def stop_on_signals() -> None:
-    """Make SIGTERM stop this process as Ctrl-C does (a ``KeyboardInterrupt``: the run records "interrupted" and
-    resumes later), and raise it once only: a second SIGINT or SIGTERM while the run writes its status is ignored.
-    For the main thread of the CLI and of sweep workers; elsewhere nothing is changed."""
-    import signal  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
+@contextlib.contextmanager
+def signals_stop_runs() -> Iterator[None]:
+    """Within the block, SIGTERM stops this process as Ctrl-C does (a ``KeyboardInterrupt``: the run records
+    "interrupted" and resumes later), and only once: a second SIGINT or SIGTERM while the run writes its status is
+    ignored. The previous handlers are put back when the block ends (the CLI called in-process, from a notebook or
+    a test, leaves the host's handlers as they were). In the main thread only; elsewhere nothing is changed. A
+    signal that was ignored (Ctrl-C in a background job) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
+        yield
         return
+    names = [name for name in ("SIGINT", "SIGTERM") if signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN]
+    previous = {name: signal.getsignal(getattr(signal, name)) for name in names}
 
     def stop(signum, frame):
-        for name in ("SIGINT", "SIGTERM"):
+        for name in names:
             signal.signal(getattr(signal, name), signal.SIG_IGN)
         raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
-    for name in ("SIGINT", "SIGTERM"):
-        if signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN:  # a background job ignores Ctrl-C: keep it
-            signal.signal(getattr(signal, name), stop)
+    for name in names:
+        signal.signal(getattr(signal, name), stop)
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler if handler is not None else signal.SIG_DFL)
 
 
 def record_stop(run_dir: Path, exc: BaseException, step: int) -> None:
@@ -318,12 +328,8 @@ def check_folder(folder: Path, what: str, flag: str) -> None:
         raise SymrlError(f"cannot create {folder} ({existing} {problem}); choose another {flag}")
 
 
-def check_resume(run_dir: Path, overrides: dict, may_change: set) -> dict:
-    """Refuse ``--resume`` of a directory without a config and a checkpoint, or with settings the checkpoint fixes.
-
-    A setting given with the value the run already has is accepted (re-running the command that started the run
-    with ``--resume`` is what users type) and left out of the returned overrides; only values that differ from the
-    saved config are refused, each named with both values. Returns the overrides that change something."""
+def check_resume(run_dir: Path) -> None:
+    """Refuse ``--resume`` of a directory without a config and a checkpoint."""
     run_dir = Path(run_dir)
     if not ((run_dir / CONFIG).is_file() and (run_dir / CHECKPOINT).is_file()):
         if holds_run(run_dir):
@@ -331,7 +337,14 @@ def check_resume(run_dir: Path, overrides: dict, may_change: set) -> dict:
                              "checkpoint); start it again with --overwrite")
         raise SymrlError(f"{run_dir} holds no resumable run (config.yaml and {CHECKPOINT} are needed); "
                          "start it without --resume")
-    saved = yaml.safe_load((run_dir / CONFIG).read_text()) or {}
+
+
+def resume_overrides(saved: dict, overrides: dict, may_change: set) -> dict:
+    """The overrides of a resume that change something; settings the checkpoint fixes may not change.
+
+    ``saved`` is the run's config resolved through its schema (so fields it predates have their defaults). A setting
+    given with the value the run already has is accepted (re-running the command that started the run with
+    ``--resume`` is what users type) and left out; values that differ are refused, each named with both values."""
     changing = {key: value for key, value in overrides.items() if key in may_change or not _same(saved.get(key), value)}
     refused = sorted(key for key in changing if key not in may_change)
     if refused:
@@ -342,13 +355,21 @@ def check_resume(run_dir: Path, overrides: dict, may_change: set) -> dict:
 
 
 def _same(saved: Any, given: Any) -> bool:
-    """A saved config value equal to one given again (numbers by value: 5e4 == 50000; a spec as written or parsed)."""
+    """A saved config value equal to one given again: numbers by value (5e4 == 50000), a noise spec by its kind and
+    number (gaussian:0.05 == gaussian:0.050); nothing else is equal unless it is the same value."""
     if saved == given:
         return True
-    try:
+    numbers = (int, float)
+    if isinstance(saved, numbers) and isinstance(given, numbers) and not isinstance(saved, bool) \
+            and not isinstance(given, bool):
         return float(saved) == float(given)
-    except (TypeError, ValueError):
-        return str(saved).strip().lower() == str(given).strip().lower()
+    if isinstance(saved, str) and isinstance(given, str) and ":" in saved and ":" in given:
+        (kind_a, _, value_a), (kind_b, _, value_b) = saved.partition(":"), given.partition(":")
+        try:
+            return kind_a.strip() == kind_b.strip() and float(value_a) == float(value_b)
+        except ValueError:
+            return False
+    return False
 
 
 def holds_run(run_dir: Path) -> bool:

@@ -142,9 +142,16 @@ class Trainer:
                 if isinstance(exc, SymrlError):
                     raise
                 raise SymrlError(f"cannot create {self.run_dir} ({exc.strerror}); choose another --out") from None
-            if not resume:
-                runs.clear_run(self.run_dir)  # --overwrite
+        try:
+            self._start(cfg, resume, checkpoint)
+        except BaseException:
+            self.close()  # the environments and the run's lock
+            raise
 
+    def _start(self, cfg: Config, resume: bool, checkpoint: Optional[dict]) -> None:
+        """The part of construction that happens under the run's lock: clear (--overwrite), restore, counters."""
+        if self.run_dir is not None and not resume:
+            runs.clear_run(self.run_dir)  # --overwrite
         self.global_step = 0
         self.updates = 0
         self.next_eval = cfg.eval_freq
@@ -163,21 +170,21 @@ class Trainer:
         cfg = self.cfg
         nothing_to_do = self.resumed and self._done()
         metrics_log = eval_log = writer = None
-        if self.run_dir is not None:
-            if self.resumed:  # drop rows a killed run logged after its checkpoint
-                for name, columns in ((runs.METRICS, runs.METRIC_COLUMNS), (runs.EVAL, runs.EVAL_COLUMNS)):
-                    runs.truncate_csv(self.run_dir / name, columns, self.global_step)
-            runs.write_config(self.run_dir, cfg.to_dict())
-            if self.resumed and not self._done():  # the model of a shorter budget: rewritten at the end
-                (self.run_dir / runs.MODEL).unlink(missing_ok=True)
-            metrics_log = runs.CsvLog(self.run_dir / runs.METRICS, runs.METRIC_COLUMNS)
-            eval_log = runs.CsvLog(self.run_dir / runs.EVAL, runs.EVAL_COLUMNS)
-            writer = _tensorboard(self.run_dir, cfg, self.global_step)
-            runs.write_status(self.run_dir, "running", step=self.global_step)
         progress = _progress_bar(cfg, self.global_step)
         start_time, start_step, elapsed_before = time.time(), self.global_step, self.elapsed
         recent_returns: list[float] = []
         try:
+            if self.run_dir is not None:
+                if self.resumed:  # drop rows a killed run logged after its checkpoint
+                    for name, columns in ((runs.METRICS, runs.METRIC_COLUMNS), (runs.EVAL, runs.EVAL_COLUMNS)):
+                        runs.truncate_csv(self.run_dir / name, columns, self.global_step)
+                runs.write_config(self.run_dir, cfg.to_dict())
+                if self.resumed and not self._done():  # the model of a shorter budget: rewritten at the end
+                    (self.run_dir / runs.MODEL).unlink(missing_ok=True)
+                metrics_log = runs.CsvLog(self.run_dir / runs.METRICS, runs.METRIC_COLUMNS)
+                eval_log = runs.CsvLog(self.run_dir / runs.EVAL, runs.EVAL_COLUMNS)
+                writer = _tensorboard(self.run_dir, cfg, self.global_step)
+                runs.write_status(self.run_dir, "running", step=self.global_step)
             while not self._done():
                 stats = self.collector.collect(self.policy, self.buffer, self.engine)
                 self.global_step += cfg.rollout_steps
@@ -228,7 +235,7 @@ class Trainer:
                 runs.write_status(self.run_dir, "finished", step=self.global_step, final_return=self._final())
         except TrainingDiverged as exc:
             if self.run_dir is not None:
-                runs.write_status(self.run_dir, "failed", step=self.global_step, error=str(exc))
+                runs.record_stop(self.run_dir, exc, self.global_step)
             raise TrainingDiverged(f"at step {self.global_step}: {exc}") from None
         except BaseException as exc:
             if self.run_dir is not None:
@@ -404,9 +411,10 @@ def resume_config(run_dir: str | Path, **overrides) -> Config:
     """The saved config of ``run_dir``; on resume only ``total_steps`` and ``progress`` may change (any other setting
     may be given again with the run's own value, ``algo``, ``env`` and ``preset`` included)."""
     run_dir = Path(run_dir)
-    overrides = runs.check_resume(run_dir, {k: v for k, v in overrides.items() if v is not None},
-                                  may_change={"total_steps", "progress"})
+    runs.check_resume(run_dir)
     saved = load_config_file(run_dir / runs.CONFIG)
+    overrides = runs.resume_overrides(saved.to_dict(), {k: v for k, v in overrides.items() if v is not None},
+                                      may_change={"total_steps", "progress"})
     return saved.replace(**overrides)
 
 

@@ -465,3 +465,13 @@ def test_budgets_beyond_any_run_are_refused(capsys, tmp_path, argv, message):
 def test_a_budget_smaller_than_one_rollout_is_said_before_the_run(capsys, tmp_path):
     code, _, err = run_cli(capsys, ["train", *CARTPOLE, "--steps", "50", "--out", tmp_path / "run", *QUIET, *TINY])
     assert code == 0 and err[0].startswith("note: a run trains whole rollouts of n_envs x n_steps = 128 steps"), err
+
+
+def test_the_cli_puts_the_hosts_signal_handlers_back(capsys, tmp_path):
+    """main() called in-process (a notebook, a test) leaves SIGINT and SIGTERM as they were."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    code, _, err = run_cli(capsys, ["train", *CARTPOLE, "--steps", "128", "--out", tmp_path / "run", *QUIET, *TINY])
+    assert code == 0, err
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -457,3 +457,29 @@ def test_linear_schedules_count_the_rollout_just_collected_as_stable_baselines3_
     rows = read_rows(tmp_path / "run" / runs.METRICS)
     assert [float(r["learning_rate"]) for r in rows] == pytest.approx([7.5e-4, 5e-4, 2.5e-4, 0.0])
     assert [float(r["clip_range"]) for r in rows] == pytest.approx([0.15, 0.1, 0.05, 0.0])
+
+
+def test_resume_overrides_compare_with_the_resolved_config_not_strings():
+    """A setting given again with the run's value is accepted (numbers by value, noise specs by kind and number); a
+    different one is refused, also for fields a run's file predates (their default is the run's value)."""
+    saved = {"total_steps": 50000, "reward_noise": "gaussian:0.05", "reverse_mask": "ppo", "preset": None, "gamma": 0.99}
+    assert runs.resume_overrides(saved, {"total_steps": 5e4, "reward_noise": "gaussian:0.050", "gamma": 0.99},
+                                 may_change=set()) == {}
+    assert runs.resume_overrides(saved, {"total_steps": 80000}, may_change={"total_steps"}) == {"total_steps": 80000}
+    for given in ({"reverse_mask": "none"}, {"preset": "none"}, {"reward_noise": "flip:0.05"}, {"gamma": "0.99"}):
+        with pytest.raises(SymrlError, match="cannot change"):
+            runs.resume_overrides(saved, given, may_change=set())
+
+
+def test_a_failed_resume_releases_the_run_lock(tmp_path):
+    """A Trainer that fails after taking the run's lock (here: a checkpoint that does not fit) lets it go."""
+    import symrl
+    from symrl.trainer import Trainer, resume_config
+
+    out = tmp_path / "run"
+    symrl.train(algo="ppo", env="CartPole-v1", out=out, total_steps=128, n_steps=64, n_envs=2, eval_episodes=0,
+                progress=False, tensorboard=False)
+    torch.save({"counters": {"global_step": 0}}, out / runs.CHECKPOINT)
+    with pytest.raises(SymrlError):
+        Trainer(resume_config(out), out=out, resume=True)
+    assert out.absolute() not in runs._HELD

@@ -637,3 +637,19 @@ def test_yaml_bombs_and_huge_files_are_refused_at_once(tmp_path):
     with pytest.raises(SymrlError, match=r"huge.yaml is not valid YAML \(the file has 2,0"):
         load_sweep(huge)
     assert time.time() - start < 10
+
+
+def test_a_language_model_run_older_than_new_config_fields_is_not_a_different_config(tmp_path):
+    """A run folder whose config.yaml predates fields added since (their defaults are its values) is the same
+    config: a re-run of the sweep skips or resumes it instead of refusing the folder."""
+    from symrl.sweeps.runner import check_compatible
+
+    sweep = load_sweep(Path(__file__).parents[1] / "studies" / "rlhf_sentiment.yaml")
+    sweep = type(sweep)(name=sweep.name, out=tmp_path / "out", cells=sweep.cells)
+    cell = sweep.cells[0]
+    folder = sweep.run_dir(cell)
+    folder.mkdir(parents=True)
+    old = {k: v for k, v in cell.config.to_dict().items()
+           if k not in ("reverse_mask", "group_size", "scale_rewards", "kl_mode", "loss_agg_mode")}
+    runs.write_config(folder, {**old, "info": {}})
+    check_compatible(sweep)  # no error

@@ -30,8 +30,10 @@ def default_out(cfg: RLHFConfig) -> Path:
 
 def resume_config(out: Path, **overrides: Any) -> RLHFConfig:
     """The saved config of the run in ``out`` (its ``info`` left out), with ``overrides`` (e.g. more iterations)."""
-    overrides = runs.check_resume(out, overrides, may_change={"iterations"})  # the checkpoint holds the rest
-    return config_from_file(out / runs.CONFIG, RLHFConfig, drop=("info",)).replace(**overrides).validate()
+    runs.check_resume(out)
+    saved = config_from_file(out / runs.CONFIG, RLHFConfig, drop=("info",))
+    overrides = runs.resume_overrides(saved.to_dict(), overrides, may_change={"iterations"})  # the checkpoint: the rest
+    return saved.replace(**overrides).validate()
 
 
 def train_rlhf(cfg: Optional[RLHFConfig] = None, out: Optional[str | Path] = None, resume: bool = False,

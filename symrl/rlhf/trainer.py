@@ -359,8 +359,8 @@ class RLHFTrainer:
                 mb = batch.select(order[start: start + cfg.minibatch_size])
                 mask = mb.response_mask.float()
                 logprobs, entropy = score(self.train_policy, mb, self.sampling, entropy_grad=cfg.ent_coef > 0)
-                if cfg.critic_free:  # group advantages, already on a common scale
-                    advantages, changed = mb.advantages, torch.zeros(())
+                if cfg.critic_free:  # group advantages, already on a common scale: no normalisation, no sign changes
+                    advantages, changed = mb.advantages, torch.full((), float("nan"))
                 else:
                     advantages = normalize_advantages(mb.advantages, mask)
                     changed = sign_change_ratio(mb.advantages, advantages, mask)
@@ -498,13 +498,14 @@ class RLHFTrainer:
         ``mean_return``: what ``symrl report`` reads), ``samples/iter_N.jsonl`` per evaluation, ``status.json``
         and checkpoints."""
         writes = self.run_dir is not None and self.is_main
-        if writes:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._write_config()
-            runs.write_status(self.run_dir, "running", step=self.iteration)
-            log = runs.CsvLog(self.run_dir / runs.METRICS, METRICS)
-            evaluations = runs.CsvLog(self.run_dir / runs.EVAL, EVAL_COLUMNS)
+        log = evaluations = None
         try:
+            if writes:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self._write_config()
+                runs.write_status(self.run_dir, "running", step=self.iteration)
+                log = runs.CsvLog(self.run_dir / runs.METRICS, METRICS)
+                evaluations = runs.CsvLog(self.run_dir / runs.EVAL, EVAL_COLUMNS)
             if self.iteration == 0:
                 self._maybe_evaluate(evaluations if writes else None)
             while self.iteration < self.cfg.iterations:
@@ -525,9 +526,9 @@ class RLHFTrainer:
                 runs.record_stop(self.run_dir, exc, self.iteration)
             raise
         finally:
-            if writes:
-                log.close()
-                evaluations.close()
+            for csv_log in (log, evaluations):
+                if csv_log is not None:
+                    csv_log.close()
             self.release()
         return self.history
 

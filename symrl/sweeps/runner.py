@@ -33,7 +33,7 @@ from typing import Callable, Optional
 from tqdm import tqdm
 
 from .. import runs
-from ..config import load_config_file, read_config_mapping
+from ..config import config_from_file, load_config_file
 from ..errors import SymrlError, first_line
 from .spec import Cell, Sweep, budget, is_rlhf
 
@@ -67,9 +67,11 @@ class SweepSummary:
 
 
 def _saved_config(run_dir: Path, cell: Cell) -> dict:
-    """The config a run directory holds, as a dict (validated for Gymnasium runs)."""
+    """The config a run directory holds, as a dict, validated and with the defaults of fields it predates."""
     if is_rlhf(cell.config):
-        return read_config_mapping(run_dir / runs.CONFIG)
+        from ..rlhf.trainer import RLHFConfig  # noqa: PLC0415
+
+        return config_from_file(run_dir / runs.CONFIG, RLHFConfig, drop=("info",)).to_dict()
     return load_config_file(run_dir / runs.CONFIG).to_dict()
 
 
@@ -303,13 +305,20 @@ class _CellWorker:
                 pass
             self.process.join(timeout=10)
         if self.process.is_alive():
-            self.process.terminate()
+            self.process.terminate()  # SIGTERM: the worker records "interrupted" (once; a second one it ignores)
             self.process.join(timeout=5)
+        if self.process.is_alive():  # stuck, or it already ignores SIGTERM
+            self.process.kill()
+            self.process.join()
         self.conn.close()
 
 
 def _serve_cells(conn, threads: int) -> None:
-    runs.stop_on_signals()  # the sweep stops its workers with SIGTERM when Ctrl-C or SIGTERM reached it alone
+    with runs.signals_stop_runs(), contextlib.suppress(KeyboardInterrupt):  # a stop that came while it waited
+        _serve(conn, threads)  # the sweep stops its workers with SIGTERM when a stop reached it alone
+
+
+def _serve(conn, threads: int) -> None:
     while True:
         try:
             job = conn.recv()

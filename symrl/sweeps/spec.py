@@ -268,8 +268,8 @@ def parse_sweep(data: Any, default_name: str = "sweep", source: str = "sweep fil
     used = [False] * len(rules)
     count = len(envs) * len(noises) * len(algorithms) * len(seeds)
     if count > MAX_CELLS:
-        raise _fail(source, "seeds", f"the grid has {count:,} cells (envs x noise x algorithms x seeds); a sweep takes "
-                    f"at most {MAX_CELLS:,}")
+        raise _fail(source, "algorithms x envs x noise x seeds", f"the grid has {count:,} cells; a sweep takes at "
+                    f"most {MAX_CELLS:,}")
 
     cells, keys, checked = [], set(), set()
     for env, env_overrides in envs.items():
