@@ -314,7 +314,10 @@ def _train(args: argparse.Namespace) -> int:
         if not args.algo or not args.env:
             raise SymrlError("train needs --algo and --env, e.g. symrl train --algo sppo --env CartPole-v1")
         cfg = make_config(args.algo, args.env, args.preset, **overrides)
-        if cfg.planned_steps >= 2 * cfg.total_steps:  # said before the run, not only after it
+        if cfg.planned_steps >= 2 * cfg.total_steps:  # said before the run (once it is known to start), not only after
+            from .trainer import check_fits  # noqa: PLC0415
+
+            check_fits(cfg)
             print(f"note: a run trains whole rollouts of n_envs x n_steps = {cfg.rollout_steps:,} steps, so this one trains "
                   f"{cfg.planned_steps:,} steps for a budget of {cfg.total_steps:,}", file=sys.stderr)
         out = args.out or Path("runs") / f"{cfg.algo}-{cfg.env.replace('/', '_')}-seed{cfg.seed}"
