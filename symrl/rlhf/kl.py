@@ -15,7 +15,8 @@ class FixedKL:
 
 @dataclass
 class AdaptiveKL:
-    """``beta <- beta * (1 + clip(kl / target - 1, -0.2, 0.2) * n_steps / horizon)``."""
+    """``kl_coef <- kl_coef * (1 + clip(kl / target - 1, -0.2, 0.2) * n_steps / horizon)`` (Ziegler et al. call the
+    coefficient beta; symrl's beta is the reverse term's weight)."""
 
     value: float
     target: float
