@@ -190,6 +190,8 @@ def clear_run(run_dir: Path) -> None:
                         own.unlink()
                 if not any(path.iterdir()):
                     path.rmdir()
+            elif path.is_file() or path.is_symlink():  # a file where symrl's folder goes: it would block the run
+                path.unlink()
         elif path.is_file() or path.is_symlink():
             path.unlink()
 
