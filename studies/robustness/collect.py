@@ -30,7 +30,7 @@ def main() -> None:
         target = args.dst / run_dir.relative_to(args.src)
         target.mkdir(parents=True, exist_ok=True)
         for name in SMALL_FILES:
-            if (run_dir / name).is_file():
+            if (run_dir / name).is_file() and target.resolve() != run_dir.resolve():  # in place: nothing to copy
                 shutil.copy2(run_dir / name, target / name)
     metrics = results.load_metrics(run_dirs)
     if metrics.empty:
