@@ -20,15 +20,40 @@ if "torch" not in sys.modules:  # read once, when PyTorch loads its OpenMP runti
     # 2 cores, benchmarks/RESULTS.md). A short spin keeps updates as fast. A value the user set is kept.
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-from .agent import Agent, load  # noqa: E402
-from .config import Config, make_config  # noqa: E402
-from .errors import SymrlError, TrainingDiverged  # noqa: E402
-from .losses import PolicyLoss, symmetric_a2c_loss, symmetric_ppo_loss  # noqa: E402
-from .trainer import RunResult, Trainer, train  # noqa: E402
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# The public API, loaded on first use (PEP 562): `symrl --help` and `import symrl.cli` load no torch or Gymnasium.
+_EXPORTS = {
+    "Agent": "agent", "load": "agent", "Config": "config", "make_config": "config", "SymrlError": "errors",
+    "TrainingDiverged": "errors", "PolicyLoss": "losses", "symmetric_a2c_loss": "losses",
+    "symmetric_ppo_loss": "losses", "RunResult": "trainer", "Trainer": "trainer", "train": "trainer",
+}
 __all__ = [
     "Agent", "Config", "PolicyLoss", "RunResult", "SymrlError", "Trainer", "TrainingDiverged",
     "load", "make_config", "symmetric_a2c_loss", "symmetric_ppo_loss", "train", "__version__",
 ]
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from .agent import Agent, load
+    from .config import Config, make_config
+    from .errors import SymrlError, TrainingDiverged
+    from .losses import PolicyLoss, symmetric_a2c_loss, symmetric_ppo_loss
+    from .trainer import RunResult, Trainer, train
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module 'symrl' has no attribute {name!r}")
+        return importlib.import_module(f".{name}", __name__)  # a submodule, as an eager import made it available
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list:
+    return sorted({*globals(), *_EXPORTS})

@@ -6,7 +6,6 @@ User mistakes print one ``error: ...`` line on stderr and exit with code 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import math
 import os
@@ -17,8 +16,8 @@ from typing import Optional, Sequence
 from . import runs
 from .config import ALGOS, FAMILIES, FIELDS, make_config, parse_set
 from .errors import SymrlError
-from .rlhf.trainer import ALGOS as RLHF_ALGOS
-from .rlhf.trainer import RLHFConfig
+from .rlhf.config import ALGOS as RLHF_ALGOS
+from .rlhf.config import RLHFConfig
 
 DESCRIPTION = "symrl: A2C, PPO and their symmetric (robust) versions SA2C and SPPO on Gymnasium tasks."
 
@@ -232,27 +231,11 @@ def _print_summary(summary) -> int:
 
 
 def _print_table(dirs, fraction: Optional[float] = None, margin: Optional[float] = None) -> None:
-    """The report's per-environment table (run scores, mean over seeds [95% t-interval]) and its robustness
-    verdicts; then what the report warns about on stderr."""
-    from .report import UNFINISHED_MARK, format_ci, robustness_lines, summary_table  # noqa: PLC0415
-    from .results import load_evaluations  # noqa: PLC0415
-    from .stats import MARGIN, SCORE_FRACTION, pooling_warnings  # noqa: PLC0415
+    from .report import console_summary  # noqa: PLC0415
 
-    fraction = SCORE_FRACTION if fraction is None else fraction
-    evaluations = load_evaluations(dirs)
-    table = summary_table(evaluations, fraction=fraction)
-    if table.empty:
-        print("no run has an evaluation yet")
-        return
-    column = f"score (mean return, last {fraction:.0%} of training) [95% CI]"
-    table[column] = [format_ci(r.mean, r.low, r.high, r.n) + (f" {UNFINISHED_MARK}" if r.unfinished else "")
-                     for r in table.itertuples()]
-    print(table[["env", "noise", "algorithm", column]].to_string(index=False))
-    if table["unfinished"].any():
-        print(f"{UNFINISHED_MARK} includes runs not finished (their last evaluation)")
-    for line in robustness_lines(evaluations, fraction=fraction, margin=MARGIN if margin is None else margin):
-        print(line)
-    for warning in pooling_warnings(evaluations):
+    lines, warnings = console_summary(dirs, fraction, margin)
+    print("\n".join(lines))
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
 
 
@@ -389,51 +372,16 @@ def _eval(args: argparse.Namespace) -> int:
         raise SymrlError(f"{args.run_dir} is not a directory; pass the --out directory of a symrl run")
     agent = Agent.load(args.run_dir)
     if args.video:
-        returns = _record(agent, args)
+        from .evaluation import record_videos  # noqa: PLC0415
+
+        folder = args.run_dir / runs.VIDEOS
+        returns = record_videos(agent, folder, args.episodes, seed=args.seed, deterministic=args.deterministic)
+        print(f"videos written to {folder}")
     else:
         returns = agent.evaluate(args.episodes, seed=args.seed, deterministic=args.deterministic)
     print(f"{agent.config.algo} on {agent.config.env}: mean return {returns.mean():.2f} +- {returns.std():.2f} "
           f"over {len(returns)} episodes")
     return 0
-
-
-def _record(agent, args: argparse.Namespace):
-    import gymnasium as gym  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
-
-    from .evaluation import default_deterministic  # noqa: PLC0415
-
-    deterministic = default_deterministic(agent.config) if args.deterministic is None else args.deterministic
-    folder = args.run_dir / runs.VIDEOS
-    for old in folder.glob("*.mp4") if folder.is_dir() else ():  # this evaluation's episodes only
-        old.unlink()
-    try:
-        env = gym.wrappers.RecordVideo(agent.make_env(render_mode="rgb_array"), str(folder),
-                                       episode_trigger=lambda _: True, disable_logger=True)
-    except gym.error.DependencyNotInstalled:
-        raise SymrlError("--video needs moviepy; install it with pip install 'symrl[video]'") from None
-    returns, no_opengl = [], False
-    try:
-        for episode in range(args.episodes):
-            obs, _ = env.reset(seed=args.seed + episode)
-            total, done = 0.0, False
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(agent.act(obs, deterministic))
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
-    except Exception as exc:
-        if "OpenGL" not in str(exc):
-            raise
-        no_opengl = True
-        raise SymrlError("rendering found no OpenGL context (no display); set MUJOCO_GL=egl (a GPU's EGL) or "
-                         "MUJOCO_GL=osmesa (software), e.g. MUJOCO_GL=egl symrl eval ... --video") from None
-    finally:
-        # a renderer that never started fails to close too
-        with contextlib.suppress(Exception) if no_opengl else contextlib.nullcontext():
-            env.close()
-    print(f"videos written to {folder}")
-    return np.asarray(returns)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -6,7 +6,10 @@ over-represented) and the return is the sum of the environment's own, unnormalis
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from pathlib import Path
+from typing import Optional
 
 import gymnasium as gym
 import numpy as np
@@ -15,6 +18,7 @@ import torch
 from .config import Config
 from .envs.make import build_env, is_atari
 from .envs.normalize import ObsNormalizer
+from .errors import SymrlError
 from .policies import ActorCritic
 
 
@@ -54,3 +58,38 @@ def evaluate(
                 running &= ~(terminated | truncated)
             returns += totals.tolist()
     return np.asarray(returns[:episodes])
+
+
+def record_videos(agent, folder: Path, episodes: int, seed: int = 0, deterministic: Optional[bool] = None) -> np.ndarray:
+    """Play ``episodes`` clean episodes of a loaded :class:`symrl.Agent` (seeds ``seed``, ``seed + 1``, ...) and
+    record each as an MP4 in ``folder`` (Gymnasium's ``RecordVideo``; the folder's older videos are removed);
+    returns the episode returns. ``deterministic`` defaults to the env family's (stochastic for Atari)."""
+    deterministic = default_deterministic(agent.config) if deterministic is None else deterministic
+    for old in folder.glob("*.mp4") if folder.is_dir() else ():  # this evaluation's episodes only
+        old.unlink()
+    try:
+        env = gym.wrappers.RecordVideo(agent.make_env(render_mode="rgb_array"), str(folder),
+                                       episode_trigger=lambda _: True, disable_logger=True)
+    except gym.error.DependencyNotInstalled:
+        raise SymrlError("--video needs moviepy; install it with pip install 'symrl[video]'") from None
+    returns, no_opengl = [], False
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=seed + episode)
+            total, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(agent.act(obs, deterministic))
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+    except Exception as exc:
+        if "OpenGL" not in str(exc):
+            raise
+        no_opengl = True
+        raise SymrlError("rendering found no OpenGL context (no display); set MUJOCO_GL=egl (a GPU's EGL) or "
+                         "MUJOCO_GL=osmesa (software), e.g. MUJOCO_GL=egl symrl eval ... --video") from None
+    finally:
+        # a renderer that never started fails to close too
+        with contextlib.suppress(Exception) if no_opengl else contextlib.nullcontext():
+            env.close()
+    return np.asarray(returns)

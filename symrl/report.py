@@ -456,6 +456,26 @@ def _robustness_section(scores: pd.DataFrame, normalizations: dict, margin: floa
     return lines + [""]
 
 
+def console_summary(
+    dirs: PathLike | Iterable[PathLike], fraction: Optional[float] = None, margin: Optional[float] = None,
+) -> tuple[list[str], list[str]]:
+    """What ``symrl report`` and ``symrl demo`` print: the report's per-environment table (run scores, mean over
+    seeds [95% t-interval]) and its robustness verdicts, as lines; and what the report warns about."""
+    fraction = stats.SCORE_FRACTION if fraction is None else fraction
+    evaluations = results.load_evaluations(_as_paths(dirs))
+    table = summary_table(evaluations, fraction=fraction)
+    if table.empty:
+        return ["no run has an evaluation yet"], []
+    column = f"score (mean return, last {fraction:.0%} of training) [95% CI]"
+    table[column] = [format_ci(r.mean, r.low, r.high, r.n) + (f" {UNFINISHED_MARK}" if r.unfinished else "")
+                     for r in table.itertuples()]
+    lines = [table[["env", "noise", "algorithm", column]].to_string(index=False)]
+    if table["unfinished"].any():
+        lines.append(f"{UNFINISHED_MARK} includes runs not finished (their last evaluation)")
+    lines += robustness_lines(evaluations, fraction=fraction, margin=stats.MARGIN if margin is None else margin)
+    return lines, stats.pooling_warnings(evaluations)
+
+
 def robustness_lines(
     source: PathLike | Iterable[PathLike] | pd.DataFrame, fraction: float = stats.SCORE_FRACTION, margin: float = stats.MARGIN,
 ) -> list[str]:

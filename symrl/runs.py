@@ -33,7 +33,6 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows has no flock
     fcntl = None
-import torch
 import yaml
 
 from .errors import SymrlError, first_line
@@ -87,6 +86,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
+    import torch  # noqa: PLC0415 (run folders are read without torch: `symrl --help`, reports)
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -94,6 +95,8 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 def safe_torch_load(path: Path) -> Any:
     """``torch.load(weights_only=True)``; a missing or corrupt file becomes a :class:`SymrlError`."""
+    import torch  # noqa: PLC0415
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

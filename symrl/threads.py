@@ -2,7 +2,7 @@
 envs are split over.
 
 Small MLPs run fastest on one PyTorch thread (the per-op cost of a thread pool outweighs the arithmetic);
-convolutions use every core. ``cfg.torch_threads`` overrides both. An MLP run also limits NumPy's BLAS (which the
+convolutions use every core. A run's ``torch_threads`` setting (> 0) overrides both. An MLP run also limits NumPy's BLAS (which the
 NumPy engine, :mod:`symrl.fast`, multiplies with) to one thread: its matrices are too small to gain from a second,
 and BLAS threads that share a core with the environment workers wait for each other (a 64x400 by 400x128 product took
 15 ms instead of 0.1 ms on a busy 2-core machine). A process may train an MLP and then a CNN (a script, a notebook, a
@@ -16,28 +16,27 @@ from typing import Optional
 import torch
 from threadpoolctl import threadpool_limits
 
-from .config import Config
-
 _before_mlp: Optional[int] = None  # PyTorch's thread count before symrl set 1 for an MLP run
 _blas_limit: Optional[threadpool_limits] = None  # NumPy's BLAS held at one thread for MLP runs (restorable)
 
 
-def available_threads(cfg: Config) -> int:
-    """Threads for a CNN run's update, and the number of processes a run's training envs are split over."""
-    if cfg.torch_threads > 0:
-        return cfg.torch_threads
+def available_threads(torch_threads: int = 0) -> int:
+    """Threads for a CNN run's update, and the number of processes a run's training envs are split over:
+    ``torch_threads`` when it is set (> 0), else PyTorch's count (the one before symrl lowered it for an MLP)."""
+    if torch_threads > 0:
+        return torch_threads
     current = torch.get_num_threads()
     return _before_mlp if _before_mlp is not None and current == 1 else current
 
 
-def set_torch_threads(cfg: Config, cnn: bool) -> None:
+def set_torch_threads(torch_threads: int, cnn: bool) -> None:
     """PyTorch's threads for this run, and NumPy's BLAS threads: as many as PyTorch's for an MLP run (one unless
-    ``cfg.torch_threads`` says otherwise), BLAS's own count for a CNN run."""
+    ``torch_threads`` > 0 says otherwise), BLAS's own count for a CNN run."""
     global _before_mlp
-    small_mlp = not cnn and cfg.torch_threads <= 0
+    small_mlp = not cnn and torch_threads <= 0
     if small_mlp and torch.get_num_threads() != 1:
         _before_mlp = torch.get_num_threads()
-    threads = 1 if small_mlp else available_threads(cfg)
+    threads = 1 if small_mlp else available_threads(torch_threads)
     _limit_blas(None if cnn else threads)  # first: giving BLAS back also resets the OpenMP count threadpoolctl saw
     torch.set_num_threads(threads)
 

@@ -123,7 +123,7 @@ class Trainer:
         obs_space, action_space = self.envs.single_observation_space, self.envs.single_action_space
         _check_policy_fits(cfg, action_space)
         self.device = resolve_device(cfg.device)
-        set_torch_threads(cfg, uses_cnn(cfg, obs_space))  # before the weights: their init depends on it (LAPACK QR)
+        set_torch_threads(cfg.torch_threads, uses_cnn(cfg, obs_space))  # before the weights: their init depends on it (LAPACK QR)
         self.policy = ActorCritic(obs_space, action_space, cfg).to(self.device)
         self.optimizer = make_optimizer(cfg, self.policy)
         self.obs_norm = ObsNormalizer(obs_space.shape, cfg.norm_obs, cfg.clip_obs)

@@ -328,6 +328,33 @@ def test_help(capsys, command, flags):
     assert "default: None" not in out and "default: []" not in out  # only defaults worth showing
 
 
+HEAVY = ("torch", "gymnasium", "numpy", "pandas", "transformers")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["rlhf", "--help"], ["sweep", "--help"]])
+def test_help_loads_no_engine(argv):
+    """`symrl --help` answers without loading torch, Gymnasium or NumPy (DESIGN: the CLI is a thin shell); the
+    time this saves is measured in benchmarks/RESULTS.md, not here."""
+    code = ("import sys; from symrl.cli import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_public_api_loads_on_first_use():
+    code = ("import sys, symrl\n"
+            "assert 'torch' not in sys.modules\n"
+            "names = [n for n in symrl.__all__ if n != '__version__']\n"
+            "assert all(callable(getattr(symrl, n)) for n in names), names\n"
+            "assert symrl.trainer.Trainer is symrl.Trainer and set(names) <= set(dir(symrl))\n"
+            "try:\n    symrl.no_such_name\nexcept AttributeError as exc:\n    print(exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "no attribute 'no_such_name'" in proc.stdout
+
+
 # --------------------------------------------------------------------------------------------------
 # a successful run, then eval
 # --------------------------------------------------------------------------------------------------

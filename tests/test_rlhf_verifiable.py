@@ -179,7 +179,7 @@ def test_specs_parse_and_flip_and_gaussian_are_unchanged():
     ("flip:2", "probability"),
 ])
 def test_bad_specs_are_one_line_errors_naming_the_fix(spec, message):
-    from symrl.rlhf.trainer import RLHFConfig
+    from symrl.rlhf.config import RLHFConfig
 
     with pytest.raises(SymrlError, match=message) as caught:
         parse_reward_noise(spec)
@@ -221,7 +221,7 @@ def _digit_gpt2(seed: int = 0):
 
 
 def _tiny_config(algo: str = "ppo", **overrides):
-    from symrl.rlhf.trainer import RLHFConfig
+    from symrl.rlhf.config import RLHFConfig
 
     values = dict(task="arithmetic", algo=algo, iterations=1, batch_size=8, minibatch_size=4, epochs=1,
                   learning_rate=1e-3, max_new_tokens=3, top_k=0, max_prompt_tokens=32, eval_prompts=8, eval_every=1,

@@ -40,7 +40,7 @@ def ale_settings(cfg: Config) -> dict:
     kwargs = spec.kwargs
     return dict(
         game=kwargs["game"], num_envs=cfg.n_envs,
-        num_threads=min(cfg.n_envs, available_threads(cfg)),
+        num_threads=min(cfg.n_envs, available_threads(cfg.torch_threads)),
         repeat_action_probability=float(kwargs.get("repeat_action_probability", 0.0)),
         full_action_space=bool(kwargs.get("full_action_space", False)),
         max_num_frames_per_episode=int(kwargs.get("max_num_frames_per_episode", 108_000)),

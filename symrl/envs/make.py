@@ -89,7 +89,7 @@ def make_train_envs(cfg: Config) -> gym.vector.VectorEnv:
         return EnvPoolVectorEnv(cfg)
     if cfg.vec_env == "async":
         return gym.vector.AsyncVectorEnv(_train_env_fns(cfg), autoreset_mode=mode)
-    parts = available_threads(cfg)
+    parts = available_threads(cfg.torch_threads)
     if is_atari(cfg) and fused_games_apply(cfg):  # the same games without the wrapper layers
         return AtariGamesVectorEnv(cfg, parts=parts)
     if parts > 1 and cfg.n_envs > 1:  # the same environments, stepped side by side on the cores

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..advantages import compute_gae
+from .config import REWARD_SCALINGS
 
 
 def token_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
@@ -29,7 +30,6 @@ def token_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, g
 
 
 GROUP_ESTIMATORS = ("grpo", "rloo")
-REWARD_SCALINGS = ("group", "batch", "none")
 
 
 def group_advantages(scores: torch.Tensor, group_size: int, estimator: str = "grpo", scale: str = "group",

@@ -9,8 +9,9 @@ from typing import Any, Callable, Optional
 from .. import runs
 from ..config import config_from_file
 from ..errors import SymrlError
+from .config import RLHFConfig
 from .tasks import describe, load_task, make_rlhf_config
-from .trainer import RLHFConfig, RLHFTrainer
+from .trainer import RLHFTrainer
 
 
 def _accelerator():

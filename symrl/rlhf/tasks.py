@@ -28,10 +28,10 @@ import torch
 from ..config import coerce_values
 from ..device import resolve_device
 from ..errors import SymrlError
+from .config import CRITIC_FREE, RLHFConfig
 from .generation import token_lengths
 from .hub import load_classifier, load_dataset, load_policy, load_tokenizer
 from .rewards import ClassifierReward, RewardFn
-from .trainer import CRITIC_FREE, RLHFConfig
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # sized for a 2-core CPU: LoRA on SmolLM2-135M, ~16 s per iteration (see docs/rlhf.md)

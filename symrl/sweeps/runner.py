@@ -69,7 +69,7 @@ class SweepSummary:
 def _saved_config(run_dir: Path, cell: Cell) -> dict:
     """The config a run directory holds, as a dict, validated and with the defaults of fields it predates."""
     if is_rlhf(cell.config):
-        from ..rlhf.trainer import RLHFConfig  # noqa: PLC0415
+        from ..rlhf.config import RLHFConfig  # noqa: PLC0415
 
         return config_from_file(run_dir / runs.CONFIG, RLHFConfig, drop=("info",)).to_dict()
     return load_config_file(run_dir / runs.CONFIG).to_dict()
@@ -120,7 +120,7 @@ def run_cell(run_dir: str, config: dict, labels: dict, threads: int) -> dict:
         torch.set_num_threads(threads)
     path = Path(run_dir)
     if is_rlhf(config):
-        from ..rlhf.trainer import RLHFConfig  # noqa: PLC0415
+        from ..rlhf.config import RLHFConfig  # noqa: PLC0415
 
         cfg = RLHFConfig(**config)
     else:

@@ -43,7 +43,7 @@ import yaml
 
 from ..config import ALGOS, load_yaml_file, make_config, yaml_error_line
 from ..errors import SymrlError
-from ..rlhf.trainer import ALGOS as RLHF_ALGOS
+from ..rlhf.config import ALGOS as RLHF_ALGOS
 
 TOP_LEVEL = ("name", "out", "kind", "steps", "seeds", "preset", "algorithms", "envs", "noise", "overrides", "cells")
 KINDS = ("rl", "rlhf")  # Gymnasium runs (symrl train) or language-model runs (symrl rlhf)
