@@ -2,8 +2,8 @@
 envs are split over.
 
 Small MLPs run fastest on one PyTorch thread (the per-op cost of a thread pool outweighs the arithmetic);
-convolutions use every core. A run's ``torch_threads`` setting (> 0) overrides both. An MLP run also limits NumPy's BLAS (which the
-NumPy engine, :mod:`symrl.fast`, multiplies with) to one thread: its matrices are too small to gain from a second,
+convolutions use every core. A run's ``torch_threads`` setting (> 0) overrides both. An MLP run also limits NumPy's
+BLAS (which the NumPy engine, :mod:`symrl.fast`, multiplies with) to one thread: its matrices are too small to gain from a second,
 and BLAS threads that share a core with the environment workers wait for each other (a 64x400 by 400x128 product took
 15 ms instead of 0.1 ms on a busy 2-core machine). A process may train an MLP and then a CNN (a script, a notebook, a
 sweep worker): the CNN run then gets back the thread counts symrl had lowered.

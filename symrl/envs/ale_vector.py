@@ -21,14 +21,14 @@ from typing import Optional
 import gymnasium as gym
 import numpy as np
 
-from ..config import Config
 from ..errors import SymrlError
 from ..threads import available_threads
 from .registry import env_spec
+from .settings import EnvSettings
 from .vector import GameEpisodes
 
 
-def ale_settings(cfg: Config) -> dict:
+def ale_settings(cfg: EnvSettings) -> dict:
     """``AtariVectorEnv`` keyword arguments equivalent to symrl's Atari wrappers for ``cfg``."""
     spec = env_spec(cfg.env)
     if not str(spec.entry_point).startswith("ale_py"):
@@ -54,7 +54,7 @@ def ale_settings(cfg: Config) -> dict:
 class AleVectorEnv(gym.vector.VectorEnv):
     """``cfg.n_envs`` Atari games in ALE's C++ vector environment, with symrl's rollout infos."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: EnvSettings):
         from ale_py.vector_env import AtariVectorEnv  # noqa: PLC0415
 
         self.env = AtariVectorEnv(**ale_settings(cfg))

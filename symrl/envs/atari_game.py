@@ -23,9 +23,9 @@ from typing import Optional
 import gymnasium as gym
 import numpy as np
 
-from ..config import Config
 from ..errors import SymrlError
 from .registry import gym_make
+from .settings import EnvSettings
 from .split import EnvStackShare, SplitVectorEnv
 from .vector import finished_infos
 from .wrappers import FireReset
@@ -35,7 +35,7 @@ GAME_KWARGS = frozenset({"repeat_action_probability", "full_action_space", "mode
                          "max_num_frames_per_episode"})
 
 
-def fused_games_apply(cfg: Config) -> bool:
+def fused_games_apply(cfg: EnvSettings) -> bool:
     """Whether :class:`AtariGamesVectorEnv` reproduces :func:`~symrl.envs.make.build_env`'s stack for ``cfg``."""
     return not cfg.bins and set(cfg.env_kwargs) <= GAME_KWARGS
 
@@ -45,7 +45,7 @@ class AtariGame:
 
     SKIP, SIZE = 4, 84
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: EnvSettings):
         try:
             import cv2  # noqa: PLC0415
         except ImportError:
@@ -156,7 +156,7 @@ class AtariShare(EnvStackShare):
     """One process's share of the games (``indices``), for :class:`~symrl.envs.split.SplitVectorEnv`: a finished
     game reports its whole-game ``(return, length)`` when the game is over, ``None`` after a lost life."""
 
-    def __init__(self, cfg: Config, indices: list[int]):
+    def __init__(self, cfg: EnvSettings, indices: list[int]):
         super().__init__(functools.partial(AtariGame, cfg), indices)
 
     @staticmethod
@@ -171,7 +171,7 @@ class AtariGamesVectorEnv(SplitVectorEnv):
     returns where a game is over).
     """
 
-    def __init__(self, cfg: Config, parts: int = 1):
+    def __init__(self, cfg: EnvSettings, parts: int = 1):
         super().__init__(functools.partial(AtariShare, cfg), cfg.n_envs, parts, name="Atari")
         self._returns = np.zeros(self.num_envs)
         self._lengths = np.zeros(self.num_envs, np.int64)

@@ -22,13 +22,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector.utils import batch_space
 
-from ..config import Config
 from ..errors import SymrlError
+from .settings import EnvSettings
 from .vector import GameEpisodes
 from .wrappers import discretization_grid, grid_actions
 
 
-def envpool_task(cfg: Config) -> tuple[str, dict]:
+def envpool_task(cfg: EnvSettings) -> tuple[str, dict]:
     """EnvPool's task id and settings for ``cfg.env`` (``PongNoFrameskip-v4`` -> ``Pong-v5``)."""
     try:
         import envpool  # noqa: PLC0415
@@ -53,7 +53,7 @@ def envpool_task(cfg: Config) -> tuple[str, dict]:
 class EnvPoolVectorEnv(gym.vector.VectorEnv):
     """``cfg.n_envs`` EnvPool environments with same-step autoreset."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: EnvSettings):
         self.cfg = cfg
         self.task, self.kwargs = envpool_task(cfg)
         self.atari = "episodic_life" in self.kwargs

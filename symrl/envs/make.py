@@ -1,4 +1,4 @@
-"""Build training (vectorised) and evaluation environments from a :class:`~symrl.config.Config`.
+"""Build training (vectorised) and evaluation environments from a run's settings (:class:`~symrl.envs.settings.EnvSettings`).
 
 Atari: ale-py's game with Gymnasium's ``AtariPreprocessing`` (noop-max, frame-skip 4 with max-pool,
 84x84 grey) and ``FrameStackObservation``, plus symrl's ``EpisodicLife`` (training only) and
@@ -14,17 +14,17 @@ import functools
 
 import gymnasium as gym
 
-from ..config import Config
 from ..errors import SymrlError
 from ..threads import available_threads
 from .atari_game import AtariGamesVectorEnv, fused_games_apply
 from .registry import gym_make
+from .settings import EnvSettings
 from .split import EnvStackShare, SplitVectorEnv
 from .vector import SerialVectorEnv
 from .wrappers import DiscretizeAction, EpisodicLife, FireReset, MinAtarFrames
 
 
-def is_atari(cfg: Config) -> bool:
+def is_atari(cfg: EnvSettings) -> bool:
     return cfg.preset == "atari" or _entry_point(cfg.env).startswith("ale_py")
 
 
@@ -34,7 +34,7 @@ def _entry_point(env_id: str) -> str:
     return str(env_spec(env_id).entry_point)
 
 
-def build_env(cfg: Config, train: bool, render_mode: str | None = None) -> gym.Env:
+def build_env(cfg: EnvSettings, train: bool, render_mode: str | None = None) -> gym.Env:
     """One environment with the family's wrappers; ``train`` adds the training-only ones."""
     kwargs = dict(cfg.env_kwargs)
     if render_mode is not None:
@@ -61,22 +61,22 @@ def build_env(cfg: Config, train: bool, render_mode: str | None = None) -> gym.E
     return env
 
 
-def _train_env_fn(cfg: Config):
+def _train_env_fn(cfg: EnvSettings):
     """A picklable constructor of one training environment."""
     return functools.partial(build_env, cfg, True)
 
 
-def _train_env_fns(cfg: Config) -> list:
+def _train_env_fns(cfg: EnvSettings) -> list:
     return [_train_env_fn(cfg)] * cfg.n_envs
 
 
-def make_wrapper_stack_envs(cfg: Config) -> SerialVectorEnv:
+def make_wrapper_stack_envs(cfg: EnvSettings) -> SerialVectorEnv:
     """The training environments as Gymnasium wrapper stacks, stepped one after the other in this process: the
     reference the split environments and the fused Atari games are checked and timed against."""
     return SerialVectorEnv(_train_env_fns(cfg))
 
 
-def make_train_envs(cfg: Config) -> gym.vector.VectorEnv:
+def make_train_envs(cfg: EnvSettings) -> gym.vector.VectorEnv:
     """``cfg.n_envs`` training environments; finished episodes reset in the same step (final obs in info)."""
     mode = gym.vector.AutoresetMode.SAME_STEP
     if cfg.vec_env == "ale":
@@ -97,11 +97,11 @@ def make_train_envs(cfg: Config) -> gym.vector.VectorEnv:
     return make_wrapper_stack_envs(cfg)
 
 
-def make_split_envs(cfg: Config, parts: int) -> SplitVectorEnv:
+def make_split_envs(cfg: EnvSettings, parts: int) -> SplitVectorEnv:
     """The training environments as Gymnasium wrapper stacks, split over this process and ``parts - 1`` workers."""
     return SplitVectorEnv(functools.partial(EnvStackShare, _train_env_fn(cfg)), cfg.n_envs, parts)
 
 
-def make_eval_env(cfg: Config, render_mode: str | None = None) -> gym.Env:
+def make_eval_env(cfg: EnvSettings, render_mode: str | None = None) -> gym.Env:
     """A clean evaluation environment: no noise, no reward clipping, no episodic life."""
     return build_env(cfg, train=False, render_mode=render_mode)
