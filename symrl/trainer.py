@@ -21,6 +21,7 @@ from .advantages import compute_gae
 from .agent import Agent
 from .algos import a2c_update, ppo_update
 from .algos.common import Batch, explained_variance
+from .algos.update import UpdateSettings
 from .config import Config, load_config_file
 from .device import resolve_device
 from .envs import make_train_envs
@@ -162,6 +163,7 @@ class Trainer:
         if checkpoint is not None:
             self._restore(checkpoint, self.run_dir / runs.CHECKPOINT)
         self.engine = make_engine(cfg, self.policy, self.optimizer, self.policy_rng)
+        self.update_settings = UpdateSettings.of(cfg)  # what both update paths read of the config
         env_seed = cfg.seed if not resume else cfg.seed + self.global_step
         self.collector = Collector(self.envs, self.obs_norm, self.reward_scaler, self.reward_noise, cfg.sign_reward, env_seed)
 
@@ -256,14 +258,12 @@ class Trainer:
     # -- steps of the loop -------------------------------------------------------------------------------
     def update(self, batch: Batch, clip_range: float) -> dict:
         """One PPO or A2C update on ``batch`` through the NumPy engine or the torch path; returns the logs."""
-        cfg = self.cfg
+        ppo, settings = self.cfg.family == "ppo", self.update_settings
         if self.engine is not None:
-            if cfg.family == "ppo":
-                return self.engine.ppo_update(batch, cfg, clip_range)
-            return self.engine.a2c_update(batch, cfg)
-        if cfg.family == "ppo":
-            return ppo_update(self.policy, self.optimizer, batch, cfg, clip_range)
-        return a2c_update(self.policy, self.optimizer, batch, cfg)
+            return self.engine.ppo_update(batch, settings, clip_range) if ppo else self.engine.a2c_update(batch, settings)
+        if ppo:
+            return ppo_update(self.policy, self.optimizer, batch, settings, clip_range)
+        return a2c_update(self.policy, self.optimizer, batch, settings)
 
     def _batch(self) -> Batch:
         cfg, buf = self.cfg, self.buffer

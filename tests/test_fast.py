@@ -11,6 +11,8 @@ body, loss variant and optimiser these tests check, on synthetic batches:
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -244,3 +246,50 @@ def test_mean_action_prob_is_the_mean_joint_probability():
     per_dim = torch.log(torch.tensor([[0.5, 0.5], [0.2, 1.0]]))
     assert mean_action_prob(per_dim) == pytest.approx((0.25 + 0.2) / 2)
     assert mean_action_prob(torch.log(torch.tensor([0.1, 0.3]))) == pytest.approx(0.2)
+
+
+# Each setting that changes an update, with a value away from the base below. Both paths must follow every one of
+# them alike; a setting one path reads and the other ignores fails here. A new UpdateSettings field must be added.
+PERTURBED = {
+    "n_epochs": 1, "batch_size": 24, "normalize_advantage": False, "alpha": 0.8, "beta": 2.0, "z": -2.0,
+    "loss_variant": "mae", "reverse_mask": "none", "per_dim_reverse": True, "policy_coef": 1.5, "vf_coef": 0.9,
+    "ent_coef": 0.05, "max_grad_norm": 0.05, "clip_range_vf": 0.1,
+}
+PPO_ONLY = {"n_epochs", "batch_size", "reverse_mask", "clip_range_vf"}
+
+
+def test_every_update_setting_is_perturbed():
+    from symrl.algos.update import UpdateSettings
+
+    assert set(PERTURBED) == {f.name for f in dataclasses.fields(UpdateSettings)}
+
+
+def _updated(family: str, **changes):
+    """Parameters after one update of the torch path and of the engine, from the same start on the same batch."""
+    cfg, ref, ref_opt, engine = make_pair("bins", algo="sppo" if family == "ppo" else "sa2c", alpha=0.5, beta=1.0,
+                                          z=-1.0, ent_coef=0.01)
+    cfg = cfg.replace(**{"n_epochs": 2, "batch_size": 16, "max_grad_norm": 0.5, "learning_rate": 1e-3, **changes})
+    batch = make_batch(ref)
+    torch.manual_seed(7)
+    if family == "ppo":
+        ppo_update(ref, ref_opt, batch, cfg, 0.2)
+        torch.manual_seed(7)
+        engine.ppo_update(batch, cfg, 0.2)
+    else:
+        a2c_update(ref, ref_opt, batch, cfg)
+        engine.a2c_update(batch, cfg)
+    flat = [torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in (ref, engine.policy)]
+    return flat[0], flat[1]
+
+
+@pytest.mark.parametrize("family", ["ppo", "a2c"])
+@pytest.mark.parametrize("field", list(PERTURBED))
+def test_each_update_setting_changes_both_paths_alike(family, field):
+    base_torch, base_numpy = _updated(family)
+    torch_path, numpy_engine = _updated(family, **{field: PERTURBED[field]})
+    torch.testing.assert_close(numpy_engine, torch_path, rtol=1e-4, atol=1e-6)
+    changed = (torch_path - base_torch).abs().max().item()
+    if family == "a2c" and field in PPO_ONLY:
+        assert changed == 0.0 and torch.equal(numpy_engine, base_numpy), f"A2C read the PPO setting {field}"
+    else:
+        assert changed > 1e-6, f"{field} changed nothing in the {family} update"

@@ -5,29 +5,28 @@ from __future__ import annotations
 import torch
 
 from ..advantages import normalize_advantages, sign_change_ratio
-from ..config import Config
 from ..losses import symmetric_a2c_loss
 from ..policies import ActorCritic
 from .common import Batch, mean_action_prob, optimizer_step, value_loss
+from .update import UpdateSettings
 
 
-def a2c_update(policy: ActorCritic, optimizer: torch.optim.Optimizer, batch: Batch, cfg: Config) -> dict:
+def a2c_update(policy: ActorCritic, optimizer: torch.optim.Optimizer, batch: Batch, settings: UpdateSettings) -> dict:
+    """One step on the whole rollout; ``settings`` may be the run's :class:`symrl.Config`."""
+    s = UpdateSettings.of(settings)
     log_prob, entropy, values = policy.evaluate(batch.obs, batch.actions)
     advantages = batch.advantages
     sign_changed = float("nan")
-    if cfg.normalize_advantage:
+    if s.normalizes(len(batch), ppo=False):
         normalized = normalize_advantages(advantages)
         sign_changed = sign_change_ratio(advantages, normalized).item()
         advantages = normalized
 
-    pg = symmetric_a2c_loss(
-        log_prob, advantages, alpha=cfg.alpha, beta=cfg.beta, z=cfg.z,
-        variant=cfg.loss_variant, per_dim_reverse=cfg.per_dim_reverse,
-    )
+    pg = symmetric_a2c_loss(log_prob, advantages, **s.loss_kwargs())
     v_loss = value_loss(values, batch.old_values, batch.returns, None)
     entropy_mean = entropy.mean()
-    loss = cfg.policy_coef * pg.loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy_mean
-    grad_norm = optimizer_step(policy, optimizer, loss, cfg.max_grad_norm)
+    loss = s.total(pg.loss, v_loss, entropy_mean)
+    grad_norm = optimizer_step(policy, optimizer, loss, s.max_grad_norm)
 
     return {
         "loss": loss.item(),

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..algos.common import Batch
+from ..algos.update import UpdateSettings, mean_logs, minibatches
 from ..config import Config
 from ..errors import SymrlError, TrainingDiverged
 from ..policies import ActorCritic
@@ -58,74 +59,62 @@ class NumpyEngine:
     def value(self, obs: np.ndarray) -> np.ndarray:
         return self.net.value(obs)
 
-    # -- updates ---------------------------------------------------------------------------------------
-    def _step(self, obs, actions, old_log_prob, old_values, advantages, returns, cfg: Config,
+    # -- updates (the composition of symrl.algos.update, as the torch path) ---------------------------------
+    def _step(self, obs, actions, old_log_prob, old_values, advantages, returns, s: UpdateSettings,
               clip_range: Optional[float]) -> dict:
+        s = UpdateSettings.of(s)
         with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss is caught below
-            return self._step_unguarded(obs, actions, old_log_prob, old_values, advantages, returns, cfg, clip_range)
+            return self._step_unguarded(obs, actions, old_log_prob, old_values, advantages, returns, s, clip_range)
 
-    def _step_unguarded(self, obs, actions, old_log_prob, old_values, advantages, returns, cfg: Config,
+    def _step_unguarded(self, obs, actions, old_log_prob, old_values, advantages, returns, s: UpdateSettings,
                         clip_range: Optional[float]) -> dict:
         log_prob, entropy, values = self.net.evaluate(obs, actions)
         sign_changed = float("nan")
-        if cfg.normalize_advantage and (clip_range is None or advantages.shape[0] > 1):
+        if s.normalizes(advantages.shape[0], ppo=clip_range is not None):
             normalized = normalize(advantages)
             sign_changed = _mean(np.sign(advantages) != np.sign(normalized))
             advantages = normalized
-        loss_kw = dict(alpha=cfg.alpha, beta=cfg.beta, z=cfg.z, variant=cfg.loss_variant, per_dim_reverse=cfg.per_dim_reverse)
         if clip_range is None:
-            terms, d_log_prob = a2c_loss_and_grad(log_prob, advantages, **loss_kw)
+            terms, d_log_prob = a2c_loss_and_grad(log_prob, advantages, **s.loss_kwargs())
             v_loss, d_value = value_loss_and_grad(values, old_values, returns, None)
         else:
             terms, d_log_prob = ppo_loss_and_grad(log_prob, old_log_prob, advantages, clip_range=clip_range,
-                                                  reverse_mask=cfg.reverse_mask, **loss_kw)
-            v_loss, d_value = value_loss_and_grad(values, old_values, returns, cfg.clip_range_vf)
+                                                  reverse_mask=s.reverse_mask, **s.loss_kwargs())
+            v_loss, d_value = value_loss_and_grad(values, old_values, returns, s.clip_range_vf)
         entropy_mean = _mean(entropy)
-        loss = cfg.policy_coef * terms["policy_loss"] + cfg.vf_coef * v_loss - cfg.ent_coef * entropy_mean
+        loss = s.total(terms["policy_loss"], v_loss, entropy_mean)
         if not np.isfinite(loss):
             raise TrainingDiverged(
                 f"the loss became {loss} (non-finite); training stopped and the last checkpoint (if one was written) is kept. "
                 "Lower learning_rate or check the reward scale"
             )
-        n = values.shape[0]
+        n = values.shape[0]  # the gradient of s.total, term by term
         grad = self.net.backward(
-            d_log_prob * cfg.policy_coef,
-            np.full(n, -cfg.ent_coef / n, np.float32),
-            d_value * cfg.vf_coef,
+            d_log_prob * s.policy_coef,
+            np.full(n, -s.ent_coef / n, np.float32),
+            d_value * s.vf_coef,
         )
-        grad_norm = self.opt.step(grad, cfg.max_grad_norm)
+        grad_norm = self.opt.step(grad, s.max_grad_norm)
         joint = log_prob.sum(-1) if log_prob.ndim > 1 else log_prob  # as algos.common.mean_action_prob
         return {"loss": loss, **terms, "value_loss": v_loss, "entropy": entropy_mean,
                 "sign_change_ratio": sign_changed, "grad_norm": grad_norm, "action_prob": _mean(np.exp(joint))}
 
-    def ppo_update(self, batch: Batch, cfg: Config, clip_range: float) -> dict:
-        """As :func:`symrl.algos.ppo_update` (same minibatch order: ``torch.randperm``)."""
+    def ppo_update(self, batch: Batch, settings: UpdateSettings, clip_range: float) -> dict:
+        """As :func:`symrl.algos.ppo_update` (the same minibatches: :func:`~symrl.algos.update.minibatches`)."""
         self.check()
+        s = UpdateSettings.of(settings)
         arrays = [getattr(batch, name).numpy() for name in Batch.__dataclass_fields__]
-        n = len(batch)
-        batch_size = cfg.batch_size or n
-        logs: dict[str, list] = {}
-        for _epoch in range(cfg.n_epochs):
-            order = torch.randperm(n).numpy()
-            for start in range(0, n, batch_size):
-                index = order[start : start + batch_size]
-                row = self._step(*(a[index] for a in arrays), cfg, clip_range)
-                for key, value in row.items():
-                    logs.setdefault(key, []).append(value)
-        return {key: _nanmean(values) for key, values in logs.items()}
+        rows = [self._step(*(a[index.numpy()] for a in arrays), s, clip_range) for index in minibatches(len(batch), s)]
+        return mean_logs(rows)
 
-    def a2c_update(self, batch: Batch, cfg: Config) -> dict:
+    def a2c_update(self, batch: Batch, settings: UpdateSettings) -> dict:
         """As :func:`symrl.algos.a2c_update`: one step on the whole rollout."""
         self.check()
-        row = self._step(*(getattr(batch, name).numpy() for name in Batch.__dataclass_fields__), cfg, None)
+        row = self._step(*(getattr(batch, name).numpy() for name in Batch.__dataclass_fields__),
+                         UpdateSettings.of(settings), None)
         for key in ("clip_fraction", "approx_kl", "active_fraction"):
             row.pop(key, None)
         return row
-
-
-def _nanmean(values: list) -> float:
-    array = np.asarray(values, dtype=np.float64)
-    return float("nan") if np.all(np.isnan(array)) else float(np.nanmean(array))
 
 
 def make_engine(cfg: Config, policy: ActorCritic, optimizer: torch.optim.Optimizer,
