@@ -71,6 +71,9 @@ class Agent:
         if not single and obs.shape[1:] != shape:
             raise SymrlError(f"expected an observation of shape {shape} or a batch of shape (N, {', '.join(map(str, shape))}), "
                              f"got {obs.shape}; observations come from agent.make_env()")
+        if obs.dtype.kind not in "biuf" or (obs.dtype.kind == "f" and not np.isfinite(obs).all()):
+            raise SymrlError("the observation holds NaN, infinite or non-numeric values; observations come from "
+                             "agent.make_env() (check the environment or your preprocessing)")
         batch = obs[None] if single else obs
         actions = self.policy.act_numpy(self.obs_norm(batch), deterministic)
         return actions[0] if single else actions

@@ -21,6 +21,7 @@ Advantages and old log-probabilities are treated as constants (detached).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -113,13 +114,45 @@ def _split(log_prob: torch.Tensor, advantages: torch.Tensor, mask: Optional[torc
     return log_prob, None
 
 
-def _check(variant: str, mask: Optional[torch.Tensor], advantages: torch.Tensor, z: float) -> None:
+LOG_PROB_TOLERANCE = 1e-4  # a log-probability above this is a log density, not the log of a probability
+
+
+def _check(variant: str, mask: Optional[torch.Tensor], advantages: torch.Tensor, z: float, alpha: float, beta: float,
+           **tensors: Optional[torch.Tensor]) -> None:
+    """The inputs the losses accept, each refused with a ``TypeError``/``ValueError`` that names it: tensors (no
+    NumPy arrays or lists) of a floating dtype, finite weights, a non-empty batch, finite advantages where the mask
+    is 1 (and :func:`_check_probabilities`)."""
     if variant not in ("rce", "mae"):
         raise ValueError(f"variant must be 'rce' or 'mae', got {variant!r}")
+    for name, tensor in {**tensors, "advantages": advantages, "mask": mask}.items():
+        if tensor is None and name == "mask":
+            continue
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}; convert it with "
+                            f"torch.as_tensor({name}, dtype=torch.float32)")
+        if name != "mask" and not tensor.is_floating_point():
+            raise TypeError(f"{name} must have a floating dtype, got {tensor.dtype}; convert it with {name}.float()")
     if mask is not None and mask.shape != advantages.shape:
         raise ValueError(f"mask shape {tuple(mask.shape)} must equal advantages shape {tuple(advantages.shape)}")
     if not z < 0:
         raise ValueError(f"z (the reverse cross entropy's log 0) must be negative, got {z}; the paper uses -1")
+    if not (math.isfinite(alpha) and math.isfinite(beta)):
+        raise ValueError(f"alpha and beta must be finite numbers, got alpha={alpha}, beta={beta}")
+    if advantages.numel() == 0:
+        raise ValueError("the batch is empty (advantages has no elements); pass at least one sample")
+    finite = torch.isfinite(advantages.detach())
+    if not bool((finite if mask is None else finite | ~mask.bool()).all()):
+        raise ValueError("advantages contain NaN or infinite values (where the mask is 1); check the rewards and "
+                         "the value estimates that produced them")
+
+
+def _check_probabilities(log_prob: torch.Tensor, beta: float) -> None:
+    """With the reverse term on, ``log_prob`` (padding already zeroed by :func:`_split`) must be the log of
+    probabilities: a positive value is a continuous policy's log density, for which the reverse term is meaningless."""
+    if beta != 0 and bool((log_prob.detach() > LOG_PROB_TOLERANCE).any()):
+        raise ValueError(f"log_prob has positive values (up to {log_prob.detach().max().item():.3g}): the reverse term "
+                         "(beta != 0) needs log-probabilities of discrete actions, not a continuous policy's log "
+                         "densities; discretise the actions (bins) or set beta=0")
 
 
 def _reverse_terms(lp: torch.Tensor, z: float, variant: str) -> torch.Tensor:
@@ -165,9 +198,10 @@ def symmetric_a2c_loss(
     ``L_A2C = -mean(A * log p)`` and ``L_rA2C = -Z * mean(A * (1 - p))``; its gradient is
     ``|Z| * p * grad L_A2C`` per sample, i.e. a probability-weighted policy gradient.
     """
-    _check(variant, mask, advantages, z)
+    _check(variant, mask, advantages, z, alpha, beta, log_prob=log_prob)
     adv = advantages.detach()
     joint_lp, dim_lp = _split(log_prob, adv, mask)
+    _check_probabilities(joint_lp if dim_lp is None else dim_lp, beta)
     rl_loss = -masked_mean(adv * joint_lp, mask)
     if per_dim_reverse and dim_lp is not None:
         reverse = _reverse_terms(dim_lp, z, variant).sum(-1)
@@ -199,7 +233,7 @@ def symmetric_ppo_loss(
     ``|Z| * grad L_PPO``, so this loss equals PPO with policy coefficient ``alpha + beta * |Z|``.
     ``reverse_mask="none"`` drops ``m`` (the paper's earlier, unmasked form).
     """
-    _check(variant, mask, advantages, z)
+    _check(variant, mask, advantages, z, alpha, beta, log_prob=log_prob, old_log_prob=old_log_prob)
     if reverse_mask not in ("ppo", "none"):
         raise ValueError(f"reverse_mask must be 'ppo' or 'none', got {reverse_mask!r}")
     if not clip_range >= 0:  # 0 at the last update of a linear clip schedule
@@ -211,6 +245,7 @@ def symmetric_ppo_loss(
     adv = advantages.detach()
     joint_lp, dim_lp = _split(log_prob, adv, mask)
     old_joint, old_dim = _split(old_log_prob.detach(), adv, mask)
+    _check_probabilities(joint_lp if dim_lp is None else dim_lp, beta)
 
     log_ratio = joint_lp - old_joint
     ratio = log_ratio.exp()

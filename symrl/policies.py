@@ -98,6 +98,15 @@ class ActorCritic(nn.Module):
 
     def __init__(self, obs_space: gym.Space, action_space: gym.Space, cfg: Config):
         super().__init__()
+        try:
+            self._build(obs_space, action_space, cfg)
+        except (MemoryError, RuntimeError) as exc:  # torch reports a failed allocation as a RuntimeError
+            if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
+                raise
+            raise SymrlError(f"the network does not fit in memory (net_arch={list(cfg.net_arch)}, network={cfg.network}); "
+                             "use smaller layers, e.g. --set net_arch=[64,64]") from None
+
+    def _build(self, obs_space: gym.Space, action_space: gym.Space, cfg: Config) -> None:
         if not isinstance(obs_space, gym.spaces.Box):
             raise SymrlError(f"observation space {obs_space} is not supported; symrl needs Box observations")
         self.kind = _action_kind(action_space)

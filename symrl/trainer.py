@@ -259,6 +259,9 @@ class Trainer:
     def update(self, batch: Batch, clip_range: float) -> dict:
         """One PPO or A2C update on ``batch`` through the NumPy engine or the torch path; returns the logs."""
         ppo, settings = self.cfg.family == "ppo", self.update_settings
+        if not bool(torch.isfinite(batch.advantages).all()):  # diverged values or rewards: stop as for a non-finite loss
+            raise TrainingDiverged("the advantages became non-finite (NaN or inf); training stopped and the last "
+                                   "checkpoint (if one was written) is kept. Lower learning_rate or check the reward scale")
         if self.engine is not None:
             return self.engine.ppo_update(batch, settings, clip_range) if ppo else self.engine.a2c_update(batch, settings)
         if ppo:

@@ -64,6 +64,9 @@ def test_act_checks_the_observation_and_predict_is_stable_baselines3s(agent):
         agent.act(np.zeros((5, 3)))
     with pytest.raises(SymrlError, match="env.reset\\(\\) returns both"):
         agent.act(env.reset(seed=0))
+    for bad in (np.array([0.1, np.nan, 0.0, 0.2]), np.array([0.1, np.inf, 0.0, 0.2]), np.array(["a", "b", "c", "d"])):
+        with pytest.raises(SymrlError, match="NaN, infinite or non-numeric"):
+            agent.act(bad)
     action, state = agent.predict(obs, state=None, episode_start=None, deterministic=True)
     assert action == agent.act(obs, deterministic=True) and state is None
     sb3_evaluation = pytest.importorskip("stable_baselines3.common.evaluation")

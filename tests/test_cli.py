@@ -101,6 +101,7 @@ BAD_TRAIN = [
     ("sppo-box-gaussian", ["--algo", "sppo", "--env", "Pendulum-v1", "--bins", "0"], r"--bins"),
     ("missing-algo", ["--env", "CartPole-v1"], r"--algo"),
     ("unknown-algo", ["--algo", "dqn", "--env", "CartPole-v1"], r"dqn"),
+    ("network-too-big", [*CARTPOLE, "--set", "net_arch=[100000000,100000000]"], r"does not fit in memory.*net_arch"),
     ("unknown-env-with-preset", ["--algo", "ppo", "--env", "CartPol-v1", "--preset", "classic"], r"CartPole-v1"),
     ("cnn-on-vector-obs", [*CARTPOLE, "--set", "network=cnn"], r"network=cnn"),  # found when the network is built
     ("set-algo", [*CARTPOLE, "--set", "algo=sppo"], r"--set algo=\.\.\. is not an override; give it as --algo"),

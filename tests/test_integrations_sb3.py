@@ -192,6 +192,7 @@ def test_vecnormalize_callbacks_and_logged_keys(tmp_path):
     (SPPO, {}, 60_000),
     (SA2C, {"n_steps": 5}, 200_000),
 ], ids=["sppo", "sa2c"])
+@pytest.mark.slow  # a learning run; the update equals the authors' formula in the default suite
 def test_learns_cartpole(algo, kwargs, budget):
     """An evaluation return of at least 475 within the budget (deterministic policy, 10 episodes)."""
     env = make_vec_env("CartPole-v1", n_envs=8 if algo is SA2C else 1, seed=0)

@@ -135,6 +135,7 @@ def test_bad_settings_are_rejected():
             module(gaussian, critic)
 
 
+@pytest.mark.slow  # a learning run; the loss modules' gradients are checked in the default suite
 def test_torchrl_sppo_learns_cartpole():
     """The documented example: a plain TorchRL PPO loop whose only symrl part is the loss module."""
     path = Path(__file__).parents[1] / "examples" / "torchrl_sppo_cartpole.py"

@@ -9,7 +9,9 @@ with respect to the logits and compared with the analytic softmax gradients
 from __future__ import annotations
 
 import math
+import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -509,6 +511,46 @@ def test_bad_arguments_raise_value_error():
         symmetric_ppo_loss(lp, lp, adv, clip_range=-0.2)
 
 
+def _both(log_prob, advantages, **kw):
+    """Both losses on the same inputs (the PPO one with old = new log-probs)."""
+    yield lambda: symmetric_a2c_loss(log_prob, advantages, **kw)
+    yield lambda: symmetric_ppo_loss(log_prob, log_prob if isinstance(log_prob, torch.Tensor) else torch.zeros(3),
+                                     advantages, **kw)
+
+
+@pytest.mark.parametrize("log_prob,advantages,kw,error,words", [
+    (np.zeros(3), torch.zeros(3), {}, TypeError, "log_prob must be a torch.Tensor, got ndarray"),
+    (torch.zeros(3), [0.0, 1.0, 2.0], {}, TypeError, "advantages must be a torch.Tensor, got list"),
+    (torch.zeros(3, dtype=torch.long), torch.zeros(3), {}, TypeError, "log_prob must have a floating dtype"),
+    (torch.zeros(3), torch.ones(3, dtype=torch.int32), {}, TypeError, "advantages must have a floating dtype"),
+    (torch.zeros(3), torch.tensor([0.0, float("nan"), 1.0]), {}, ValueError, "advantages contain NaN"),
+    (torch.zeros(3), torch.tensor([0.0, float("inf"), 1.0]), {}, ValueError, "advantages contain NaN or infinite"),
+    (torch.zeros(0), torch.zeros(0), {}, ValueError, "the batch is empty"),
+    (torch.zeros(3), torch.ones(3), {"alpha": float("nan")}, ValueError, "alpha and beta must be finite"),
+    (torch.zeros(3), torch.ones(3), {"beta": float("inf")}, ValueError, "alpha and beta must be finite"),
+    (torch.tensor([-0.5, 0.9, -1.0]), torch.ones(3), {"beta": 1.0}, ValueError, "log_prob has positive values"),
+])
+def test_inputs_the_losses_refuse_are_named(log_prob, advantages, kw, error, words):
+    """Wrong types, integer dtypes, non-finite advantages or weights, empty batches and log densities (with the
+    reverse term on) are refused with an error naming the input, not garbage or an AttributeError."""
+    for loss in _both(log_prob, advantages, **kw):
+        with pytest.raises(error, match=re.escape(words)):
+            loss()
+
+
+def test_what_the_input_checks_still_accept():
+    """Log densities with beta=0 (a Gaussian PPO), non-finite advantages and positive log-probs in padding, and
+    rounding just above 0 are fine."""
+    density = torch.tensor([0.7, -0.2, 1.3])  # a continuous policy's log densities
+    assert torch.isfinite(symmetric_ppo_loss(density, density, torch.ones(3)).loss)
+    mask = torch.tensor([1.0, 1.0, 0.0])
+    padded_adv = torch.tensor([0.5, -1.0, float("nan")])
+    padded_lp = torch.tensor([-0.5, -1.0, 3.0])
+    for loss in _both(padded_lp, padded_adv, beta=1.0, mask=mask):
+        assert torch.isfinite(loss().loss)
+    assert torch.isfinite(symmetric_a2c_loss(torch.tensor([1e-6, -1.0]), torch.ones(2), beta=1.0).loss)
+
+
 @pytest.mark.parametrize("old_shape", [(5,), (5, 2)])
 def test_factorised_old_log_prob_shape_mismatch_raises_value_error(old_shape):
     """log_prob [N, D] with old_log_prob of another shape should be a ValueError (now AttributeError/RuntimeError)."""
@@ -530,7 +572,7 @@ def _extreme_log_probs(dtype, dims=17, seed=0):
     rows = torch.arange(64)[:, None] < 32
     old = torch.where(rows, -57.0 - 3.0 * torch.rand(64, dims, generator=g, dtype=torch.float64),
                       -10.0 * torch.rand(64, dims, generator=g, dtype=torch.float64))
-    new = old + 0.3 * torch.randn(64, dims, generator=g, dtype=torch.float64)
+    new = (old + 0.3 * torch.randn(64, dims, generator=g, dtype=torch.float64)).clamp(max=0.0)  # probabilities
     adv = torch.randn(64, generator=g, dtype=torch.float64)
     return new.to(dtype).requires_grad_(True), old.to(dtype), adv.to(dtype)
 

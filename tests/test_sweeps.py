@@ -291,6 +291,7 @@ def test_a_restarted_cell_keeps_its_labels(tmp_path):
     assert set(load_evaluations([tmp_path / "out"])["noise"]) == {"noisy 0.1"}
 
 
+@pytest.mark.slow  # Ray's start-up dominates; the default suite runs cells on Ray in the killed-worker test
 def test_ray_backend_runs_cells_as_ray_tasks(tmp_path):
     pytest.importorskip("ray")
     spec = _spec(tmp_path / "out", seeds=1)
