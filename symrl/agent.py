@@ -36,6 +36,9 @@ class Agent:
             file = path / runs.CHECKPOINT  # an unfinished run: act with its latest checkpoint
         if not file.exists():
             raise SymrlError(f"no saved model in {path} (looked for {runs.MODEL}); is this a finished symrl run?")
+        if not path.is_dir() and path.suffix != ".pt":
+            raise SymrlError(f"{path} is not a run directory or a symrl model file (.pt); pass the --out directory of a "
+                             "symrl run")
         state = runs.safe_torch_load(file)
         if isinstance(state, dict) and "config" not in state and "value_model" in state:
             raise SymrlError(f"{path} is a language-model (symrl rlhf) run; its evaluations are in {runs.EVAL} and "

@@ -503,3 +503,21 @@ def test_the_cli_puts_the_hosts_signal_handlers_back(capsys, tmp_path):
     code, _, err = run_cli(capsys, ["train", *CARTPOLE, "--steps", "128", "--out", tmp_path / "run", *QUIET, *TINY])
     assert code == 0, err
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_commands_pointed_at_the_wrong_kind_of_thing_say_so(run_copy, tmp_path, capsys):
+    """A device file as a sweep file, a text file as a model, a Gymnasium run resumed as a language-model run: one
+    line that names what the path is, never advice to delete it."""
+    from symrl import load
+    from symrl.errors import SymrlError
+
+    assert main(["sweep", "/dev/null"]) == 2
+    assert "is not a regular file" in capsys.readouterr().err
+    text = tmp_path / "notes.txt"
+    text.write_text("a user's file")
+    with pytest.raises(SymrlError, match="is not a run directory or a symrl model file") as exc:
+        load(text)
+    assert "delete" not in str(exc.value) and text.read_text() == "a user's file"
+    assert main(["rlhf", "--resume", "--out", str(run_copy)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a Gymnasium run" in err and f"symrl train --resume --out {run_copy}" in err

@@ -83,6 +83,8 @@ def load_sweep(path: str | Path) -> Sweep:
     path = Path(path)
     if path.is_dir():
         raise SymrlError(f"{path} is a folder; pass the path of a YAML sweep file (see studies/)")
+    if path.exists() and not path.is_file():
+        raise SymrlError(f"{path} is not a regular file; pass the path of a YAML sweep file (see studies/)")
     if not path.is_file():
         raise SymrlError(f"sweep file {path} does not exist; pass the path of a YAML sweep file (see studies/)")
     try:
