@@ -143,7 +143,16 @@ def whole_rows(path: Path) -> str:
 def truncate_csv(path: Path, columns: list[str], max_step: int, key: str = "step") -> None:
     """Drop rows whose ``key`` column is past ``max_step`` (written after the checkpoint a resume restarts
     from), and a torn last line left by a killed process (no trailing newline or missing fields)."""
-    rows = list(csv.DictReader(io.StringIO(whole_rows(path))))
+    try:
+        reader = csv.DictReader(io.StringIO(whole_rows(path)))
+        header = reader.fieldnames or []
+        rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise SymrlError(f"{path} is not a log symrl wrote ({exc.__class__.__name__}); move it out of the run folder "
+                         "to resume, or start the run again with --overwrite") from None
+    if header and (key not in header or not set(header) & (set(columns) - {key})):
+        raise SymrlError(f"{path} is not this run's log (its columns: {', '.join(header[:5])}...); move it out of the run "
+                         "folder to resume, or start the run again with --overwrite")
     keep = [row for row in rows if None not in row.values() and row.get(key) and int(float(row[key])) <= max_step]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")

@@ -139,6 +139,18 @@ def test_resume_after_a_torn_trailing_row(tmp_path, torn):
     assert_consistent_logs(out, 1024)
 
 
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00not text\n", b"foo,bar\n1,2\n"], ids=["not-utf8", "foreign-header"])
+def test_resume_refuses_a_log_it_did_not_write_and_keeps_it(tmp_path, content, capsys):
+    """A metrics.csv that is not text, or not this run's log, is refused with one line and left as it is (it used to
+    be a traceback, or silently replaced by an empty log)."""
+    out = tmp_path / "run"
+    train_cartpole(out, 512)
+    (out / runs.METRICS).write_bytes(content)
+    assert cli(["train", "--resume", "--out", out, "--steps", 1024, "--no-progress"]) == 2
+    assert "move it out of the run folder to resume" in capsys.readouterr().err
+    assert (out / runs.METRICS).read_bytes() == content
+
+
 def test_resume_after_sigkill(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "symrl.cli", "train", "--algo", "ppo", "--env", "CartPole-v1",
