@@ -353,3 +353,9 @@ def test_auxiliary_nll_on_reference_texts_lowers_their_loss():
     assert history[-1]["nll"] < history[0]["nll"]
     with pytest.raises(SymrlError, match="reference_texts"):
         RLHFTrainer(cfg, _model(), _tokenizer(), _good_fraction, PROMPTS)
+
+
+@pytest.mark.parametrize("key,value", [("max_new_tokens", 100_000_000), ("batch_size", 10**8), ("iterations", 10**9)])
+def test_sizes_above_the_limits_are_refused_before_any_model_loads(key, value):
+    with pytest.raises(SymrlError, match=f"{key} {value:,} is above symrl's limit"):
+        RLHFConfig(**{key: value, "minibatch_size": 1}).validate()

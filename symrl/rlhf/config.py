@@ -15,6 +15,12 @@ CRITIC_FREE = {"grpo": "grpo", "sgrpo": "grpo", "rloo": "rloo", "srloo": "rloo"}
 KL_MODES = ("reward", "loss")
 REWARD_SCALINGS = ("group", "batch", "none")  # grpo/rloo: divide by the group's std, the batch's, or not
 
+# upper bounds that catch a slip of the keyboard before any model loads (a context of 32k tokens is long for a run on
+# one machine)
+MAX_TOKENS = 32_768
+MAX_BATCH = 65_536
+MAX_ITERATIONS = 10_000_000
+
 
 @dataclass
 class RLHFConfig:
@@ -105,6 +111,11 @@ class RLHFConfig:
                      "eval_every", "eval_prompts", "checkpoint_every", "nll_batch_size"):
             if getattr(self, name) <= 0:
                 raise SymrlError(f"{name} must be positive, got {getattr(self, name)}")
+        for name, most in (("max_new_tokens", MAX_TOKENS), ("max_prompt_tokens", MAX_TOKENS), ("batch_size", MAX_BATCH),
+                           ("group_size", MAX_BATCH), ("iterations", MAX_ITERATIONS), ("eval_prompts", MAX_BATCH)):
+            if getattr(self, name) > most:
+                raise SymrlError(f"{name} {getattr(self, name):,} is above symrl's limit of {most:,}; a mistake? "
+                                 f"(set a smaller one with --set {name}=N)")
         parse_reward_noise(self.reward_noise)
         return self
 

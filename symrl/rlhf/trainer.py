@@ -252,6 +252,9 @@ class RLHFTrainer:
                 else:
                     advantages = normalize_advantages(mb.advantages, mask)
                     changed = sign_change_ratio(mb.advantages, advantages, mask)
+                if not self._finite_everywhere(torch.where(mask.bool(), advantages, 0.0).sum()):  # NaN values
+                    raise TrainingDiverged(f"non-finite loss at iteration {self.iteration} (the advantages became NaN or "
+                                           "inf); the last checkpoint is kept")
                 pg = symmetric_ppo_loss(logprobs, mb.old_logprobs, advantages, clip_range=cfg.clip_range,
                                         alpha=cfg.alpha, beta=cfg.beta, z=cfg.z, reverse_mask=cfg.reverse_mask, mask=mask)
                 policy_loss = aggregate_tokens(pg.per_sample, mask, cfg.loss_agg_mode, norm=cfg.max_new_tokens)
