@@ -31,7 +31,7 @@ from typing import Any, Iterator
 
 try:
     import fcntl
-except ImportError:  # pragma: no cover - Windows has no flock
+except ImportError:  # pragma: no cover - Windows has no fcntl
     fcntl = None
 import yaml
 
@@ -214,9 +214,10 @@ _HELD: dict[Path, list] = {}  # run directories whose lock this process holds ->
 
 class RunLock:
     """The exclusive lock of a run directory: one process trains (or restarts, or clears with ``--overwrite``) a
-    run at a time, whether a sweep's cell, ``symrl train`` or ``symrl rlhf``. A ``flock`` on ``.sweep.lock``, which
-    the operating system releases when its holder exits, killed or not. Re-entrant within a process (a sweep
-    worker holds its cell's lock while the trainer it calls takes it again); without ``flock`` (Windows) no
+    run at a time, whether a sweep's cell, ``symrl train`` or ``symrl rlhf``. A POSIX lock (``lockf``) on
+    ``.sweep.lock``, which the operating system releases when its holder exits, killed or not (and which processes it
+    forks do not inherit; closing any other handle of the file in the holding process would release it: none does). Re-entrant within a process (a sweep
+    worker holds its cell's lock while the trainer it calls takes it again); without ``fcntl`` (Windows) no
     protection. :meth:`acquire` makes the directory if needed; :meth:`release` removes it again if this lock
     made it and nothing but the lock file is in it (a run that failed its checks leaves no folder behind)."""
 
@@ -235,9 +236,10 @@ class RunLock:
             self.path.mkdir(parents=True, exist_ok=True)
             handle = open(self.path / LOCK, "a")  # noqa: SIM115 - held open while the run trains
             if fcntl is not None:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
+                try:  # a POSIX record lock, not flock: the environment workers a run forks do not inherit it, so
+                    # it dies with the process that took it even while its orphaned workers still wind down
+                    fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except (BlockingIOError, PermissionError):
                     handle.close()
                     if blocking_error:
                         raise SymrlError(f"another symrl process is training in {self.path} now (a sweep's cell or a "

@@ -495,3 +495,24 @@ def test_a_failed_resume_releases_the_run_lock(tmp_path):
     with pytest.raises(SymrlError):
         Trainer(resume_config(out), out=out, resume=True)
     assert out.absolute() not in runs._HELD
+
+
+def test_the_run_lock_dies_with_its_holder_not_with_the_workers_it_forked(tmp_path):
+    """A run forks environment workers; killed, it must not leave its folder locked while they wind down (a SIGKILLed
+    run's `--resume` was refused as 'another symrl process is training')."""
+    code = ("import os, sys, time\nfrom symrl import runs\n"
+            f"runs.RunLock({str(tmp_path)!r}).acquire()\n"
+            "if os.fork() == 0:\n    time.sleep(60)\n    os._exit(0)\n"
+            "print('ready', flush=True)\ntime.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        assert not runs.RunLock(tmp_path).acquire(blocking_error=False)  # held
+        holder.kill()
+        holder.wait(timeout=30)
+        lock = runs.RunLock(tmp_path)
+        assert lock.acquire(blocking_error=False)  # the forked child still runs, the lock is free
+        lock.release()
+    finally:
+        holder.kill()
+        subprocess.run(["pkill", "-f", "time.sleep\\(60\\)"], check=False)
