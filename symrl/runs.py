@@ -218,8 +218,9 @@ class RunLock:
     ``.sweep.lock``, which the operating system releases when its holder exits, killed or not (and which processes it
     forks do not inherit; closing any other handle of the file in the holding process would release it: none does).
     Re-entrant within a process (a sweep worker holds its cell's lock while the trainer it calls takes it again);
-    without ``fcntl`` (Windows) no protection. :meth:`acquire` makes the directory if needed; :meth:`release` removes it again if this lock
-    made it and nothing but the lock file is in it (a run that failed its checks leaves no folder behind)."""
+    without ``fcntl`` (Windows) no protection. :meth:`acquire` makes the directory if needed; :meth:`release`
+    removes it again if this lock made it and nothing but the lock file is in it (a run that failed its checks leaves
+    no folder behind)."""
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir).absolute()
