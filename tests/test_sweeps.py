@@ -165,7 +165,7 @@ def test_a_cell_another_sweep_is_running_is_left_alone(tmp_path):
     cell = tmp_path / "out/CartPole-v1/clean/PPO/seed0"
     cell.mkdir(parents=True)
     with open(cell / LOCK, "a") as held:
-        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as runs.RunLock takes it
         busy = run_sweep(parse_sweep(spec), workers=1, progress=False)
     assert busy.count("failed") == 1 and "another symrl process is running this cell" in next(iter(busy.errors.values()))
     assert not runs.holds_run(cell) and not (cell / runs.STATUS).exists()  # nothing written for it
