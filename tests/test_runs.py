@@ -502,7 +502,9 @@ def test_the_run_lock_dies_with_its_holder_not_with_the_workers_it_forked(tmp_pa
     run's `--resume` was refused as 'another symrl process is training')."""
     code = ("import os, sys, time\nfrom symrl import runs\n"
             f"runs.RunLock({str(tmp_path)!r}).acquire()\n"
-            "if os.fork() == 0:\n    time.sleep(60)\n    os._exit(0)\n"
+            "if os.fork() == 0:  # an env worker: outlives its parent for a few seconds\n"
+            "    parent = os.getppid()\n    while os.getppid() == parent:\n        time.sleep(0.05)\n"
+            "    time.sleep(5)\n    os._exit(0)\n"
             "print('ready', flush=True)\ntime.sleep(60)\n")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -515,4 +517,3 @@ def test_the_run_lock_dies_with_its_holder_not_with_the_workers_it_forked(tmp_pa
         lock.release()
     finally:
         holder.kill()
-        subprocess.run(["pkill", "-f", "time.sleep\\(60\\)"], check=False)
