@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ..advantages import normalize_advantages, sign_change_ratio
 from ..losses import symmetric_a2c_loss
 from ..policies import ActorCritic
-from .common import Batch, mean_action_prob, optimizer_step, value_loss
+from .common import Batch, mean_action_prob, optimizer_step, standardized, value_loss
 from .update import UpdateSettings
 
 
@@ -15,12 +14,7 @@ def a2c_update(policy: ActorCritic, optimizer: torch.optim.Optimizer, batch: Bat
     """One step on the whole rollout; ``settings`` may be the run's :class:`symrl.Config`."""
     s = UpdateSettings.of(settings)
     log_prob, entropy, values = policy.evaluate(batch.obs, batch.actions)
-    advantages = batch.advantages
-    sign_changed = float("nan")
-    if s.normalizes(len(batch), ppo=False):
-        normalized = normalize_advantages(advantages)
-        sign_changed = sign_change_ratio(advantages, normalized).item()
-        advantages = normalized
+    advantages, sign_changed = standardized(batch.advantages, s.normalizes(len(batch), ppo=False))
 
     pg = symmetric_a2c_loss(log_prob, advantages, **s.loss_kwargs())
     v_loss = value_loss(values, batch.old_values, batch.returns, None)

@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..advantages import normalize_advantages, sign_change_ratio
 from ..errors import TrainingDiverged
 
 
@@ -27,6 +28,14 @@ class Batch:
 
     def __getitem__(self, index: torch.Tensor) -> "Batch":
         return Batch(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+
+
+def standardized(advantages: torch.Tensor, normalize: bool) -> tuple[torch.Tensor, float]:
+    """The advantages a step uses and the share whose sign standardising changed (NaN when not standardised)."""
+    if not normalize:
+        return advantages, float("nan")
+    normalized = normalize_advantages(advantages)
+    return normalized, sign_change_ratio(advantages, normalized).item()
 
 
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip: Optional[float]) -> torch.Tensor:

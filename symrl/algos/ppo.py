@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ..advantages import normalize_advantages, sign_change_ratio
 from ..losses import symmetric_ppo_loss
 from ..policies import ActorCritic
-from .common import Batch, mean_action_prob, optimizer_step, value_loss
+from .common import Batch, mean_action_prob, optimizer_step, standardized, value_loss
 from .update import UpdateSettings, mean_logs, minibatches
 
 
@@ -20,12 +19,7 @@ def ppo_update(
     for index in minibatches(len(batch), s):
         mb = batch[index]
         log_prob, entropy, values = policy.evaluate(mb.obs, mb.actions)
-        advantages = mb.advantages
-        sign_changed = float("nan")
-        if s.normalizes(len(mb), ppo=True):
-            normalized = normalize_advantages(advantages)
-            sign_changed = sign_change_ratio(advantages, normalized).item()
-            advantages = normalized
+        advantages, sign_changed = standardized(mb.advantages, s.normalizes(len(mb), ppo=True))
 
         pg = symmetric_ppo_loss(log_prob, mb.old_log_prob, advantages, clip_range=clip_range,
                                 reverse_mask=s.reverse_mask, **s.loss_kwargs())
