@@ -44,7 +44,7 @@ class Agent:
             raise SymrlError(f"{path} is a language-model (symrl rlhf) run; its evaluations are in {runs.EVAL} and "
                              f"{runs.SAMPLES}/, and `symrl report` reads them")
         try:
-            config = Config(**state["config"]).validate()
+            config = Config(**state["config"])
             env = make_eval_env(config)
             policy = ActorCritic(env.observation_space, env.action_space, config)
             policy.load_state_dict(state["policy"])

@@ -16,11 +16,14 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import yaml
 
 from .errors import SymrlError
+
+if typing.TYPE_CHECKING:
+    from .noise import NoiseSpec
 
 ALGOS = ("a2c", "sa2c", "ppo", "sppo")
 FAMILIES = ("atari", "minatar", "mujoco", "box2d", "classic")
@@ -31,14 +34,19 @@ MAX_ENVS = 4096
 MAX_BINS = 256  # per action dimension; 11 in the paper (the policy head and checkpoints grow with it)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     """Every setting of a training run. See ``symrl train --help`` and the README.
 
     Build one with :func:`make_config` (the preset of the environment's family, then the algorithm's symmetric
     weights, then overrides): ``Config(algo="sppo")`` alone has the dataclass defaults, alpha 1 and beta 0,
-    i.e. plain PPO. Change settings with :meth:`replace`.
+    i.e. plain PPO. A config is checked when it is built (a value that cannot work raises :class:`SymrlError`)
+    and is immutable: change settings with :meth:`replace`, which returns a new one.
     """
+
+    KIND: ClassVar[str] = "gym"  # the run protocol of symrl.runs.RunConfig (not fields: config.yaml stays the same)
+    BUDGET: ClassVar[str] = "total_steps"
+    RESUMABLE: ClassVar[frozenset] = frozenset({"total_steps", "progress"})
 
     # what to train
     algo: str = "ppo"
@@ -123,6 +131,19 @@ class Config:
     tensorboard: bool = True
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def reward_noise_spec(self) -> Optional[NoiseSpec]:
+        """``reward_noise`` parsed: a :class:`~symrl.noise.NoiseSpec` (kind, value), or None when clean."""
+        return self._noise[0]
+
+    @property
+    def adv_noise_spec(self) -> Optional[NoiseSpec]:
+        """``adv_noise`` parsed: a :class:`~symrl.noise.NoiseSpec` (flip, p), or None."""
+        return self._noise[1]
+
     @property
     def family(self) -> str:
         """The algorithm family: 'a2c' (a2c, sa2c) or 'ppo' (ppo, sppo)."""
@@ -141,6 +162,11 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Config":
+        """Read a ``config.yaml`` written by a run back into a :class:`Config`."""
+        return config_from_file(path, cls)
+
     def replace(self, **overrides: Any) -> "Config":
         """A validated copy with ``overrides`` applied (converted like ``--set``). The algorithm, environment and
         preset choose the preset's settings, so they are not overrides: make a new config with make_config."""
@@ -150,10 +176,10 @@ class Config:
                              f"replaced; build a new config with symrl.make_config(algo, env, preset, ...)")
         data = self.to_dict()
         data.update(coerce_values(overrides))
-        return Config(**data).validate()
+        return Config(**data)
 
     def validate(self) -> "Config":
-        """Raise :class:`SymrlError` on any value that cannot work, naming the fix."""
+        """Raise :class:`SymrlError` on any value that cannot work, naming the fix (done when a config is built)."""
         check_types(self)
         _choice("algo", self.algo, ALGOS)
         _choice("vec_env", self.vec_env, ("sync", "async", "ale", "envpool"))
@@ -195,10 +221,10 @@ class Config:
             raise SymrlError(f"gae_lambda must lie in [0, 1], got {self.gae_lambda}")
         if not self.net_arch or not all(isinstance(h, int) and h > 0 for h in self.net_arch):
             raise SymrlError(f"net_arch must be a non-empty list of positive layer sizes, got {self.net_arch}")
-        from .noise import parse_adv_noise, parse_reward_noise  # noqa: PLC0415 (avoid a cycle)
+        from .noise import parse_adv_noise, parse_reward_noise  # noqa: PLC0415 (NumPy: not for --help)
 
-        parse_reward_noise(self.reward_noise)
-        parse_adv_noise(self.adv_noise)
+        # the noise specs parsed into typed values, once (the fields keep the strings that config.yaml stores)
+        object.__setattr__(self, "_noise", (parse_reward_noise(self.reward_noise), parse_adv_noise(self.adv_noise)))
         return self
 
 
@@ -334,19 +360,10 @@ def parse_set(items: list[str], schema: type = Config) -> dict:
 
 
 def detect_family(env_id: str) -> str:
-    """The preset family of a registered Gymnasium id, from its entry point."""
-    from .envs.registry import env_spec  # noqa: PLC0415
+    """The preset family of a registered Gymnasium id (:func:`symrl.envs.registry.env_family`)."""
+    from .envs.registry import env_family  # noqa: PLC0415
 
-    entry = str(env_spec(env_id).entry_point)
-    if entry.startswith("ale_py"):
-        return "atari"
-    if entry.startswith("minatar"):
-        return "minatar"
-    if "envs.mujoco" in entry:
-        return "mujoco"
-    if "envs.box2d" in entry:
-        return "box2d"
-    return "classic"
+    return env_family(env_id)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -467,6 +484,8 @@ def make_config(algo: str = "ppo", env: str = "CartPole-v1", preset: Optional[st
     _choice("algo", algo, ALGOS)
     if not isinstance(env, str) or not env:
         raise SymrlError(f"env must be a Gymnasium environment id such as 'CartPole-v1', got {env!r}")
+    from .envs.registry import has_box_actions  # noqa: PLC0415
+
     preset_name = preset or detect_family(env)
     data = load_preset(preset_name)
     family = "a2c" if algo in ("a2c", "sa2c") else "ppo"
@@ -481,23 +500,11 @@ def make_config(algo: str = "ppo", env: str = "CartPole-v1", preset: Optional[st
         if section:
             values.update(section)
     env_kwargs = overrides.get("env_kwargs", values.get("env_kwargs")) or {}
-    if values.get("bins") and "bins" not in overrides and not _has_box_actions(env, env_kwargs):
+    if values.get("bins") and "bins" not in overrides and not has_box_actions(env, env_kwargs):
         values["bins"] = 0  # a preset's discretisation applies to continuous action spaces only
     values.update(overrides)
     values.update(algo=algo, env=env, preset=preset_name)
-    return Config(**coerce_values(values)).validate()
-
-
-def _has_box_actions(env_id: str, env_kwargs: dict) -> bool:
-    import gymnasium as gym  # noqa: PLC0415
-
-    from .envs.registry import gym_make  # noqa: PLC0415
-
-    env = gym_make(env_id, **env_kwargs)
-    try:
-        return isinstance(env.action_space, gym.spaces.Box)
-    finally:
-        env.close()
+    return Config(**coerce_values(values))
 
 
 def read_config_mapping(path: str | Path) -> dict:
@@ -514,7 +521,7 @@ def read_config_mapping(path: str | Path) -> dict:
 
 def load_config_file(path: str | Path) -> Config:
     """Read a ``config.yaml`` written by a run back into a :class:`Config`."""
-    return config_from_file(path, Config)
+    return Config.from_file(path)
 
 
 def config_from_file(path: str | Path, schema: type, drop: tuple = ()) -> Any:
@@ -522,6 +529,6 @@ def config_from_file(path: str | Path, schema: type, drop: tuple = ()) -> Any:
     ``drop``; a key or value the schema refuses is an error that names the file."""
     mapping = {k: v for k, v in read_config_mapping(path).items() if k not in drop}
     try:
-        return schema(**coerce_values(mapping, schema)).validate()
+        return schema(**coerce_values(mapping, schema))  # checked as it is built
     except SymrlError as exc:
         raise SymrlError(f"{path}: {exc}") from None

@@ -12,12 +12,14 @@ and the Gaussian noise is added to the *normalised* reward, as in the authors' c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import torch
 
 from .errors import SymrlError
+
+if TYPE_CHECKING:
+    import torch
 
 REWARD_KINDS = ("gaussian", "uniform", "flip")
 
@@ -91,8 +93,10 @@ class AdvantageNoise:
         self.spec = spec
         self.rng = rng
 
-    def __call__(self, advantages: torch.Tensor) -> torch.Tensor:
+    def __call__(self, advantages: "torch.Tensor") -> "torch.Tensor":
         if self.spec is None:
             return advantages
+        import torch  # noqa: PLC0415 (the specs above are read without torch, by the config)
+
         flips = torch.from_numpy(self.rng.random(tuple(advantages.shape)) < self.spec.value)
         return torch.where(flips.to(advantages.device), -advantages, advantages)

@@ -27,7 +27,7 @@ import signal
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator, Mapping, Optional, Protocol
 
 try:
     import fcntl
@@ -312,6 +312,61 @@ def is_stop(exc: BaseException) -> bool:
     return isinstance(exc, (KeyboardInterrupt, SystemExit))
 
 
+# -- the two kinds of run ------------------------------------------------------------------------------------
+
+
+class RunConfig(Protocol):
+    """What sweeps, results and the CLI need of a run's config, Gymnasium (:class:`symrl.Config`) or language
+    model (:class:`symrl.rlhf.RLHFConfig`), so that nothing tells them apart by the fields they happen to have."""
+
+    KIND: ClassVar[str]  # "gym" or "rlhf" (RUN_KINDS)
+    BUDGET: ClassVar[str]  # the field that says how long the run trains: total_steps or iterations
+    RESUMABLE: ClassVar[frozenset]  # the fields a resume may change (the checkpoint fixes every other)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "RunConfig": ...
+
+    def to_dict(self) -> dict: ...
+
+    def replace(self, **overrides: Any) -> "RunConfig": ...
+
+
+RUN_KINDS = {"env": "gym", "task": "rlhf"}  # the key a saved config names its environment or task by -> the kind
+RESUME_COMMAND = {"gym": "symrl train --resume --out {}", "rlhf": "symrl rlhf --resume --out {}"}
+
+
+def run_kind(config: Any) -> Optional[str]:
+    """The kind of run a config describes: "gym" or "rlhf"; a config object says so (``KIND``), a saved mapping by
+    the key that names its environment or task. None for neither (not a symrl run's config)."""
+    if not isinstance(config, Mapping):
+        return getattr(config, "KIND", None)
+    if "algo" not in config:
+        return None
+    return next((kind for key, kind in RUN_KINDS.items() if key in config), None)
+
+
+def resume_config(run_dir: Path, schema: type, overrides: dict) -> Any:
+    """The saved config of the run in ``run_dir`` as a ``schema`` (a :class:`RunConfig` class), with ``overrides``:
+    those the run already has are accepted, a change is refused unless ``schema.RESUMABLE`` allows it; a run of the
+    other kind is refused with the command that continues it. The one resume path of every kind of run."""
+    run_dir = Path(run_dir)
+    check_resume(run_dir)
+    kind = _saved_kind(run_dir / CONFIG)
+    if kind not in (None, schema.KIND):
+        what = "a Gymnasium" if kind == "gym" else "a language-model"
+        raise SymrlError(f"{run_dir} holds {what} run; continue it with {RESUME_COMMAND[kind].format(run_dir)}")
+    saved = schema.from_file(run_dir / CONFIG)
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return saved.replace(**resume_overrides(saved.to_dict(), given, may_change=set(schema.RESUMABLE)))
+
+
+def _saved_kind(path: Path) -> Optional[str]:
+    try:
+        return run_kind(yaml.safe_load(path.read_text()))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None  # the schema's reading says what is wrong with it
+
+
 def check_out(run_dir: Path, resume: bool = False, overwrite: bool = False) -> None:
     """Refuse, before any work starts, an ``--out`` that is a file, that already holds a run (without ``resume``
     or ``overwrite``) or that cannot be created."""
@@ -327,11 +382,7 @@ def check_out(run_dir: Path, resume: bool = False, overwrite: bool = False) -> N
 
 def _is_run_config(path: Path) -> bool:
     """Whether ``path`` is a config.yaml that symrl wrote (a mapping naming an algorithm and an env or a task)."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return False
-    return isinstance(data, dict) and "algo" in data and ("env" in data or "task" in data)
+    return _saved_kind(path) is not None
 
 
 def check_folder(folder: Path, what: str, flag: str) -> None:

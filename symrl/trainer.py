@@ -22,7 +22,7 @@ from .agent import Agent
 from .algos import a2c_update, ppo_update
 from .algos.common import Batch, explained_variance
 from .algos.update import UpdateSettings
-from .config import Config, load_config_file
+from .config import Config
 from .device import resolve_device
 from .envs import make_train_envs
 from .envs.make import make_eval_env
@@ -30,7 +30,7 @@ from .envs.normalize import ObsNormalizer, RewardScaler
 from .errors import SymrlError, TrainingDiverged
 from .evaluation import default_deterministic, evaluate, make_eval_envs
 from .fast import make_engine
-from .noise import AdvantageNoise, RewardNoise, parse_adv_noise, parse_reward_noise
+from .noise import AdvantageNoise, RewardNoise
 from .optimizers import RMSpropTFLike
 from .policies import ActorCritic, uses_cnn
 from .rollout import Collector, RolloutBuffer
@@ -100,8 +100,7 @@ class Trainer:
         self.run_dir = Path(out) if out is not None else None
         if resume and self.run_dir is None:
             raise SymrlError("--resume needs --out DIR of the run to continue")
-        cfg.validate()
-        self.cfg = cfg
+        self.cfg = cfg  # checked when it was built
         if self.run_dir is not None:
             runs.check_out(self.run_dir, resume, overwrite)
 
@@ -117,8 +116,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         reward_seq, adv_seq, policy_seq = np.random.SeedSequence(cfg.seed).spawn(3)
         self.policy_rng = np.random.default_rng(policy_seq)  # action sampling of the NumPy engine
-        self.reward_noise = RewardNoise(parse_reward_noise(cfg.reward_noise), np.random.default_rng(reward_seq))
-        self.adv_noise = AdvantageNoise(parse_adv_noise(cfg.adv_noise), np.random.default_rng(adv_seq))
+        self.reward_noise = RewardNoise(cfg.reward_noise_spec, np.random.default_rng(reward_seq))
+        self.adv_noise = AdvantageNoise(cfg.adv_noise_spec, np.random.default_rng(adv_seq))
 
         self.envs = make_train_envs(cfg)
         obs_space, action_space = self.envs.single_observation_space, self.envs.single_action_space
@@ -413,12 +412,7 @@ def check_fits(cfg: Config) -> None:
 def resume_config(run_dir: str | Path, **overrides) -> Config:
     """The saved config of ``run_dir``; on resume only ``total_steps`` and ``progress`` may change (any other setting
     may be given again with the run's own value, ``algo``, ``env`` and ``preset`` included)."""
-    run_dir = Path(run_dir)
-    runs.check_resume(run_dir)
-    saved = load_config_file(run_dir / runs.CONFIG)
-    overrides = runs.resume_overrides(saved.to_dict(), {k: v for k, v in overrides.items() if v is not None},
-                                      may_change={"total_steps", "progress"})
-    return saved.replace(**overrides)
+    return runs.resume_config(Path(run_dir), Config, overrides)
 
 
 def _mean(values: list) -> float:

@@ -41,7 +41,8 @@ NEVER = {part: parts | {"Face"} for part, parts in NEVER.items()}
 # list shrinks) or a new one appears.
 KNOWN = {
     ("config.py", "envs.registry"): "the preset family and whether a preset's bins apply are read from the env "
-                                    "registry (issue 24, item 1: decided once, by a function the config receives)",
+                                    "registry's env_family and has_box_actions (the one place each is decided); "
+                                    "the bins check builds the env once",
 }
 
 

@@ -521,3 +521,15 @@ def test_commands_pointed_at_the_wrong_kind_of_thing_say_so(run_copy, tmp_path, 
     assert main(["rlhf", "--resume", "--out", str(run_copy)]) == 2
     err = capsys.readouterr().err
     assert "holds a Gymnasium run" in err and f"symrl train --resume --out {run_copy}" in err
+    # and the other way round: one resume path (symrl.runs.resume_config) for both kinds of run
+    from symrl import runs
+    from symrl.rlhf.config import RLHFConfig
+
+    lm_run = tmp_path / "lm"
+    lm_run.mkdir()
+    runs.write_config(lm_run, RLHFConfig(task="arithmetic").to_dict())
+    (lm_run / runs.CHECKPOINT).parent.mkdir(parents=True, exist_ok=True)
+    (lm_run / runs.CHECKPOINT).write_bytes(b"")
+    assert main(["train", "--resume", "--out", str(lm_run)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a language-model run" in err and f"symrl rlhf --resume --out {lm_run}" in err

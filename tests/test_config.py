@@ -386,9 +386,8 @@ def test_parse_set_wrong_type(item):
 )
 def test_validate_rejects(overrides):
     """validate() raises SymrlError on values that cannot work."""
-    cfg = dataclasses.replace(Config(), **overrides)
-    with pytest.raises(SymrlError):
-        cfg.validate()
+    with pytest.raises(SymrlError):  # a config is checked when it is built
+        dataclasses.replace(Config(), **overrides).validate()
 
 
 @pytest.mark.parametrize(
@@ -519,3 +518,30 @@ def test_ortho_init_switches_every_layer(ortho):
 def test_humanoid_ppo_preset_has_no_orthogonal_init():
     assert make_config("ppo", "Humanoid-v4").ortho_init is False
     assert make_config("ppo", "HalfCheetah-v4").ortho_init is True
+
+
+def test_a_config_is_checked_when_built_and_immutable():
+    """One resolution: building a Config checks it (no later validate() needed) and nothing can change it
+    afterwards; replace() returns a new, checked one; the noise specs are parsed once into typed values."""
+    with pytest.raises(SymrlError, match="gamma"):
+        Config(gamma=1.5)
+    cfg = make_config("ppo", "CartPole-v1", reward_noise="gaussian:0.2", adv_noise="flip:0.1")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed = 3
+    assert (cfg.reward_noise_spec.kind, cfg.reward_noise_spec.value) == ("gaussian", 0.2)
+    assert (cfg.adv_noise_spec.kind, cfg.adv_noise_spec.value) == ("flip", 0.1)
+    assert cfg.reward_noise == "gaussian:0.2" and cfg.to_dict()["reward_noise"] == "gaussian:0.2"  # what config.yaml stores
+    clean = cfg.replace(reward_noise=None, seed=3)
+    assert clean.reward_noise_spec is None and clean.seed == 3 and cfg.seed == 0
+    with pytest.raises(SymrlError, match="reward-noise"):
+        cfg.replace(reward_noise="flip:2")
+
+
+def test_the_env_family_is_decided_in_one_place():
+    """The preset family and Atari's wrappers follow from one function of the env registry."""
+    from symrl.envs.registry import env_family, is_atari
+
+    assert env_family("CartPole-v1") == detect_family("CartPole-v1") == "classic"
+    assert env_family("HalfCheetah-v4") == "mujoco" and env_family("LunarLander-v3") == "box2d"
+    assert not is_atari(make_config("ppo", "CartPole-v1"))
+    assert is_atari(make_config("ppo", "CartPole-v1", preset="atari"))  # the preset's protocol applies

@@ -517,3 +517,21 @@ def test_the_run_lock_dies_with_its_holder_not_with_the_workers_it_forked(tmp_pa
         lock.release()
     finally:
         holder.kill()
+
+
+def test_both_kinds_of_run_share_one_protocol(tmp_path):
+    """Sweeps, results and the CLI read a run through symrl.runs.RunConfig: its kind, the field that is its budget,
+    the fields a resume may change, and its file round trip; a saved mapping says its kind by env or task."""
+    import dataclasses
+
+    from symrl.config import Config, make_config
+    from symrl.rlhf.config import RLHFConfig
+
+    for config in (make_config("ppo", "CartPole-v1", total_steps=2048), RLHFConfig(task="arithmetic", iterations=3)):
+        fields = {f.name for f in dataclasses.fields(config)}
+        assert config.BUDGET in fields and set(config.RESUMABLE) <= fields
+        assert runs.run_kind(config) == runs.run_kind(config.to_dict()) == config.KIND
+        runs.write_config(tmp_path, config.to_dict())
+        assert type(config).from_file(tmp_path / runs.CONFIG) == config
+    assert (Config.KIND, RLHFConfig.KIND) == ("gym", "rlhf")
+    assert runs.run_kind({"env": "CartPole-v1"}) is None and runs.run_kind({"name": "mine"}) is None

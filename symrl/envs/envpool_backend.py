@@ -23,6 +23,7 @@ import numpy as np
 from gymnasium.vector.utils import batch_space
 
 from ..errors import SymrlError
+from .registry import is_atari
 from .settings import EnvSettings
 from .vector import GameEpisodes
 from .wrappers import discretization_grid, grid_actions
@@ -36,8 +37,7 @@ def envpool_task(cfg: EnvSettings) -> tuple[str, dict]:
         raise SymrlError("--vec-backend envpool needs EnvPool; pip install envpool (or use --vec-backend sync)") from None
 
     name, kwargs = cfg.env, {}
-    atari = name.endswith("NoFrameskip-v4") or name.startswith("ALE/")
-    if atari:
+    if is_atari(cfg):
         game = name.removeprefix("ALE/").removesuffix("NoFrameskip-v4").removesuffix("-v5")
         name = f"{game}-v5"
         kwargs = dict(episodic_life=cfg.episodic_life, reward_clip=False, noop_max=cfg.noop_max,

@@ -17,21 +17,11 @@ import gymnasium as gym
 from ..errors import SymrlError
 from ..threads import available_threads
 from .atari_game import AtariGamesVectorEnv, fused_games_apply
-from .registry import gym_make
+from .registry import env_family, gym_make, is_atari
 from .settings import EnvSettings
 from .split import EnvStackShare, SplitVectorEnv
 from .vector import SerialVectorEnv
 from .wrappers import DiscretizeAction, EpisodicLife, FireReset, MinAtarFrames
-
-
-def is_atari(cfg: EnvSettings) -> bool:
-    return cfg.preset == "atari" or _entry_point(cfg.env).startswith("ale_py")
-
-
-def _entry_point(env_id: str) -> str:
-    from .registry import env_spec  # noqa: PLC0415
-
-    return str(env_spec(env_id).entry_point)
 
 
 def build_env(cfg: EnvSettings, train: bool, render_mode: str | None = None) -> gym.Env:
@@ -54,7 +44,7 @@ def build_env(cfg: EnvSettings, train: bool, render_mode: str | None = None) -> 
         env = gym.wrappers.FrameStackObservation(env, cfg.frame_stack)
     else:
         env = gym.wrappers.RecordEpisodeStatistics(gym_make(cfg.env, **kwargs))
-        if render_mode == "rgb_array" and _entry_point(cfg.env).startswith("minatar"):
+        if render_mode == "rgb_array" and env_family(cfg.env) == "minatar":
             env = MinAtarFrames(env)  # videos (symrl eval --video)
     if cfg.bins:
         env = DiscretizeAction(env, cfg.bins)

@@ -10,6 +10,7 @@ import importlib
 import gymnasium as gym
 
 from ..errors import SymrlError, first_line
+from .settings import EnvSettings
 
 
 @functools.lru_cache(maxsize=None)
@@ -72,3 +73,32 @@ def gym_make(env_id: str, **kwargs) -> gym.Env:
     except TypeError as exc:
         raise SymrlError(f"{env_id} rejected env_kwargs {kwargs} ({exc}); they come from the preset and --set "
                          "env_kwargs=...: choose the preset of this environment's family or fix env_kwargs") from None
+
+
+def env_family(env_id: str) -> str:
+    """The family of a registered id, from its entry point: atari, minatar, mujoco, box2d or classic (anything
+    else). The one place symrl decides it: the config's preset and the Atari wrappers follow from it."""
+    entry = str(env_spec(env_id).entry_point)
+    if entry.startswith("ale_py"):
+        return "atari"
+    if entry.startswith("minatar"):
+        return "minatar"
+    if "envs.mujoco" in entry:
+        return "mujoco"
+    if "envs.box2d" in entry:
+        return "box2d"
+    return "classic"
+
+
+def is_atari(settings: EnvSettings) -> bool:
+    """An ale-py game, or any environment run with the atari preset (its wrappers and evaluation protocol)."""
+    return settings.preset == "atari" or env_family(settings.env) == "atari"
+
+
+def has_box_actions(env_id: str, env_kwargs: dict) -> bool:
+    """Whether the environment's actions are continuous (a ``Box``); it builds the environment once to see."""
+    env = gym_make(env_id, **env_kwargs)
+    try:
+        return isinstance(env.action_space, gym.spaces.Box)
+    finally:
+        env.close()

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, ClassVar, Optional
 
-from ..config import check_ranges, check_types, coerce_values
+from ..config import check_ranges, check_types, coerce_values, config_from_file
 from ..errors import SymrlError
 
 ALGOS = ("ppo", "sppo", "grpo", "sgrpo", "rloo", "srloo")
@@ -22,9 +23,14 @@ MAX_BATCH = 65_536
 MAX_ITERATIONS = 10_000_000
 
 
-@dataclass
+@dataclass(frozen=True)
 class RLHFConfig:
-    """Settings of a token-level (symmetric) PPO run; defaults follow SPEC 5's IMDB setup."""
+    """Settings of a token-level (symmetric) PPO run; defaults follow SPEC 5's IMDB setup. Checked when built and
+    immutable, as :class:`symrl.Config`: change settings with :meth:`replace`."""
+
+    KIND: ClassVar[str] = "rlhf"  # the run protocol of symrl.runs.RunConfig
+    BUDGET: ClassVar[str] = "iterations"
+    RESUMABLE: ClassVar[frozenset] = frozenset({"iterations"})  # the checkpoint fixes the rest
 
     task: str = "custom"  # the run's name for reports (the env column of symrl.results)
     algo: str = "ppo"  # ppo, grpo, rloo, or their symmetric forms sppo, sgrpo, srloo (the task's alpha/beta)
@@ -77,7 +83,11 @@ class RLHFConfig:
     share_body: bool = False  # the critic shares the policy's transformer body instead of a copy
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> "RLHFConfig":
+        """Raise :class:`SymrlError` on any value that cannot work, naming the fix (done when a config is built)."""
         from ..losses import LOSS_AGG_MODES  # noqa: PLC0415 (torch: loaded when a run starts, not for --help)
         from .rewards import parse_reward_noise  # noqa: PLC0415
 
@@ -116,8 +126,14 @@ class RLHFConfig:
             if getattr(self, name) > most:
                 raise SymrlError(f"{name} {getattr(self, name):,} is above symrl's limit of {most:,}; a mistake? "
                                  f"(set a smaller one with --set {name}=N)")
-        parse_reward_noise(self.reward_noise)
+        object.__setattr__(self, "_noise", parse_reward_noise(self.reward_noise))  # typed, parsed once
         return self
+
+    @property
+    def reward_noise_spec(self):
+        """``reward_noise`` parsed: a :class:`symrl.noise.NoiseSpec` (flip, gaussian), a
+        :class:`~symrl.rlhf.rewards.VerifierNoiseSpec`, or None when clean."""
+        return self._noise
 
     @property
     def critic_free(self) -> bool:
@@ -131,6 +147,11 @@ class RLHFConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "RLHFConfig":
+        """Read a run's ``config.yaml`` back (without ``info``, which describes the loaded task)."""
+        return config_from_file(path, cls, drop=("info",))
 
     def replace(self, **overrides: Any) -> "RLHFConfig":
         """A copy with ``overrides`` applied (checked and converted like ``--set``), as ``Config.replace``."""

@@ -137,10 +137,10 @@ class NoisyReward:
         self.rng = np.random.default_rng(seed)
 
     @classmethod
-    def from_spec(cls, reward_fn: RewardFn, spec: Optional[str], seed: int = 0) -> Optional["NoisyReward"]:
-        """The noise of a ``flip:P`` / ``gaussian:SIGMA`` / ``verifier:P`` / ``verifier:FP/FN`` string, or None for
-        no noise."""
-        parsed = parse_reward_noise(spec)
+    def from_spec(cls, reward_fn: RewardFn, spec, seed: int = 0) -> Optional["NoisyReward"]:
+        """The noise of a ``flip:P`` / ``gaussian:SIGMA`` / ``verifier:P`` / ``verifier:FP/FN`` string or of its
+        parsed spec (``RLHFConfig.reward_noise_spec``), or None for no noise."""
+        parsed = parse_reward_noise(spec) if spec is None or isinstance(spec, str) else spec
         if parsed is None:
             return None
         if parsed.kind == "verifier":

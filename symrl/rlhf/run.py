@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .. import runs
-from ..config import config_from_file, read_config_mapping
 from ..errors import SymrlError
 from .config import RLHFConfig
 from .tasks import describe, load_task, make_rlhf_config
@@ -31,13 +30,7 @@ def default_out(cfg: RLHFConfig) -> Path:
 
 def resume_config(out: Path, **overrides: Any) -> RLHFConfig:
     """The saved config of the run in ``out`` (its ``info`` left out), with ``overrides`` (e.g. more iterations)."""
-    runs.check_resume(out)
-    if "env" in read_config_mapping(out / runs.CONFIG):
-        raise SymrlError(f"{out} holds a Gymnasium run, not a language-model one; continue it with "
-                         f"symrl train --resume --out {out}")
-    saved = config_from_file(out / runs.CONFIG, RLHFConfig, drop=("info",))
-    overrides = runs.resume_overrides(saved.to_dict(), overrides, may_change={"iterations"})  # the checkpoint: the rest
-    return saved.replace(**overrides).validate()
+    return runs.resume_config(Path(out), RLHFConfig, overrides)
 
 
 def train_rlhf(cfg: Optional[RLHFConfig] = None, out: Optional[str | Path] = None, resume: bool = False,
@@ -52,7 +45,7 @@ def train_rlhf(cfg: Optional[RLHFConfig] = None, out: Optional[str | Path] = Non
     elif cfg is None:
         cfg = make_rlhf_config(**overrides)
     elif overrides:
-        cfg = cfg.replace(**overrides).validate()
+        cfg = cfg.replace(**overrides)
     out = Path(out) if out is not None else default_out(cfg)
     runs.check_out(out, resume, overwrite)  # before minutes of loading
     accelerator = _accelerator()

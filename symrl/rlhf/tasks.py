@@ -108,7 +108,7 @@ def make_rlhf_config(task: str = "sentiment", algo: str = "ppo", **overrides: An
     values = {**DEFAULT_MODELS.get(task, {}), **preset["common"], **critic_free,
               **(preset["sppo"] if algo in SYMMETRIC else {}), **coerce_values(overrides, RLHFConfig),
               "task": task, "algo": algo}
-    return RLHFConfig(**values).validate()
+    return RLHFConfig(**values)
 
 
 def load_task(cfg: RLHFConfig, log: Callable[[str], None] = print) -> TaskSetup:

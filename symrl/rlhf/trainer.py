@@ -85,7 +85,10 @@ class RLHFTrainer:
                  reference_texts: Sequence[str] = (), out: Optional[str | Path] = None, resume: bool = False,
                  eval_prompts: Sequence[str] = (), eval_references: Sequence[str] = (), info: Optional[dict] = None,
                  overwrite: bool = False, accelerator=None):
-        self.cfg = cfg.validate()
+        if not isinstance(cfg, RLHFConfig):
+            raise SymrlError(f"cfg must be an RLHFConfig (symrl.rlhf.RLHFConfig(...) or "
+                             f"symrl.rlhf.tasks.make_rlhf_config(...)), got {type(cfg).__name__}")
+        self.cfg = cfg  # checked when it was built
         self.accelerator = accelerator
         self.rank = accelerator.process_index if accelerator is not None else 0
         self.is_main = accelerator is None or accelerator.is_main_process
@@ -145,7 +148,7 @@ class RLHFTrainer:
         seed = cfg.seed + PROCESS_SEED_STRIDE * self.rank  # each process samples its own prompts and tokens
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.rng = np.random.default_rng(seed)
-        self.noise = NoisyReward.from_spec(reward_fn, cfg.reward_noise, seed=seed + 1)
+        self.noise = NoisyReward.from_spec(reward_fn, cfg.reward_noise_spec, seed=seed + 1)
         self._reference_scores: Optional[np.ndarray] = None
         self.kl = kl_controller(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
         self.iteration = 0

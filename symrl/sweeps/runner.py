@@ -33,7 +33,6 @@ from typing import Callable, Optional
 from tqdm import tqdm
 
 from .. import runs
-from ..config import config_from_file, load_config_file
 from ..errors import SymrlError, first_line
 from .spec import Cell, Sweep, budget, is_rlhf
 
@@ -68,11 +67,7 @@ class SweepSummary:
 
 def _saved_config(run_dir: Path, cell: Cell) -> dict:
     """The config a run directory holds, as a dict, validated and with the defaults of fields it predates."""
-    if is_rlhf(cell.config):
-        from ..rlhf.config import RLHFConfig  # noqa: PLC0415
-
-        return config_from_file(run_dir / runs.CONFIG, RLHFConfig, drop=("info",)).to_dict()
-    return load_config_file(run_dir / runs.CONFIG).to_dict()
+    return type(cell.config).from_file(run_dir / runs.CONFIG).to_dict()
 
 
 def plan(run_dir: Path, cell: Cell) -> str:
@@ -83,7 +78,7 @@ def plan(run_dir: Path, cell: Cell) -> str:
     checkpoint = (run_dir / runs.CHECKPOINT).is_file()
     if state == "finished" and (run_dir / runs.CONFIG).is_file():
         saved = _saved_config(run_dir, cell)
-        if saved.get("iterations" if is_rlhf(cell.config) else "total_steps", 0) >= budget(cell.config):
+        if saved.get(cell.config.BUDGET, 0) >= budget(cell.config):
             return "skip"
         return "resume" if checkpoint else "restart"
     if state != "failed" and checkpoint:

@@ -41,6 +41,7 @@ from typing import Any
 
 import yaml
 
+from .. import runs
 from ..config import ALGOS, load_yaml_file, make_config, yaml_error_line
 from ..errors import SymrlError
 from ..rlhf.config import ALGOS as RLHF_ALGOS
@@ -108,12 +109,12 @@ def _mapping(value: Any, source: str, field: str) -> dict:
 
 def budget(config: Any) -> int:
     """What a run trains for: environment steps (``total_steps``) or language-model ``iterations``."""
-    return config.iterations if is_rlhf(config) else config.total_steps
+    return getattr(config, config.BUDGET)
 
 
 def is_rlhf(config: Any) -> bool:
-    """A language-model run's config (an RLHFConfig or its dict: only those have a task)."""
-    return "task" in config if isinstance(config, dict) else hasattr(config, "task")
+    """A language-model run's config (an RLHFConfig, or its saved mapping)."""
+    return runs.run_kind(config) == "rlhf"
 
 
 def _unique(values: list, source: str, field: str) -> list:
