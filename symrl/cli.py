@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import math
 import os
 import sys
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--deterministic", dest="deterministic", action="store_true", default=None, help="act with the mode of the policy")
     mode.add_argument("--stochastic", dest="deterministic", action="store_false", help="sample actions (default for Atari)")
     e.add_argument("--video", action="store_true", help="record the episodes as MP4 under RUN_DIR/videos (Gymnasium's RecordVideo)")
+    e.add_argument("--video-dir", type=Path, metavar="DIR", help="record the videos here instead (e.g. for a run on a read-only disk)")
 
     s = sub.add_parser("sweep", help="run a grid of runs from a YAML sweep file",
                        description="Run every cell of a sweep file (algorithms x envs x noise x seeds) as its own run "
@@ -374,7 +376,8 @@ def _eval(args: argparse.Namespace) -> int:
     if args.video:
         from .evaluation import record_videos  # noqa: PLC0415
 
-        folder = args.run_dir / runs.VIDEOS
+        folder = args.video_dir or args.run_dir / runs.VIDEOS
+        runs.check_folder(folder, "a folder for the videos", "--video-dir")
         returns = record_videos(agent, folder, args.episodes, seed=args.seed, deterministic=args.deterministic)
         print(f"videos written to {folder}")
     else:
@@ -382,6 +385,20 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"{agent.config.algo} on {agent.config.env}: mean return {returns.mean():.2f} +- {returns.std():.2f} "
           f"over {len(returns)} episodes")
     return 0
+
+
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _disk_error(exc: OSError, args: Optional[argparse.Namespace]) -> str:
+    """One line for a write that the disk refused (full, over quota, read-only, no permission), with the fix."""
+    where = f" writing {exc.filename}" if exc.filename else ""
+    command = getattr(args, "command", None)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        again = (f"continue with `symrl {command} --resume --out {args.out}` (from its last checkpoint)"
+                 if command in ("train", "rlhf") and getattr(args, "out", None) else "run the command again")
+        return f"the disk is full ({exc.strerror}){where}; free some space, then {again}"
+    return f"cannot write ({exc.strerror}){where}; choose a writable folder (--out, --video-dir)"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -404,6 +421,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:  # e.g. `symrl sweep FILE --dry-run | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        print(f"error: {_disk_error(exc, args)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -301,8 +301,9 @@ def signals_stop_runs() -> Iterator[None]:
 def record_stop(run_dir: Path, exc: BaseException, step: int) -> None:
     """The status of a run that an exception ended: "interrupted" (Ctrl-C, SIGTERM, a Ray teardown: it resumes)
     or "failed", with the exception's class and first line (the same words in every kind of run)."""
-    write_status(run_dir, "interrupted" if is_stop(exc) else "failed", step=step,
-                 error=f"{exc.__class__.__name__}: {first_line(exc)}")
+    with contextlib.suppress(OSError):  # a full or read-only disk: the exception that ended the run goes on
+        write_status(run_dir, "interrupted" if is_stop(exc) else "failed", step=step,
+                     error=f"{exc.__class__.__name__}: {first_line(exc)}")
 
 
 def is_stop(exc: BaseException) -> bool:
@@ -377,7 +378,9 @@ def check_out(run_dir: Path, resume: bool = False, overwrite: bool = False) -> N
     if not resume and holds_run(run_dir) and not overwrite:
         raise SymrlError(f"{run_dir} already holds a run; pass --resume (resume=True) to continue it, --overwrite "
                          "(overwrite=True) to replace it, or choose another --out")
-    check_folder(run_dir, "the run's directory", "--out")
+    check_folder(run_dir, "the run's directory", "--out",
+                 fix="a resume writes into the run's folder: copy it somewhere writable and resume the copy" if resume
+                 and holds_run(run_dir) else "")
 
 
 def _is_run_config(path: Path) -> bool:
@@ -385,15 +388,20 @@ def _is_run_config(path: Path) -> bool:
     return _saved_kind(path) is not None
 
 
-def check_folder(folder: Path, what: str, flag: str) -> None:
-    """Refuse a folder that is a file or cannot be created (a file or an unwritable folder on its path)."""
+def check_folder(folder: Path, what: str, flag: str, fix: str = "") -> None:
+    """Refuse a folder that is a file, cannot be created or cannot be written in (a file or an unwritable folder on
+    its path, a read-only file system); ``fix`` replaces the advice to choose another ``flag``."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise SymrlError(f"{folder} is a file; {flag} takes {what}")
+    fix = fix or f"choose another {flag}"
     existing = next(path for path in (folder, *folder.absolute().parents) if path.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        problem = "is a file" if not existing.is_dir() else "is not writable"
-        raise SymrlError(f"cannot create {folder} ({existing} {problem}); choose another {flag}")
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return
+    if existing == folder:
+        raise SymrlError(f"cannot write in {folder} (not writable: a read-only file system or no permission); {fix}")
+    problem = "is a file" if not existing.is_dir() else "is not writable"
+    raise SymrlError(f"cannot create {folder} ({existing} {problem}); {fix}")
 
 
 def check_resume(run_dir: Path) -> None:

@@ -533,3 +533,33 @@ def test_commands_pointed_at_the_wrong_kind_of_thing_say_so(run_copy, tmp_path, 
     assert main(["train", "--resume", "--out", str(lm_run)]) == 2
     err = capsys.readouterr().err
     assert "holds a language-model run" in err and f"symrl rlhf --resume --out {lm_run}" in err
+
+
+def test_a_full_or_read_only_disk_is_one_line_with_the_fix(run_copy, tmp_path, capsys, monkeypatch):
+    """A disk that refuses a write (full: ENOSPC, injected into the metrics log; read-only: os.access says so, as
+    on a read-only mount) gives one error line that names the cause and the fix, never a traceback; the videos of
+    a run on a read-only disk go to --video-dir."""
+    import errno
+
+    from symrl import runs
+
+    def full(self, row):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs.CsvLog, "write", full)
+        code = main(["train", "--algo", "ppo", "--env", "CartPole-v1", "--steps", "512", "--out", str(tmp_path / "r"),
+                     *QUIET, *TINY])
+    out, err = capsys.readouterr()
+    assert_one_error(code, err.strip().splitlines(), r"the disk is full .* free some space, then continue with "
+                     r"`symrl train --resume --out .*r`", exit_code=1)
+
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != run_copy and writable(path, mode))
+    code = main(["train", "--resume", "--out", str(run_copy), "--steps", "1024"])
+    assert_one_error(code, capsys.readouterr().err.strip().splitlines(),
+                     r"cannot write in .*existing \(not writable.*copy it somewhere writable and resume the copy")
+    code = main(["eval", str(run_copy), "--video", "--episodes", "1"])
+    assert_one_error(code, capsys.readouterr().err.strip().splitlines(),
+                     r"cannot create .*existing/videos .*not writable.*choose another --video-dir")
+    assert not (run_copy / runs.VIDEOS).exists()
