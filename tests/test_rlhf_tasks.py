@@ -196,6 +196,19 @@ def test_unreachable_hub_is_a_one_line_error_naming_the_fix(tmp_path):
     assert len(errors) == 1 and "'lvwerra/gpt2-imdb'" in errors[0] and "hf download lvwerra/gpt2-imdb" in errors[0]
 
 
+def test_a_hub_that_does_not_answer_is_found_at_once(tmp_path):
+    """Without offline mode, a hub that cannot be reached (here a closed local port) and a name that is not cached
+    give the one-line error from a 3-second probe, not after the loaders' retries."""
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
+    env.pop("HF_HUB_OFFLINE", None)
+    done = subprocess.run([sys.executable, "-m", "symrl.cli", "rlhf", "--task", "imdb", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "Retrying" not in done.stderr
+    assert len(errors) == 1 and "the Hugging Face hub (http://127.0.0.1:9) cannot be reached" in errors[0]
+    assert "'lvwerra/gpt2-imdb' is not in the local cache" in errors[0] and "hf download lvwerra/gpt2-imdb" in errors[0]
+
+
 # -- the sentiment task's assets and reward model --------------------------------------------------------------
 
 

@@ -8,6 +8,9 @@ becomes a :class:`~symrl.errors.SymrlError` that says how to fix it. LoRA (``pef
 
 from __future__ import annotations
 
+import functools
+import socket
+import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -16,15 +19,47 @@ import torch
 
 from ..errors import SymrlError, first_line
 
+HUB_PROBE_SECONDS = 3.0  # an unreachable hub is found in this long instead of the loaders' ~50 s of retries
+
+
+@functools.lru_cache(maxsize=None)
+def _hub_reachable(endpoint: str) -> bool:
+    """Whether a TCP connection to the hub's host opens within HUB_PROBE_SECONDS (once per process and endpoint)."""
+    url = urllib.parse.urlsplit(endpoint)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=HUB_PROBE_SECONDS).close()
+    except OSError:
+        return False
+    return True
+
+
+def _hub_kwargs(what: str, name: str, flag: str) -> dict:
+    """The loader's keyword for a hub name: none while the hub answers (or offline mode is on: the loaders then
+    read the cache at once); ``local_files_only`` for a cached name when it does not; for a name that is not
+    cached, a one-line error at once instead of the loaders' retries."""
+    from huggingface_hub import constants  # noqa: PLC0415
+
+    if constants.HF_HUB_OFFLINE or _hub_reachable(constants.ENDPOINT):
+        return {}
+    kind = "datasets" if what == "data set" else "models"
+    if (Path(constants.HF_HUB_CACHE) / f"{kind}--{name.replace('/', '--')}").is_dir():
+        return {} if kind == "datasets" else {"local_files_only": True}
+    raise SymrlError(f"cannot load the {what} {name!r}: the Hugging Face hub ({constants.ENDPOINT}) cannot be reached "
+                     f"and {name!r} is not in the local cache; download it where the hub is reachable (`hf download "
+                     f"{name}`{' --repo-type dataset' if kind == 'datasets' else ''}) or give a local folder with {flag}")
+
 
 @contextmanager
-def _loading(what: str, name: str, flag: str) -> Iterator[None]:
-    """Turn a loader's failure into a one-line error naming the model or data set and the fix."""
+def _loading(what: str, name: str, flag: str) -> Iterator[dict]:
+    """Turn a loader's failure into a one-line error naming the model or data set and the fix; yields the keywords
+    a hub name needs (``local_files_only`` for a cached model while the hub cannot be reached)."""
     looks_local = name.startswith(("/", ".", "~")) or name.count("/") > 1  # hub names are NAME or ORG/NAME
     if looks_local and not Path(name).expanduser().exists():
         raise SymrlError(f"the {what} folder {name!r} does not exist; check the path given with {flag}")
+    hub = {} if Path(name).expanduser().exists() else _hub_kwargs(what, name, flag)
     try:
-        yield
+        yield hub
     except SymrlError:
         raise
     except ImportError as exc:
@@ -54,8 +89,8 @@ def _complete(loaded: tuple, what: str, name: str, fix: str) -> torch.nn.Module:
 def load_tokenizer(name: str, flag: str = "--set policy_model=PATH", pad_with_eos: bool = False):
     from transformers import AutoTokenizer  # noqa: PLC0415
 
-    with _loading("tokenizer", name, flag):
-        tokenizer = AutoTokenizer.from_pretrained(name)
+    with _loading("tokenizer", name, flag) as hub:
+        tokenizer = AutoTokenizer.from_pretrained(name, **hub)
     if tokenizer.pad_token is None and pad_with_eos:
         tokenizer.pad_token = tokenizer.eos_token  # GPT-2 has no pad token; padding is masked everywhere
     return tokenizer
@@ -75,8 +110,8 @@ def load_policy(name: str, device: torch.device, lora_r: int = 0, lora_alpha: fl
         kwargs = {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                             bnb_4bit_compute_dtype=torch.bfloat16),
                   "device_map": {"": device.index or 0}}
-    with _loading("policy", name, flag):
-        model = _complete(AutoModelForCausalLM.from_pretrained(name, output_loading_info=True, **kwargs), "policy", name,
+    with _loading("policy", name, flag) as hub:
+        model = _complete(AutoModelForCausalLM.from_pretrained(name, output_loading_info=True, **kwargs, **hub), "policy", name,
                           "give a causal language model (e.g. a GPT-2, not a sequence classifier)")
     if not load_in_4bit:
         model.to(device)
@@ -101,15 +136,15 @@ def load_classifier(name: str, device: torch.device, flag: str = "--set reward_m
     """A sequence classifier and its tokenizer; a folder with a LoRA adapter is loaded onto its base model."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: PLC0415
 
-    with _loading("reward model", name, flag):
+    with _loading("reward model", name, flag) as hub:
         if (Path(name) / "adapter_config.json").exists():
             from peft import AutoPeftModelForSequenceClassification  # noqa: PLC0415
 
             model = AutoPeftModelForSequenceClassification.from_pretrained(name).merge_and_unload()
         else:
-            model = _complete(AutoModelForSequenceClassification.from_pretrained(name, output_loading_info=True),
+            model = _complete(AutoModelForSequenceClassification.from_pretrained(name, output_loading_info=True, **hub),
                               "reward model", name, "give a sequence classifier trained as a reward model")
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name, **hub)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise SymrlError(f"the tokenizer of the reward model {name!r} has neither a pad nor an end-of-sequence "
