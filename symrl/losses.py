@@ -117,13 +117,29 @@ def _split(log_prob: torch.Tensor, advantages: torch.Tensor, mask: Optional[torc
 LOG_PROB_TOLERANCE = 1e-4  # a log-probability above this is a log density, not the log of a probability
 
 
+def check_settings(alpha: float = 1.0, beta: float = 0.0, z: float = -1.0, variant: str = "rce",
+                   reverse_mask: str = "ppo", prefix: str = "") -> None:
+    """Refuse symmetric-loss settings that cannot work, with a ``ValueError`` naming the setting (``prefix`` + its
+    name, e.g. ``symmetric_z`` in TRL's and veRL's configs): alpha and beta finite and >= 0, z negative and finite,
+    a known variant and reverse mask. The one check that every plug-in and the losses themselves run."""
+    if not (math.isfinite(alpha) and math.isfinite(beta) and alpha >= 0 and beta >= 0):
+        raise ValueError(f"{prefix}alpha and {prefix}beta must be finite and >= 0 (they weigh the two losses), got "
+                         f"{prefix}alpha={alpha}, {prefix}beta={beta}")
+    if not (z < 0 and math.isfinite(z)):
+        raise ValueError(f"{prefix}z (the reverse cross entropy's log 0) must be negative and finite, got {z}; the "
+                         "paper uses -1")
+    if variant not in ("rce", "mae"):
+        raise ValueError(f"{prefix}variant must be 'rce' or 'mae', got {variant!r}")
+    if reverse_mask not in ("ppo", "none"):
+        raise ValueError(f"{prefix}reverse_mask must be 'ppo' (the authors' mask) or 'none', got {reverse_mask!r}")
+
+
 def _check(variant: str, mask: Optional[torch.Tensor], advantages: torch.Tensor, z: float, alpha: float, beta: float,
-           **tensors: Optional[torch.Tensor]) -> None:
+           reverse_mask: str = "ppo", **tensors: Optional[torch.Tensor]) -> None:
     """The inputs the losses accept, each refused with a ``TypeError``/``ValueError`` that names it: tensors (no
     NumPy arrays or lists) of a floating dtype, finite weights, a non-empty batch, finite advantages where the mask
     is 1 (and :func:`_check_probabilities`)."""
-    if variant not in ("rce", "mae"):
-        raise ValueError(f"variant must be 'rce' or 'mae', got {variant!r}")
+    check_settings(alpha, beta, z, variant, reverse_mask)
     for name, tensor in {**tensors, "advantages": advantages, "mask": mask}.items():
         if tensor is None and name == "mask":
             continue
@@ -134,10 +150,6 @@ def _check(variant: str, mask: Optional[torch.Tensor], advantages: torch.Tensor,
             raise TypeError(f"{name} must have a floating dtype, got {tensor.dtype}; convert it with {name}.float()")
     if mask is not None and mask.shape != advantages.shape:
         raise ValueError(f"mask shape {tuple(mask.shape)} must equal advantages shape {tuple(advantages.shape)}")
-    if not z < 0:
-        raise ValueError(f"z (the reverse cross entropy's log 0) must be negative, got {z}; the paper uses -1")
-    if not (math.isfinite(alpha) and math.isfinite(beta)):
-        raise ValueError(f"alpha and beta must be finite numbers, got alpha={alpha}, beta={beta}")
     if advantages.numel() == 0:
         raise ValueError("the batch is empty (advantages has no elements); pass at least one sample")
     finite = torch.isfinite(advantages.detach())
@@ -233,9 +245,7 @@ def symmetric_ppo_loss(
     ``|Z| * grad L_PPO``, so this loss equals PPO with policy coefficient ``alpha + beta * |Z|``.
     ``reverse_mask="none"`` drops ``m`` (the paper's earlier, unmasked form).
     """
-    _check(variant, mask, advantages, z, alpha, beta, log_prob=log_prob, old_log_prob=old_log_prob)
-    if reverse_mask not in ("ppo", "none"):
-        raise ValueError(f"reverse_mask must be 'ppo' or 'none', got {reverse_mask!r}")
+    _check(variant, mask, advantages, z, alpha, beta, reverse_mask, log_prob=log_prob, old_log_prob=old_log_prob)
     if not clip_range >= 0:  # 0 at the last update of a linear clip schedule
         raise ValueError(f"clip_range must be >= 0, got {clip_range}")
     if old_log_prob.shape != log_prob.shape:

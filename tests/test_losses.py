@@ -633,3 +633,26 @@ def test_numpy_engine_reverse_term_is_finite_and_matches_torch_far_below_minus_8
         assert terms["policy_loss"] == pytest.approx(float(out.loss), rel=1e-4)
         expected = torch_grad if per_dim_reverse else torch_grad[:, 0]  # the joint gradient, per sample
         np.testing.assert_allclose(grad, expected.numpy(), rtol=1e-3, atol=1e-6)  # float32 sums near -1,000
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(alpha=-0.5), r"alpha and beta must be finite and >= 0"),
+    (dict(beta=float("nan")), r"alpha and beta must be finite and >= 0"),
+    (dict(z=0.0), r"z \(the reverse cross entropy's log 0\) must be negative"),
+    (dict(z=float("-inf")), r"z .* must be negative and finite"),
+    (dict(variant="nll"), r"variant must be 'rce' or 'mae'"),
+    (dict(reverse_mask="all"), r"reverse_mask must be 'ppo' \(the authors' mask\) or 'none'"),
+])
+def test_one_settings_check_serves_the_losses_and_every_plug_in(settings, message):
+    """symrl.losses.check_settings refuses what cannot work and names the setting as the caller spells it; the
+    losses run the same check on their arguments."""
+    from symrl.losses import check_settings
+
+    with pytest.raises(ValueError, match=message):
+        check_settings(**settings)
+    with pytest.raises(ValueError, match="symmetric_" + message.split(" ")[0]):
+        check_settings(**settings, prefix="symmetric_")
+    log_prob = torch.log(torch.full((4,), 0.5))
+    kwargs = {"alpha": 1.0, "beta": 1.0, "z": -1.0, "variant": "rce", **settings}
+    with pytest.raises(ValueError, match=message):
+        symmetric_ppo_loss(log_prob, log_prob, torch.ones(4), clip_range=0.2, **kwargs)

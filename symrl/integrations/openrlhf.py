@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
-from ..losses import masked_mean
+from ..losses import check_settings, masked_mean
 from ._token_ppo import check_version, token_symmetric_ppo
 
 __all__ = ["SUPPORTED_OPENRLHF", "SymmetricPolicyLoss", "check_openrlhf_version", "aggregate"]
@@ -94,10 +94,7 @@ class SymmetricPolicyLoss(nn.Module):
     ) -> None:
         super().__init__()
         check_openrlhf_version()
-        if z >= 0:
-            raise ValueError(f"z must be negative (log 0 of the reverse cross entropy), got {z}")
-        if reverse_mask not in ("ppo", "none"):
-            raise ValueError(f"reverse_mask must be 'ppo' or 'none', got {reverse_mask!r}")
+        check_settings(alpha, beta, z, reverse_mask=reverse_mask)
         if clip_eps_high is not None and clip_eps_high != clip_eps_low:
             raise ValueError("symmetric PPO clips the ratio to [1 - eps, 1 + eps]; pass clip_eps_high = clip_eps_low")
         if policy_loss_type != "ppo":

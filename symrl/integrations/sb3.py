@@ -37,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from ..advantages import normalize_advantages, sign_change_ratio
 from ..envs.wrappers import DiscretizeAction
-from ..losses import symmetric_a2c_loss, symmetric_ppo_loss
+from ..losses import check_settings, symmetric_a2c_loss, symmetric_ppo_loss
 
 __all__ = ["SA2C", "SPPO", "DiscretizeAction"]
 
@@ -52,12 +52,7 @@ class _SymmetricLoss:
     SUPPORTED_SPACES: ClassVar[tuple] = (spaces.Discrete, spaces.MultiDiscrete)
 
     def _set_symmetric(self, alpha: float, beta: float, z: float, variant: str) -> None:
-        if alpha < 0 or beta < 0:
-            raise ValueError(f"alpha and beta weigh the two losses and must be >= 0, got alpha={alpha}, beta={beta}")
-        if z >= 0:
-            raise ValueError(f"z (log 0 in the reverse cross entropy) must be negative, got {z}; the paper uses -1.0")
-        if variant not in ("rce", "mae"):
-            raise ValueError(f"variant must be 'rce' or 'mae', got {variant!r}")
+        check_settings(alpha, beta, z, variant)
         self.alpha, self.beta, self.z = float(alpha), float(beta), float(z)
         self.variant = variant
 
@@ -110,8 +105,7 @@ class SPPO(_SymmetricLoss, PPO):
         reverse_mask: str = "ppo",
         **kwargs: Any,
     ):
-        if reverse_mask not in ("ppo", "none"):
-            raise ValueError(f"reverse_mask must be 'ppo' or 'none', got {reverse_mask!r}")
+        check_settings(reverse_mask=reverse_mask)
         self._set_symmetric(alpha, beta, z, variant)
         self.reverse_mask = reverse_mask
         super().__init__(policy, env, **kwargs)

@@ -28,7 +28,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("symrl.integrations.torchrl needs TorchRL: pip install 'symrl[torchrl]'") from exc
 
-from ..losses import symmetric_a2c_loss, symmetric_ppo_loss
+from ..losses import check_settings, symmetric_a2c_loss, symmetric_ppo_loss
 
 __all__ = ["SymmetricA2CLoss", "SymmetricClipPPOLoss"]
 
@@ -43,12 +43,7 @@ class _Symmetric:
                 raise ValueError(f"{type(self).__name__} needs a categorical actor (the reverse term uses the taken "
                                  f"action's probability), got {distribution.__name__}; for continuous actions wrap the "
                                  "env with symrl.envs.wrappers.DiscretizeAction and use a categorical actor")
-        if alpha < 0 or beta < 0:
-            raise ValueError(f"alpha and beta weigh the two losses and must be >= 0, got alpha={alpha}, beta={beta}")
-        if z >= 0:
-            raise ValueError(f"z (log 0 in the reverse cross entropy) must be negative, got {z}; the paper uses -1.0")
-        if variant not in ("rce", "mae"):
-            raise ValueError(f"variant must be 'rce' or 'mae', got {variant!r}")
+        check_settings(alpha, beta, z, variant)
         if self.reduction != "mean":
             raise ValueError(f"{type(self).__name__} supports reduction='mean' only (the symmetric loss is a mean), "
                              f"got {self.reduction!r}")
@@ -101,8 +96,7 @@ class SymmetricClipPPOLoss(_Symmetric, ClipPPOLoss):
         if self._asymmetric_clip or self.delay_actor or self.max_importance_ratio is not None:
             raise ValueError("SymmetricClipPPOLoss needs a float clip_epsilon, delay_actor=False and no "
                              "max_importance_ratio: the reverse term is defined for the plain clipped ratio")
-        if reverse_mask not in ("ppo", "none"):
-            raise ValueError(f"reverse_mask must be 'ppo' or 'none', got {reverse_mask!r}")
+        check_settings(reverse_mask=reverse_mask)
         self.reverse_mask = reverse_mask
         self._init_symmetric(actor_network, alpha, beta, z, variant)
 

@@ -36,7 +36,6 @@ two-sided clip (``delta=None``). Anything else raises a ``ValueError`` naming th
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +50,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from packaging.specifiers import SpecifierSet
 
-from ..losses import symmetric_ppo_loss
+from ..losses import check_settings, symmetric_ppo_loss
 
 __all__ = [
     "CHECKED_TRL_VERSION",
@@ -129,16 +128,8 @@ class SymmetricGRPOConfig(GRPOConfig):
 
 def validate_symmetric_config(args: SymmetricGRPOConfig) -> None:
     """Raise ``ValueError`` (naming the setting to change) for settings the symmetric trainer does not support."""
-    alpha, beta, z = args.symmetric_alpha, args.symmetric_beta, args.symmetric_z
-    if not (math.isfinite(alpha) and math.isfinite(beta) and alpha >= 0 and beta >= 0):
-        raise ValueError(f"symmetric_alpha and symmetric_beta weigh the two losses and must be finite and >= 0, "
-                         f"got symmetric_alpha={alpha}, symmetric_beta={beta}")
-    if not z < 0:
-        raise ValueError(f"symmetric_z (log 0 in the reverse cross entropy) must be negative, got {z}; the paper "
-                         "uses -1.0")
-    if args.symmetric_reverse_mask not in ("ppo", "none"):
-        raise ValueError(f"symmetric_reverse_mask must be 'ppo' (the authors' mask) or 'none', got "
-                         f"{args.symmetric_reverse_mask!r}")
+    check_settings(args.symmetric_alpha, args.symmetric_beta, args.symmetric_z,
+                   reverse_mask=args.symmetric_reverse_mask, prefix="symmetric_")
     if args.loss_type not in SUPPORTED_LOSS_TYPES:
         raise ValueError(
             f"SymmetricGRPOTrainer supports loss_type in {SUPPORTED_LOSS_TYPES} (PPO's clipped token ratio, which "

@@ -36,7 +36,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..losses import masked_mean
+from ..losses import check_settings, masked_mean
 from ._token_ppo import check_version, token_symmetric_ppo
 
 __all__ = ["SUPPORTED_VERL", "SymmetricPolicyLossConfig", "symmetric_ppo_policy_loss", "register"]
@@ -157,10 +157,8 @@ if _PolicyLossConfig is not None:
             parent = getattr(super(), "__post_init__", None)
             if parent is not None:
                 parent()
-            if not self.symmetric_z < 0:
-                raise ValueError(f"symmetric_z must be negative (log 0 of the reverse cross entropy), got {self.symmetric_z}")
-            if self.symmetric_reverse_mask not in ("ppo", "none"):
-                raise ValueError(f"symmetric_reverse_mask must be 'ppo' or 'none', got {self.symmetric_reverse_mask!r}")
+            check_settings(self.symmetric_alpha, self.symmetric_beta, self.symmetric_z,
+                           reverse_mask=self.symmetric_reverse_mask, prefix="symmetric_")
 
 else:
 
