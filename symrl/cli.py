@@ -264,12 +264,21 @@ def _demo(args: argparse.Namespace) -> int:
     return _print_summary(summary)
 
 
-def _resume_identity(args: argparse.Namespace, names: tuple) -> dict:
-    """The run-choosing flags given with ``--resume`` (checked against the saved run with the other settings: the
-    run's own values are accepted, others refused); ``--overwrite`` contradicts ``--resume``."""
+def _with_resume_identity(args: argparse.Namespace, overrides: dict, names: tuple) -> dict:
+    """``overrides`` and the run-choosing flags given with ``--resume`` (checked against the saved run with the
+    other settings: the run's own values are accepted, others refused); ``--overwrite`` contradicts ``--resume``,
+    and a flag and a ``--set`` of the same setting must agree."""
     if args.overwrite:
         raise SymrlError("--resume continues the run in --out; --overwrite would replace it: drop one of them")
-    return {name: getattr(args, name) for name in names if getattr(args, name)}
+    merged = dict(overrides)
+    for name in names:
+        given = getattr(args, name)
+        if not given:
+            continue
+        if name in merged and merged[name] != given:
+            raise SymrlError(f"--{name} {given} and --set {name}={merged[name]} disagree; give {name} once")
+        merged[name] = given
+    return merged
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -291,7 +300,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out is None:
             raise SymrlError("--resume needs --out DIR, the run directory to continue")
-        result = train(out=args.out, resume=True, **overrides, **_resume_identity(args, ("algo", "env", "preset")))
+        result = train(out=args.out, resume=True, **_with_resume_identity(args, overrides, ("algo", "env", "preset")))
     else:
         named = [key for key in ("algo", "env", "preset") if key in overrides]
         if named:
@@ -342,7 +351,7 @@ def _rlhf(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out is None:
             raise SymrlError("--resume needs --out DIR, the run directory to continue")
-        cfg = resume_config(args.out, **overrides, **_resume_identity(args, ("task", "algo")))
+        cfg = resume_config(args.out, **_with_resume_identity(args, overrides, ("task", "algo")))
     else:
         cfg = make_rlhf_config(**{"task": args.task or "sentiment", "algo": args.algo or "ppo", **overrides})
     bar = None

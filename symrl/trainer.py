@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -104,14 +104,8 @@ class Trainer:
         if self.run_dir is not None:
             runs.check_out(self.run_dir, resume, overwrite)
 
-        checkpoint = None
-        if resume:
-            checkpoint = runs.safe_torch_load(self.run_dir / runs.CHECKPOINT)
-            step = checkpoint.get("counters", {}).get("global_step", 0) if isinstance(checkpoint, dict) else 0
-            # a run ends at the first whole rollout at or past total_steps: a checkpoint there is a finished run
-            if step > cfg.planned_steps:
-                raise SymrlError(f"the run in {self.run_dir} is already at step {step}, beyond a budget of "
-                                 f"{cfg.total_steps} steps; keep its budget or give a larger one")
+        if resume:  # refused before anything is built; the checkpoint is read again under the lock
+            self._check_resumable(runs.safe_torch_load(self.run_dir / runs.CHECKPOINT))
 
         torch.manual_seed(cfg.seed)
         reward_seq, adv_seq, policy_seq = np.random.SeedSequence(cfg.seed).spawn(3)
@@ -143,14 +137,25 @@ class Trainer:
                     raise
                 raise SymrlError(f"cannot create {self.run_dir} ({exc.strerror}); choose another --out") from None
         try:
-            self._start(cfg, resume, checkpoint)
+            self._start(cfg, resume)
         except BaseException:
             self.close()  # the environments and the run's lock
             raise
 
-    def _start(self, cfg: Config, resume: bool, checkpoint: Optional[dict]) -> None:
+    def _check_resumable(self, checkpoint: Any) -> dict:
+        step = checkpoint.get("counters", {}).get("global_step", 0) if isinstance(checkpoint, dict) else 0
+        # a run ends at the first whole rollout at or past total_steps: a checkpoint there is a finished run
+        if step > self.cfg.planned_steps:
+            raise SymrlError(f"the run in {self.run_dir} is already at step {step}, beyond a budget of "
+                             f"{self.cfg.total_steps} steps; keep its budget or give a larger one")
+        return checkpoint
+
+    def _start(self, cfg: Config, resume: bool) -> None:
         """The part of construction that happens under the run's lock: clear (--overwrite), restore, counters."""
-        if self.run_dir is not None and not resume:
+        checkpoint = None
+        if resume:  # what the last holder of the lock left, which may be newer than what was read before it
+            checkpoint = self._check_resumable(runs.safe_torch_load(self.run_dir / runs.CHECKPOINT))
+        elif self.run_dir is not None:
             runs.clear_run(self.run_dir)  # --overwrite
         self.global_step = 0
         self.updates = 0

@@ -219,6 +219,13 @@ def test_resume_accepts_the_command_that_started_the_run(capsys, run_copy):
                                       "--seed", "0", *QUIET, *TINY, "--resume"])
     assert code == 0, err
     assert "done: 512 steps" in out
+    # a flag and a --set of the same setting: accepted when they agree, one error line when they do not
+    code, out, err = run_cli(capsys, ["train", "--env", "CartPole-v1", "--set", "env=CartPole-v1", "--out", run_copy,
+                                      "--resume", *QUIET])
+    assert code == 0, err
+    code, _, err = run_cli(capsys, ["train", "--env", "CartPole-v1", "--set", "env=Acrobot-v1", "--out", run_copy,
+                                    "--resume", *QUIET])
+    assert_one_error(code, err, r"--env CartPole-v1 and --set env=Acrobot-v1 disagree; give env once")
 
 
 def test_out_that_is_a_file_or_cannot_be_made(capsys, tmp_path):
