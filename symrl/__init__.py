@@ -20,9 +20,9 @@ if "torch" not in sys.modules:  # read once, when PyTorch loads its OpenMP runti
     # 2 cores, benchmarks/RESULTS.md). A short spin keeps updates as fast. A value the user set is kept.
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-import importlib
-import importlib.util
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -45,15 +45,4 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .trainer import RunResult, Trainer, train
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        if importlib.util.find_spec(f"{__name__}.{name}") is None:
-            raise AttributeError(f"module 'symrl' has no attribute {name!r}")
-        return importlib.import_module(f".{name}", __name__)  # a submodule, as an eager import made it available
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

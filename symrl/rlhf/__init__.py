@@ -4,9 +4,9 @@ The policy loss is :func:`symrl.losses.symmetric_ppo_loss` with the response-tok
 the Gymnasium trainer. Needs ``transformers`` (``pip install 'symrl[rlhf]'``).
 """
 
-import importlib
-import importlib.util
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 # loaded on first use: `symrl.rlhf.config` (the settings) imports no torch
 _EXPORTS = {
@@ -25,15 +25,4 @@ if TYPE_CHECKING:
     from .trainer import RLHFTrainer, Rollout
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        if importlib.util.find_spec(f"{__name__}.{name}") is None:
-            raise AttributeError(f"module 'symrl.rlhf' has no attribute {name!r}")
-        return importlib.import_module(f".{name}", __name__)  # a submodule, as an eager import made it available
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
