@@ -88,7 +88,7 @@ class SymmetricPolicyLoss(nn.Module):
         is_correction_threshold: Sequence[float] = (0.5, 5.0),
         *,
         alpha: float = 0.5,
-        beta: float = 1.0,
+        beta: float = 0.4,
         z: float = -1.0,
         reverse_mask: str = "ppo",
     ) -> None:

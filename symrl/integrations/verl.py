@@ -44,7 +44,7 @@ __all__ = ["SUPPORTED_VERL", "SymmetricPolicyLossConfig", "symmetric_ppo_policy_
 SUPPORTED_VERL = ((0, 9), (0, 10))
 """veRL versions the plug-in is written for: >=0.9,<0.10."""
 
-DEFAULTS = {"symmetric_alpha": 0.5, "symmetric_beta": 1.0, "symmetric_z": -1.0, "symmetric_reverse_mask": "ppo"}
+DEFAULTS = {"symmetric_alpha": 0.5, "symmetric_beta": 0.4, "symmetric_z": -1.0, "symmetric_reverse_mask": "ppo"}
 
 
 def check_verl_version(version: str) -> None:
