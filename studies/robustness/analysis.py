@@ -3,6 +3,12 @@ comparisons with Holm's adjustment over exactly those, their verdicts, and the n
 `symrl report` gives every other number (per task, secondary comparisons, diagnostics, figures).
 
     python studies/robustness/analysis.py studies/results/robustness/runs      # prints Markdown tables
+
+Without options it computes exactly the robustness study's pre-registered analysis. The options let another
+pre-registered study name its own comparisons (studies/rlvr_arithmetic.md):
+
+    python studies/robustness/analysis.py studies/results/rlvr_arithmetic/runs --noise "verifier 0.2" \
+        --margin 0.05 --primary "SGRPO unmasked:scaled GRPO" --negative "SGRPO:scaled GRPO"
 """
 
 from __future__ import annotations
@@ -27,15 +33,27 @@ def pooled(table, variant: str, control: str, noise: str):
     return rows.set_index("comparison")
 
 
+def _pair(text: str) -> tuple[str, str]:
+    variant, sep, control = text.partition(":")
+    if not sep or not variant or not control:
+        raise argparse.ArgumentTypeError(f"{text!r}: give VARIANT:CONTROL, e.g. 'SGRPO unmasked:scaled GRPO'")
+    return variant, control
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="+")
     parser.add_argument("--noise", default=NOISE, help="the noisy setting's label (the study's sweep files: noisy)")
+    parser.add_argument("--margin", type=float, default=MARGIN, help="the decision rule's margin (normalised scale)")
+    parser.add_argument("--primary", type=_pair, nargs="+", default=PRIMARY, help="VARIANT:CONTROL pairs, Holm over them")
+    parser.add_argument("--negative", type=_pair, nargs="+", default=NEGATIVE_CONTROLS,
+                        help="VARIANT:CONTROL pairs with the same gradient (the pipeline check)")
     args = parser.parse_args()
+    margin = args.margin
     scores, _ = stats.normalize_scores(stats.run_scores(results.load_evaluations(args.dirs)), value="score")
-    table, skipped = stats.robustness_comparisons(scores, margin=MARGIN)
+    table, skipped = stats.robustness_comparisons(scores, margin=margin)
     primary = []
-    for variant, control in PRIMARY:
+    for variant, control in args.primary:
         rows = pooled(table, variant, control, args.noise)
         for comparison in stats.COMPARISONS:
             if comparison in rows.index:
@@ -48,13 +66,13 @@ def main() -> None:
         result = stats.Contrast(row["estimate"], row["low"], row["high"], np.nan, np.nan, row["p"], row["mdd"], int(row["n"]))
         print(f"| {variant} | {control} | {comparison} | {int(row['tasks'])} | {row['estimate']:.3g} "
               f"[{row['low']:.3g}, {row['high']:.3g}] | {row['p']:.3g} | {p_holm:.3g} | {row['mdd']:.3g} | "
-              f"**{stats.verdict(result, MARGIN, p=p_holm)}** |")
+              f"**{stats.verdict(result, margin, p=p_holm)}** |")
     print("\n## Negative controls (same gradient: must not differ by more than the margin)\n")
     failed = False
-    for variant, control in NEGATIVE_CONTROLS:
+    for variant, control in args.negative:
         rows = pooled(table, variant, control, args.noise)
         for comparison, row in rows.iterrows():
-            outside = row["low"] > MARGIN or row["high"] < -MARGIN
+            outside = row["low"] > margin or row["high"] < -margin
             failed |= bool(outside)
             print(f"- {variant} vs {control}, {comparison}: {row['estimate']:.3g} [{row['low']:.3g}, {row['high']:.3g}] "
                   f"-> {'PIPELINE FAILURE' if outside else 'passes'}")
