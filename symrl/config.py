@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Optional
 import yaml
 
 from .errors import SymrlError
+from .yamlfile import load_yaml_file, read_yaml_file, yaml_error_line
 
 if typing.TYPE_CHECKING:
     from .noise import NoiseSpec
@@ -366,46 +367,6 @@ def detect_family(env_id: str) -> str:
     return env_family(env_id)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the last one silently,
-    so ``PPO: ppo`` then ``PPO: sppo`` would run sppo under the label PPO)."""
-
-    def construct_mapping(self, node, deep=False):
-        keys = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in keys:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-            keys.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-
-MAX_YAML_BYTES = 1_000_000  # a preset or a sweep file is a few kilobytes; megabytes are a mistake (or an attack)
-MAX_YAML_VALUES = 100_000  # values once aliases (*name) are expanded: a "billion laughs" bomb has ~1e9
-
-
-def load_yaml_file(text: str) -> Any:
-    """A user's YAML file (a preset, a sweep): safe loading, a key given twice in a mapping is an error, and a file
-    over 1 MB, or one whose aliases expand to more than 100,000 values (an alias bomb, which copies and comparisons
-    downstream would expand), is refused before it takes the memory."""
-    if len(text) > MAX_YAML_BYTES:
-        raise yaml.YAMLError(f"the file has {len(text):,} characters; a preset or sweep file may have at most "
-                             f"{MAX_YAML_BYTES:,}")
-    data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    stack, values = [data], 0
-    while stack:  # counts every value as often as aliases repeat it; stops at the limit
-        value = stack.pop()
-        values += 1
-        if values > MAX_YAML_VALUES:
-            raise yaml.YAMLError(f"its aliases (*name) expand to more than {MAX_YAML_VALUES:,} values; write the "
-                                 "values out, or use fewer nested aliases")
-        if isinstance(value, dict):
-            stack.extend(value.keys())
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return data
 
 
 def load_preset(name_or_path: str) -> dict:
@@ -462,12 +423,6 @@ def _check_preset(data: Any, source: str) -> None:
             mapping(values, f"envs.{env}.{section}")
 
 
-def yaml_error_line(exc: yaml.YAMLError) -> str:
-    """A YAML error in one line: the problem and where it is."""
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
-        mark = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark is not None else ""
-        return f"{exc.problem}{mark}"
-    return str(exc).splitlines()[0]
 
 
 def _env_key(env_id: str) -> str:
@@ -511,8 +466,8 @@ def read_config_mapping(path: str | Path) -> dict:
     """The mapping stored in a run's ``config.yaml``, unvalidated (results tables read it as it is)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data = read_yaml_file(path)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise SymrlError(f"cannot read {path} ({exc.__class__.__name__}); is this a symrl run directory?") from None
     if not isinstance(data, dict):
         raise SymrlError(f"{path} is not a symrl config; is this a symrl run directory?")

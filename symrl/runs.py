@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - Windows has no fcntl
 import yaml
 
 from .errors import SymrlError, first_line
+from .yamlfile import read_yaml_file
 
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
@@ -363,7 +364,7 @@ def resume_config(run_dir: Path, schema: type, overrides: dict) -> Any:
 
 def _saved_kind(path: Path) -> Optional[str]:
     try:
-        return run_kind(yaml.safe_load(path.read_text()))
+        return run_kind(read_yaml_file(path))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None  # the schema's reading says what is wrong with it
 

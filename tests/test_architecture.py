@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "symrl"
 
 PARTS = {  # part -> module prefixes (dotted, below symrl)
     "Core": ("losses", "advantages"),
-    "Base": ("errors", "device", "optimizers", "noise", "threads", "_lazy"),
+    "Base": ("errors", "device", "optimizers", "noise", "threads", "_lazy", "yamlfile"),
     "Config": ("config", "presets"),
     "Envs": ("envs",),
     "Engine": ("algos", "rollout", "trainer", "policies", "agent", "evaluation"),

@@ -535,3 +535,17 @@ def test_both_kinds_of_run_share_one_protocol(tmp_path):
         assert type(config).from_file(tmp_path / runs.CONFIG) == config
     assert (Config.KIND, RLHFConfig.KIND) == ("gym", "rlhf")
     assert runs.run_kind({"env": "CartPole-v1"}) is None and runs.run_kind({"name": "mine"}) is None
+
+
+def test_a_huge_config_yaml_in_out_is_refused_before_it_is_parsed(tmp_path):
+    """A run folder's config.yaml is read with the same bounds as presets and sweep files: a file of megabytes is
+    not a run's config (refused by its size, not parsed), and a resume says it cannot read it."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / runs.CONFIG).write_text("algo: ppo\nenv: CartPole-v1\nnotes: " + "x" * 1_200_000 + "\n")
+    with pytest.raises(SymrlError, match="is not a symrl run's config"):
+        runs.check_out(folder, overwrite=True)
+    from symrl.config import read_config_mapping
+
+    with pytest.raises(SymrlError, match="cannot read .*config.yaml"):
+        read_config_mapping(folder / runs.CONFIG)

@@ -42,9 +42,10 @@ from typing import Any
 import yaml
 
 from .. import runs
-from ..config import ALGOS, load_yaml_file, make_config, yaml_error_line
+from ..config import ALGOS, make_config
 from ..errors import SymrlError
 from ..rlhf.config import ALGOS as RLHF_ALGOS
+from ..yamlfile import load_yaml_file, yaml_error_line
 
 TOP_LEVEL = ("name", "out", "kind", "steps", "seeds", "preset", "algorithms", "envs", "noise", "overrides", "cells")
 KINDS = ("rl", "rlhf")  # Gymnasium runs (symrl train) or language-model runs (symrl rlhf)
