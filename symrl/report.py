@@ -110,6 +110,7 @@ def write_report(
     run_dirs = results.find_runs(paths)
     evaluations = results.load_evaluations(run_dirs)
     metrics = results.load_metrics(run_dirs)
+    diagnostics = results.load_metric_summaries(run_dirs)  # per run; from metrics_summary.csv where metrics.csv is not kept
     scores, normalizations = stats.normalize_scores(stats.run_scores(evaluations, fraction), value="score")
     algorithms = sorted(scores["algorithm"].unique()) if not scores.empty else []
     baseline = _choose_baseline(algorithms, baseline)
@@ -129,7 +130,7 @@ def write_report(
     lines += _control_section(scores, evaluations, out, colors)
     lines += _aggregate_section(scores, normalizations, baseline, seed, reps, out, colors)
     lines += _learning_curve_section(evaluations, out, colors)
-    lines += _sign_change_section(metrics, out, colors)
+    lines += _sign_change_section(metrics, diagnostics, results.load_runs(run_dirs), out, colors)
     lines += _language_model_section(evaluations, out, colors)
     markdown = "\n".join(lines).rstrip() + "\n"
 
@@ -323,25 +324,20 @@ def _learning_curve_section(evaluations: pd.DataFrame, out: Path, colors: dict[s
     return lines
 
 
-def _sign_change_section(metrics: pd.DataFrame, out: Path, colors: dict[str, str]) -> list[str]:
+def _sign_change_section(metrics: pd.DataFrame, diagnostics: pd.DataFrame, run_table: pd.DataFrame, out: Path,
+                         colors: dict[str, str]) -> list[str]:
     lines = ["## Sign-change ratio and other diagnostics", ""]
-    table = metrics.copy()
-    for column in ("sign_change_ratio", "grad_norm", "action_prob", "max_grad_norm", "alpha", "beta", "z"):
-        if column in table:
-            table[column] = pd.to_numeric(table[column], errors="coerce")
-    if not table.empty:  # per run: the mean over its logged updates, then per setting the mean over runs
-        if "grad_norm" in table and "max_grad_norm" in table:
-            table["clipped"] = (table["grad_norm"] > table["max_grad_norm"]).where(table["grad_norm"].notna())
-        if "action_prob" in table and "algo" in table:
-            weight = table["alpha"] + table["beta"] * table["z"].abs() * table["action_prob"]
-            table["sa2c_weight"] = weight.where(table["algo"].eq("sa2c"))
-    columns = {"sign_change_ratio": "mean sign-change ratio", "clipped": "updates clipped by max_grad_norm",
+    table = run_table.join(diagnostics, on="run", how="inner") if not diagnostics.empty else pd.DataFrame()
+    if not table.empty:  # per run the mean over its logged updates (results.summarize_metrics), then per setting over runs
+        weight = (pd.to_numeric(table["alpha"], errors="coerce") + pd.to_numeric(table["beta"], errors="coerce")
+                  * pd.to_numeric(table["z"], errors="coerce").abs() * table["action_prob"])  # mean of a linear weight
+        table["sa2c_weight"] = weight.where(table["algo"].eq("sa2c"))
+    columns = {"sign_change_ratio": "mean sign-change ratio", "clipped_share": "updates clipped by max_grad_norm",
                "sa2c_weight": "SA2C's mean per-sample weight α + β·abs(Z)·p"}
     columns = {c: name for c, name in columns.items() if c in table and table[c].notna().any()}
     if not columns:
         return lines + ["No run logged a sign-change ratio, gradient norm or action probability, so there is nothing "
                         "to show.", ""]
-    per_run = table.groupby([*stats.GROUP_COLUMNS, "run"])[list(columns)].mean().reset_index()
     lines += ["Per run, the mean over its logged updates; then the mean over seeds. The sign-change ratio is the share "
               "of samples whose advantage sign the per-minibatch normalisation flips (A2C-family runs do not normalise "
               "advantages); the clip share is how often the global gradient norm exceeded max_grad_norm (each logged "
@@ -349,13 +345,23 @@ def _sign_change_section(metrics: pd.DataFrame, out: Path, colors: dict[str, str
               "being the probability of the taken action.", "",
               "| environment | noise | algorithm | " + " | ".join(columns.values()) + " | seeds |",
               "|---|---|---|" + "---|" * (len(columns) + 1)]
-    for (env, noise, algorithm), rows in per_run.groupby(stats.GROUP_COLUMNS, sort=True):
+    for (env, noise, algorithm), rows in table.groupby(stats.GROUP_COLUMNS, sort=True):
         cells = [format_number(rows[c].mean()) for c in columns]
         lines.append(f"| {_md(env)} | {_md(noise)} | {_md(algorithm)} | " + " | ".join(cells) + f" | {len(rows)} |")
     lines.append("")
+    summarized = len(table) - (metrics["run"].nunique() if "run" in metrics else 0)
+    if summarized > 0:
+        curves = ("the sign-change curves need metrics.csv and are not drawn" if summarized == len(table) else
+                  f"the sign-change curves are drawn from the other {len(table) - summarized}")
+        lines += [f"{summarized} of {len(table)} runs kept only their per-run means ({results.METRICS_SUMMARY}, not "
+                  f"metrics.csv): the table uses them; {curves}.", ""]
+    table = metrics.copy()
+    if "sign_change_ratio" in table:
+        table["sign_change_ratio"] = pd.to_numeric(table["sign_change_ratio"], errors="coerce")
     ratios = table.dropna(subset=["sign_change_ratio"]) if "sign_change_ratio" in table else pd.DataFrame()
     if ratios.empty:
-        return lines + ["No run logged a sign-change ratio (A2C-family runs do not normalise advantages).", ""]
+        return lines + ([] if summarized > 0 else
+                        ["No run logged a sign-change ratio (A2C-family runs do not normalise advantages).", ""])
     curves = ratios.groupby([*stats.GROUP_COLUMNS, "step"])["sign_change_ratio"].mean().rename("mean").reset_index()
     for index, (env, rows) in enumerate(curves.groupby("env", sort=True)):
         name = f"sign_change_{index}_{_slug(env)}.png"

@@ -162,6 +162,53 @@ def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
     return _load(paths, runs.METRICS)
 
 
+METRICS_SUMMARY = "metrics_summary.csv"  # per-run means of metrics.csv, kept by a study instead of the large logs
+SUMMARY_COLUMNS = ["seconds", "last_step", "sign_change_ratio", "clipped_share", "action_prob"]
+
+
+def summarize_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per run (the index), from :func:`load_metrics`' table: ``seconds`` and ``last_step`` trained, the mean
+    ``sign_change_ratio``, ``clipped_share`` (updates whose gradient norm exceeded ``max_grad_norm``, among those
+    that logged one) and the mean ``action_prob`` (the taken actions' probability). Absent columns are NaN."""
+    table = pd.DataFrame(index=pd.Index(metrics["run"].unique() if "run" in metrics else [], name="run"))
+    numbers = {c: pd.to_numeric(metrics[c], errors="coerce") for c in
+               ("time", "step", "sign_change_ratio", "action_prob", "grad_norm", "max_grad_norm") if c in metrics}
+    if "grad_norm" in numbers and "max_grad_norm" in numbers:
+        numbers["clipped"] = (numbers["grad_norm"] > numbers["max_grad_norm"]).where(numbers["grad_norm"].notna())
+    for name, (column, how) in {"seconds": ("time", "max"), "last_step": ("step", "max"),
+                                "sign_change_ratio": ("sign_change_ratio", "mean"), "clipped_share": ("clipped", "mean"),
+                                "action_prob": ("action_prob", "mean")}.items():
+        table[name] = numbers[column].astype(float).groupby(metrics["run"]).agg(how) if column in numbers else float("nan")
+    return table
+
+
+def load_metric_summaries(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per run (index ``run`` as in :func:`load_metrics`) with :data:`SUMMARY_COLUMNS`: computed from the
+    run's ``metrics.csv`` when it holds one, else read from the nearest ``metrics_summary.csv`` in a folder above it
+    (whose ``run`` column names runs by their path below that folder: ``studies/robustness/collect.py`` writes it,
+    so that a study's committed small files rebuild its report). Runs with neither are left out."""
+    run_dirs = [Path(run_dir) for run_dir in run_dirs]
+    logged = [run_dir for run_dir in run_dirs if (run_dir / runs.METRICS).is_file()]
+    frames = [summarize_metrics(load_metrics(logged))] if logged else []
+    summaries: dict[Path, pd.DataFrame] = {}
+    rows = {}
+    for run_dir in (run_dir for run_dir in run_dirs if run_dir not in logged):
+        for folder in run_dir.parents:
+            if folder not in summaries:
+                path = folder / METRICS_SUMMARY
+                table = _read_csv(path) if path.is_file() else pd.DataFrame()
+                summaries[folder] = table.set_index("run") if "run" in table else pd.DataFrame()
+            key = run_dir.relative_to(folder).as_posix()
+            if key in summaries[folder].index:
+                rows[str(run_dir)] = summaries[folder].loc[key]
+                break
+    if rows:
+        frames.append(pd.DataFrame.from_dict(rows, orient="index").reindex(columns=SUMMARY_COLUMNS).rename_axis("run"))
+    if not frames:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS, index=pd.Index([], name="run"))
+    return pd.concat(frames).apply(pd.to_numeric, errors="coerce")
+
+
 def final_evaluations(evaluations: pd.DataFrame) -> pd.DataFrame:
     """The last evaluation of each run (runs of unequal length each contribute their own last one)."""
     if evaluations.empty:

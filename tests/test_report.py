@@ -420,3 +420,39 @@ def test_diagnostics_clip_share_and_sa2c_weight(tmp_path: Path) -> None:
     section = markdown.split("## Sign-change ratio and other diagnostics\n", 1)[1]
     assert "| CartPole-v1 | clean | PPO | 0.5 | – | 1 |" in section  # 2 of 4 updates above 0.5
     assert "| CartPole-v1 | clean | SA2C | 0 | 1 | 1 |" in section  # 0.5 + 1 * 1 * mean(0.2 .. 0.8) = 1.0
+
+
+def test_diagnostics_come_from_a_studys_metrics_summary_when_metrics_csv_is_not_kept(tmp_path: Path) -> None:
+    """A study commits metrics_summary.csv (per-run means, studies/robustness/collect.py) instead of the large
+    metrics.csv logs: the report's diagnostics table from it equals the one from the logs themselves."""
+    root = tmp_path / "study"
+    for algorithm, seed, grad_norms, probs in (("PPO", 0, [0.1, 0.9, 0.2, 0.8], [0.5] * 4),
+                                               ("PPO", 1, [0.9, 0.9, 0.9, 0.1], [0.5] * 4),
+                                               ("SPPO", 0, [0.1, "", 0.7, 0.1], [0.2, 0.4, 0.6, 0.8])):
+        run = write_run(root / "block", "CartPole-v1", "clean", algorithm, seed)
+        config = {**yaml.safe_load((run / "config.yaml").read_text()), "max_grad_norm": 0.5}
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        rows = [f"{500 * (i + 1)},{0.1 * i},{g},{p}" for i, (g, p) in enumerate(zip(grad_norms, probs, strict=True))]
+        (run / "metrics.csv").write_text("step,sign_change_ratio,grad_norm,action_prob\n" + "\n".join(rows) + "\n")
+
+    def diagnostics(out: str) -> str:
+        markdown = report.write_report(root, tmp_path / out, reps=50).read_text(encoding="utf-8")
+        return markdown.split("## Sign-change ratio and other diagnostics\n", 1)[1].split("\n## ", 1)[0]
+
+    from_logs = diagnostics("logs")
+    assert "| CartPole-v1 | clean | PPO | 0.15 | 0.625 | 2 |" in from_logs  # clip shares 2/4 and 3/4; "" is not logged
+    assert "| CartPole-v1 | clean | SPPO | 0.15 | 0.3333 | 1 |" in from_logs  # 1 of the 3 logged norms above 0.5
+    run_dirs = results.find_runs([root / "block"])
+    summary = results.summarize_metrics(results.load_metrics(run_dirs))
+    summary.index = [Path(run).relative_to(root / "block").as_posix() for run in summary.index]
+    (root / "block" / results.METRICS_SUMMARY).write_text(summary.rename_axis("run").to_csv())
+    (run_dirs[0] / "metrics.csv").unlink()  # one run keeps only its summary row
+    mixed = diagnostics("mixed")
+    for run_dir in run_dirs[1:]:
+        (run_dir / "metrics.csv").unlink()
+    from_summary = diagnostics("summary")
+    table = [line for line in from_logs.splitlines() if line.startswith("|")]
+    assert table and all(line in mixed and line in from_summary for line in table)
+    assert "1 of 3 runs kept only their per-run means" in mixed and "drawn from the other 2" in mixed
+    assert "3 of 3 runs kept only their per-run means" in from_summary and "are not drawn" in from_summary
+    assert "![sign-change ratio" in mixed and "![sign-change ratio" not in from_summary
