@@ -101,12 +101,26 @@ class Trainer:
         if resume and self.run_dir is None:
             raise SymrlError("--resume needs --out DIR of the run to continue")
         self.cfg = cfg  # checked when it was built
+        self.envs = self.eval_envs = None  # close() may run before they exist
+        # held from here until run() ends: no second process trains, resumes or clears this run
+        self.lock = runs.RunLock(self.run_dir) if self.run_dir is not None else None
         if self.run_dir is not None:
             runs.check_out(self.run_dir, resume, overwrite)
+            try:
+                self.lock.acquire()  # a folder it makes is removed again if the run does not start
+            except OSError as exc:
+                raise SymrlError(f"cannot create {self.run_dir} ({exc.strerror}); choose another --out") from None
+        try:
+            # read once, under the lock (what its last holder left), and refused before anything is built
+            checkpoint = self._check_resumable(runs.safe_torch_load(self.run_dir / runs.CHECKPOINT)) if resume else None
+            self._build(cfg)
+            self._start(cfg, checkpoint, resume)
+        except BaseException:
+            self.close()  # the environments built so far and the run's lock
+            raise
 
-        if resume:  # refused before anything is built; the checkpoint is read again under the lock
-            self._check_resumable(runs.safe_torch_load(self.run_dir / runs.CHECKPOINT))
-
+    def _build(self, cfg: Config) -> None:
+        """Seeds, noise, environments, policy, optimizer, normalisers and buffer."""
         torch.manual_seed(cfg.seed)
         reward_seq, adv_seq, policy_seq = np.random.SeedSequence(cfg.seed).spawn(3)
         self.policy_rng = np.random.default_rng(policy_seq)  # action sampling of the NumPy engine
@@ -126,21 +140,6 @@ class Trainer:
         self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, obs_space, action_space, lp_shape)
         self.eval_envs = make_eval_envs(cfg, min(cfg.eval_episodes, 16)) if cfg.eval_episodes else None
         self.deterministic_eval = default_deterministic(cfg)
-        # held until run() ends: no second process trains, resumes or clears this run
-        self.lock = runs.RunLock(self.run_dir) if self.run_dir is not None else None
-        if self.run_dir is not None:  # only now that everything was checked: the run can start
-            try:
-                self.lock.acquire()
-            except (OSError, SymrlError) as exc:
-                self.close()
-                if isinstance(exc, SymrlError):
-                    raise
-                raise SymrlError(f"cannot create {self.run_dir} ({exc.strerror}); choose another --out") from None
-        try:
-            self._start(cfg, resume)
-        except BaseException:
-            self.close()  # the environments and the run's lock
-            raise
 
     def _check_resumable(self, checkpoint: Any) -> dict:
         step = checkpoint.get("counters", {}).get("global_step", 0) if isinstance(checkpoint, dict) else 0
@@ -150,12 +149,9 @@ class Trainer:
                              f"{self.cfg.total_steps} steps; keep its budget or give a larger one")
         return checkpoint
 
-    def _start(self, cfg: Config, resume: bool) -> None:
-        """The part of construction that happens under the run's lock: clear (--overwrite), restore, counters."""
-        checkpoint = None
-        if resume:  # what the last holder of the lock left, which may be newer than what was read before it
-            checkpoint = self._check_resumable(runs.safe_torch_load(self.run_dir / runs.CHECKPOINT))
-        elif self.run_dir is not None:
+    def _start(self, cfg: Config, checkpoint: Optional[dict], resume: bool) -> None:
+        """The rest of construction: clear (--overwrite), restore the checkpoint, counters, engine, collector."""
+        if not resume and self.run_dir is not None:
             runs.clear_run(self.run_dir)  # --overwrite
         self.global_step = 0
         self.updates = 0
@@ -294,7 +290,8 @@ class Trainer:
 
     def close(self) -> None:
         """Close the training and evaluation environments (their worker processes) and release the run's lock."""
-        self.envs.close()
+        if self.envs is not None:
+            self.envs.close()
         if self.eval_envs is not None:
             self.eval_envs.close()
         if getattr(self, "lock", None) is not None:

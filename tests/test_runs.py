@@ -497,6 +497,27 @@ def test_a_failed_resume_releases_the_run_lock(tmp_path):
     assert out.absolute() not in runs._HELD
 
 
+def test_a_resume_reads_the_checkpoint_once_under_the_lock_and_a_bad_one_builds_nothing(tmp_path, monkeypatch):
+    """The checkpoint a resume continues from is read once, while the run's lock is held (so it is what the lock's
+    last holder left), and a checkpoint beyond the budget is refused before any environment is made."""
+    from symrl import trainer as trainer_module
+    from symrl.trainer import resume_config
+
+    out = tmp_path / "run"
+    symrl.train(algo="ppo", env="CartPole-v1", out=out, total_steps=128, n_steps=64, n_envs=2, eval_episodes=0,
+                progress=False, tensorboard=False)
+    reads, made = [], []
+    load, make_envs = runs.safe_torch_load, trainer_module.make_train_envs
+    monkeypatch.setattr(runs, "safe_torch_load", lambda path: reads.append(out.absolute() in runs._HELD) or load(path))
+    monkeypatch.setattr(trainer_module, "make_train_envs", lambda cfg: made.append(cfg) or make_envs(cfg))
+    Trainer(resume_config(out, total_steps=256), out=out, resume=True).run()
+    assert reads == [True] and len(made) == 1
+    reads.clear(), made.clear()
+    with pytest.raises(SymrlError, match="already at step 256"):
+        Trainer(resume_config(out, total_steps=64), out=out, resume=True)
+    assert reads == [True] and made == [] and out.absolute() not in runs._HELD
+
+
 def test_the_run_lock_dies_with_its_holder_not_with_the_workers_it_forked(tmp_path):
     """A run forks environment workers; killed, it must not leave its folder locked while they wind down (a SIGKILLed
     run's `--resume` was refused as 'another symrl process is training')."""
