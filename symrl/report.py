@@ -110,7 +110,7 @@ def write_report(
     run_dirs = results.find_runs(paths)
     evaluations = results.load_evaluations(run_dirs)
     metrics = results.load_metrics(run_dirs)
-    diagnostics = results.load_metric_summaries(run_dirs)  # per run; from metrics_summary.csv where metrics.csv is not kept
+    diagnostics = results.load_metric_summaries(run_dirs, metrics)  # per run; metrics_summary.csv where no metrics.csv
     scores, normalizations = stats.normalize_scores(stats.run_scores(evaluations, fraction), value="score")
     algorithms = sorted(scores["algorithm"].unique()) if not scores.empty else []
     baseline = _choose_baseline(algorithms, baseline)

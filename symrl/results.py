@@ -182,14 +182,15 @@ def summarize_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def load_metric_summaries(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
+def load_metric_summaries(run_dirs: Iterable[str | Path], metrics: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """One row per run (index ``run`` as in :func:`load_metrics`) with :data:`SUMMARY_COLUMNS`: computed from the
     run's ``metrics.csv`` when it holds one, else read from the nearest ``metrics_summary.csv`` in a folder above it
     (whose ``run`` column names runs by their path below that folder: ``studies/robustness/collect.py`` writes it,
-    so that a study's committed small files rebuild its report). Runs with neither are left out."""
+    so that a study's committed small files rebuild its report). Runs with neither are left out. ``metrics``: their
+    :func:`load_metrics` table when the caller has it already (it is not read again)."""
     run_dirs = [Path(run_dir) for run_dir in run_dirs]
     logged = [run_dir for run_dir in run_dirs if (run_dir / runs.METRICS).is_file()]
-    frames = [summarize_metrics(load_metrics(logged))] if logged else []
+    frames = [summarize_metrics(load_metrics(logged) if metrics is None else metrics)] if logged else []
     summaries: dict[Path, pd.DataFrame] = {}
     rows = {}
     for run_dir in (run_dir for run_dir in run_dirs if run_dir not in logged):

@@ -294,7 +294,7 @@ class Trainer:
             self.envs.close()
         if self.eval_envs is not None:
             self.eval_envs.close()
-        if getattr(self, "lock", None) is not None:
+        if self.lock is not None:
             self.lock.release()
 
     def _done(self) -> bool:

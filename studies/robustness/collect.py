@@ -37,5 +37,6 @@ def main() -> None:
     summary.index = [Path(run).relative_to(args.src).as_posix() for run in summary.index]
     runs.atomic_write_text(args.dst / results.METRICS_SUMMARY, summary.rename_axis("run").to_csv(float_format="%.6g"))
 
+
 if __name__ == "__main__":
     main()
