@@ -130,7 +130,8 @@ def write_report(
     lines += _control_section(scores, evaluations, out, colors)
     lines += _aggregate_section(scores, normalizations, baseline, seed, reps, out, colors)
     lines += _learning_curve_section(evaluations, out, colors)
-    lines += _sign_change_section(metrics, diagnostics, results.load_runs(run_dirs), out, colors)
+    lines += _sign_change_section(diagnostics, results.load_metric_curves(run_dirs, metrics), results.load_runs(run_dirs),
+                                  out, colors)
     lines += _language_model_section(evaluations, out, colors)
     markdown = "\n".join(lines).rstrip() + "\n"
 
@@ -324,8 +325,8 @@ def _learning_curve_section(evaluations: pd.DataFrame, out: Path, colors: dict[s
     return lines
 
 
-def _sign_change_section(metrics: pd.DataFrame, diagnostics: pd.DataFrame, run_table: pd.DataFrame, out: Path,
-                         colors: dict[str, str]) -> list[str]:
+def _sign_change_section(diagnostics: pd.DataFrame, curves: tuple[pd.DataFrame, list[Path]], run_table: pd.DataFrame,
+                         out: Path, colors: dict[str, str]) -> list[str]:
     lines = ["## Sign-change ratio and other diagnostics", ""]
     table = run_table.join(diagnostics, on="run", how="inner") if not diagnostics.empty else pd.DataFrame()
     if not table.empty:  # per run the mean over its logged updates (results.summarize_metrics), then per setting over runs
@@ -349,21 +350,21 @@ def _sign_change_section(metrics: pd.DataFrame, diagnostics: pd.DataFrame, run_t
         cells = [format_number(rows[c].mean()) for c in columns]
         lines.append(f"| {_md(env)} | {_md(noise)} | {_md(algorithm)} | " + " | ".join(cells) + f" | {len(rows)} |")
     lines.append("")
-    summarized = len(table) - (metrics["run"].nunique() if "run" in metrics else 0)
+    curve, stored = curves
+    summarized = int(sum(not (Path(run) / runs.METRICS).is_file() for run in table["run"]))
     if summarized > 0:
-        curves = ("the sign-change curves need metrics.csv and are not drawn" if summarized == len(table) else
-                  f"the sign-change curves are drawn from the other {len(table) - summarized}")
+        drawn = (f"the sign-change curves of their settings are the means stored in {_count(len(stored), 'file')} "
+                 f"{results.METRIC_CURVES} (over the runs each was written from: "
+                 f"{', '.join(f'`{_md(path)}`' for path in stored)})" if stored else
+                 f"the sign-change curves need metrics.csv or a {results.METRIC_CURVES} and are not drawn"
+                 if summarized == len(table) else f"the sign-change curves are drawn from the other {len(table) - summarized}")
         lines += [f"{summarized} of {len(table)} runs kept only their per-run means ({results.METRICS_SUMMARY}, not "
-                  f"metrics.csv): the table uses them; {curves}.", ""]
-    table = metrics.copy()
-    if "sign_change_ratio" in table:
-        table["sign_change_ratio"] = pd.to_numeric(table["sign_change_ratio"], errors="coerce")
-    ratios = table.dropna(subset=["sign_change_ratio"]) if "sign_change_ratio" in table else pd.DataFrame()
-    if ratios.empty:
+                  f"metrics.csv): the table uses them; {drawn}.", ""]
+    if curve.empty:
         return lines + ([] if summarized > 0 else
                         ["No run logged a sign-change ratio (A2C-family runs do not normalise advantages).", ""])
-    curves = ratios.groupby([*stats.GROUP_COLUMNS, "step"])["sign_change_ratio"].mean().rename("mean").reset_index()
-    for index, (env, rows) in enumerate(curves.groupby("env", sort=True)):
+    curve = curve.rename(columns={"sign_change_ratio": "mean"})
+    for index, (env, rows) in enumerate(curve.groupby("env", sort=True)):
         name = f"sign_change_{index}_{_slug(env)}.png"
         _plot_panels(rows, out / FIGURES / name, colors, title=str(env), ylabel="sign-change ratio")
         lines += [f"![sign-change ratio of {_md(env)}]({FIGURES}/{name})", ""]

@@ -191,23 +191,79 @@ def load_metric_summaries(run_dirs: Iterable[str | Path], metrics: Optional[pd.D
     run_dirs = [Path(run_dir) for run_dir in run_dirs]
     logged = [run_dir for run_dir in run_dirs if (run_dir / runs.METRICS).is_file()]
     frames = [summarize_metrics(load_metrics(logged) if metrics is None else metrics)] if logged else []
-    summaries: dict[Path, pd.DataFrame] = {}
+    cache: dict[Path, pd.DataFrame] = {}
     rows = {}
     for run_dir in (run_dir for run_dir in run_dirs if run_dir not in logged):
-        for folder in run_dir.parents:
-            if folder not in summaries:
-                path = folder / METRICS_SUMMARY
-                table = _read_csv(path) if path.is_file() else pd.DataFrame()
-                summaries[folder] = table.set_index("run") if "run" in table else pd.DataFrame()
-            key = run_dir.relative_to(folder).as_posix()
-            if key in summaries[folder].index:
-                rows[str(run_dir)] = summaries[folder].loc[key]
-                break
+        found = _nearest_rows(run_dir, METRICS_SUMMARY, cache,
+                              lambda folder, table: table[table["run"] == run_dir.relative_to(folder).as_posix()]
+                              if "run" in table else table.iloc[:0])
+        if not found.empty:
+            rows[str(run_dir)] = found.iloc[0].drop("run")
     if rows:
         frames.append(pd.DataFrame.from_dict(rows, orient="index").reindex(columns=SUMMARY_COLUMNS).rename_axis("run"))
     if not frames:
         return pd.DataFrame(columns=SUMMARY_COLUMNS, index=pd.Index([], name="run"))
     return pd.concat(frames).apply(pd.to_numeric, errors="coerce")
+
+
+METRIC_CURVES = "metric_curves.csv"  # per setting and step, the mean sign-change ratio over a study's runs
+CURVE_KEYS = ["env", "noise", "algorithm", "step"]
+
+
+def curve_of_metrics(metrics: pd.DataFrame, column: str = "sign_change_ratio") -> pd.DataFrame:
+    """Per (env, noise, algorithm, step) of :func:`load_metrics`' table: the mean of ``column`` over the runs that
+    logged it at that step, and their number (``runs``). Empty when no run logged it."""
+    values = pd.to_numeric(metrics[column], errors="coerce") if column in metrics else pd.Series(dtype=float)
+    table = metrics.assign(**{column: values}).dropna(subset=[column]) if not values.empty else pd.DataFrame()
+    if table.empty:
+        return pd.DataFrame(columns=[*CURVE_KEYS, column, "runs"])
+    return (table.groupby(CURVE_KEYS)[column].agg(["mean", "size"]).rename(columns={"mean": column, "size": "runs"})
+            .reset_index())
+
+
+def load_metric_curves(run_dirs: Iterable[str | Path], metrics: Optional[pd.DataFrame] = None,
+                       column: str = "sign_change_ratio") -> tuple[pd.DataFrame, list[Path]]:
+    """:func:`curve_of_metrics` for these runs, and the ``metric_curves.csv`` files it read. A setting (env, noise,
+    algorithm) whose runs all hold ``metrics.csv`` is computed from them; a setting with runs that do not takes its
+    curve from the nearest ``metric_curves.csv`` above them (``studies/robustness/collect.py`` writes it beside
+    ``metrics_summary.csv``: the mean over the runs it was written from, with their number). ``metrics``: the
+    :func:`load_metrics` table of these runs when the caller has it already."""
+    run_dirs = [Path(run_dir) for run_dir in run_dirs]
+    metrics = load_metrics(run_dirs) if metrics is None else metrics
+    table = pd.DataFrame([_run_columns(run_dir) for run_dir in run_dirs])
+    unlogged = [row for row in table.itertuples(index=False) if not (Path(row.run) / runs.METRICS).is_file()]
+    settings = {(str(row.env), str(row.noise), str(row.algorithm)) for row in unlogged}  # labels compare as text
+
+    def of_settings(frame: pd.DataFrame, chosen: set) -> list[bool]:
+        return [key in chosen for key in frame[CURVE_KEYS[:-1]].astype(str).itertuples(index=False, name=None)]
+
+    cache: dict[Path, pd.DataFrame] = {}
+    frames, read = [], []
+    for row in unlogged:
+        found = _nearest_rows(Path(row.run), METRIC_CURVES, cache, lambda folder, rows: rows[of_settings(rows, settings)]
+                              if {*CURVE_KEYS, column, "runs"} <= set(rows) else rows.iloc[:0])
+        if not found.empty and found.attrs["path"] not in read:
+            read.append(found.attrs["path"])
+            frames.append(found[[*CURVE_KEYS, column, "runs"]].astype({key: str for key in CURVE_KEYS[:-1]}))
+    covered = {key for frame in frames for key in frame[CURVE_KEYS[:-1]].itertuples(index=False, name=None)}
+    curve = curve_of_metrics(metrics, column)  # settings without a stored curve keep the curve of their logged runs
+    frames.insert(0, curve[[not chosen for chosen in of_settings(curve, covered)]] if not curve.empty else curve)
+    frames = [frame for frame in frames if not frame.empty]
+    return (pd.concat(frames, ignore_index=True) if frames else curve), read
+
+
+def _nearest_rows(run_dir: Path, name: str, cache: dict[Path, pd.DataFrame], select) -> pd.DataFrame:
+    """The rows that ``select(folder, table)`` picks from the nearest file ``name`` in a folder above ``run_dir``
+    that has any (``attrs["path"]`` names the file); empty if none. ``cache`` holds the files read so far."""
+    for folder in run_dir.parents:
+        if folder not in cache:
+            cache[folder] = _read_csv(folder / name)
+        if not cache[folder].empty:
+            rows = select(folder, cache[folder])
+            if not rows.empty:
+                rows.attrs["path"] = folder / name
+                return rows
+    return pd.DataFrame()
 
 
 def final_evaluations(evaluations: pd.DataFrame) -> pd.DataFrame:

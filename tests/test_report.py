@@ -444,6 +444,9 @@ def test_diagnostics_come_from_a_studys_metrics_summary_when_metrics_csv_is_not_
     assert "| CartPole-v1 | clean | SPPO | 0.15 | 0.3333 | 1 |" in from_logs  # 1 of the 3 logged norms above 0.5
     run_dirs = results.find_runs([root / "block"])
     summary = results.summarize_metrics(results.load_metrics(run_dirs))
+    logged_curve = results.curve_of_metrics(results.load_metrics(run_dirs))
+    assert logged_curve["runs"].tolist() == [2] * 4 + [1] * 4  # PPO's two seeds, then SPPO's one, at each step
+    assert logged_curve["sign_change_ratio"].tolist() == pytest.approx([0.0, 0.1, 0.2, 0.3] * 2)
     summary.index = [Path(run).relative_to(root / "block").as_posix() for run in summary.index]
     (root / "block" / results.METRICS_SUMMARY).write_text(summary.rename_axis("run").to_csv())
     (run_dirs[0] / "metrics.csv").unlink()  # one run keeps only its summary row
@@ -456,3 +459,10 @@ def test_diagnostics_come_from_a_studys_metrics_summary_when_metrics_csv_is_not_
     assert "1 of 3 runs kept only their per-run means" in mixed and "drawn from the other 2" in mixed
     assert "3 of 3 runs kept only their per-run means" in from_summary and "are not drawn" in from_summary
     assert "![sign-change ratio" in mixed and "![sign-change ratio" not in from_summary
+    # with the curves a study stores beside the summary (collect.py), the figures come back, drawn from the same means
+    (root / "block" / results.METRIC_CURVES).write_text(logged_curve.to_csv(index=False))
+    stored, read = results.load_metric_curves(run_dirs)
+    assert read == [root / "block" / results.METRIC_CURVES]
+    pd.testing.assert_frame_equal(stored, logged_curve, check_dtype=False)
+    with_curves = diagnostics("curves")
+    assert "![sign-change ratio" in with_curves and "means stored in 1 file metric_curves.csv" in with_curves
