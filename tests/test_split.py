@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import os
 import time
 
@@ -85,6 +86,40 @@ def test_in_process_training_splits_over_the_cores_when_there_are_several_envs()
     for cfg in (symrl.make_config("ppo", "CartPole-v1", n_envs=1, torch_threads=2),
                 symrl.make_config("ppo", "CartPole-v1", n_envs=4, torch_threads=1)):
         assert isinstance(make_train_envs(cfg), SerialVectorEnv)
+
+
+def test_runs_sharing_the_machine_split_over_the_cores_others_have_not_claimed(monkeypatch):
+    """Two split runs on two cores spin-wait for workers the other run keeps off its core; a run therefore splits
+    only over the cores that live runs of the same user have not claimed, at least 1, and gives them back at close."""
+    import symrl.threads as threads
+
+    monkeypatch.setattr(threads, "machine_cores", lambda: 2)
+    monkeypatch.setattr("symrl.envs.make.available_threads", lambda torch_threads=0: torch_threads or 2)
+    cfg = symrl.make_config("ppo", "CartPole-v1", n_envs=4)
+    first = make_train_envs(cfg)
+    assert isinstance(first, split.SplitVectorEnv) and first.parts == 2
+    second = make_train_envs(cfg)  # both cores are claimed: in this process
+    assert isinstance(second, SerialVectorEnv)
+    fixed = make_train_envs(symrl.make_config("ppo", "CartPole-v1", n_envs=4, torch_threads=2))  # the user's choice wins
+    assert isinstance(fixed, split.SplitVectorEnv) and fixed.parts == 2
+    for envs in (first, second, fixed):
+        envs.close()
+    assert list(threads.CLAIMS.iterdir()) == [threads.CLAIMS / ".lock"]  # every claim released at close
+    dropped = make_train_envs(cfg)
+    assert dropped.parts == 2
+    del dropped
+    gc.collect()  # or when the environments are collected
+    claim = threads.claim_cores(2)
+    assert claim.granted == 2
+    claim.release()
+
+    # a claim whose process is gone does not count, and is removed
+    child = multiprocessing.get_context("fork").Process(target=int)
+    child.start()
+    child.join()
+    (threads.CLAIMS / f"{child.pid}-0").write_text("2")
+    assert threads.claim_cores(2).granted == 2
+    assert not (threads.CLAIMS / f"{child.pid}-0").exists()
 
 
 MAIN_PROCESS = os.getpid()

@@ -11,11 +11,12 @@ over a process per core (:mod:`symrl.envs.split`); Atari games run there with th
 from __future__ import annotations
 
 import functools
+import weakref
 
 import gymnasium as gym
 
 from ..errors import SymrlError
-from ..threads import available_threads
+from ..threads import available_threads, claim_cores
 from .atari_game import AtariGamesVectorEnv, fused_games_apply
 from .registry import env_family, gym_make, is_atari
 from .settings import EnvSettings
@@ -79,12 +80,22 @@ def make_train_envs(cfg: EnvSettings) -> gym.vector.VectorEnv:
         return EnvPoolVectorEnv(cfg)
     if cfg.vec_env == "async":
         return gym.vector.AsyncVectorEnv(_train_env_fns(cfg), autoreset_mode=mode)
-    parts = available_threads(cfg.torch_threads)
-    if is_atari(cfg) and fused_games_apply(cfg):  # the same games without the wrapper layers
-        return AtariGamesVectorEnv(cfg, parts=parts)
-    if parts > 1 and cfg.n_envs > 1:  # the same environments, stepped side by side on the cores
-        return make_split_envs(cfg, parts)
-    return make_wrapper_stack_envs(cfg)
+    # the cores other runs have not claimed (symrl.threads.claim_cores), held until the environments close
+    claim = claim_cores(min(cfg.n_envs, available_threads(cfg.torch_threads)), fixed=cfg.torch_threads > 0)
+    parts = claim.granted
+    try:
+        if is_atari(cfg) and fused_games_apply(cfg):  # the same games without the wrapper layers
+            envs = AtariGamesVectorEnv(cfg, parts=parts)
+        elif parts > 1:  # the same environments, stepped side by side on the cores
+            envs = make_split_envs(cfg, parts)
+        else:
+            envs = make_wrapper_stack_envs(cfg)
+    except BaseException:
+        claim.release()
+        raise
+    envs.core_claim = claim  # released by close() (SerialVectorEnv, SplitVectorEnv) or when the envs are collected
+    weakref.finalize(envs, claim.release)
+    return envs
 
 
 def make_split_envs(cfg: EnvSettings, parts: int) -> SplitVectorEnv:

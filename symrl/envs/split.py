@@ -125,6 +125,8 @@ class SplitVectorEnv(gym.vector.VectorEnv):
     each process's :class:`Share`. Same-step autoreset; the infos hold ``final_obs`` / ``final_info`` (with their
     ``_``-masks) only where an episode ended, in :class:`~symrl.envs.vector.SerialVectorEnv`'s layout."""
 
+    core_claim = None  # the symrl.threads.CoreClaim make_train_envs took for them, released at close
+
     def __init__(self, make_share: Callable[[list[int]], Share], n_envs: int, parts: int = 1, name: str = "environment"):
         self.num_envs, self.name = n_envs, name
         shares = _split(n_envs, parts)
@@ -194,6 +196,8 @@ class SplitVectorEnv(gym.vector.VectorEnv):
     def close_extras(self, **kwargs) -> None:
         self._stop_workers()
         self.share.close()
+        if self.core_claim is not None:  # the cores make_train_envs claimed for these environments
+            self.core_claim.release()
 
 
 def _close_workers(workers: list[_Worker]) -> None:

@@ -21,6 +21,8 @@ from gymnasium.vector.utils import batch_space
 class SerialVectorEnv(gym.vector.VectorEnv):
     """``n`` environments stepped one after the other in this process."""
 
+    core_claim = None  # the symrl.threads.CoreClaim make_train_envs took for them, released at close
+
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]]):
         self.envs = [fn() for fn in env_fns]
         self.num_envs = len(self.envs)
@@ -61,6 +63,8 @@ class SerialVectorEnv(gym.vector.VectorEnv):
     def close_extras(self, **kwargs) -> None:
         for env in self.envs:
             env.close()
+        if self.core_claim is not None:  # the cores make_train_envs claimed for these environments
+            self.core_claim.release()
 
 
 class GameEpisodes:
