@@ -195,7 +195,7 @@ def load_metric_summaries(run_dirs: Iterable[str | Path], metrics: Optional[pd.D
     rows = {}
     for run_dir in (run_dir for run_dir in run_dirs if run_dir not in logged):
         found = _nearest_rows(run_dir, METRICS_SUMMARY, cache,
-                              lambda folder, table: table[table["run"] == run_dir.relative_to(folder).as_posix()]
+                              lambda folder, table, run_dir=run_dir: table[table["run"] == run_dir.relative_to(folder).as_posix()]
                               if "run" in table else table.iloc[:0])
         if not found.empty:
             rows[str(run_dir)] = found.iloc[0].drop("run")
