@@ -12,6 +12,7 @@ Prompts are left-padded; position ids follow the attention mask, so padding neve
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -71,10 +72,19 @@ def response_slice(batch: Generated) -> slice:
     return slice(batch.prompt_length - 1, batch.prompt_length - 1 + batch.response_mask.shape[1])
 
 
-@torch.no_grad()
 def generate(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, sampling: Sampling,
              generator: torch.Generator) -> Generated:
     """Sample up to ``max_new_tokens`` per prompt with a KV cache; rows stop at EOS (then padding)."""
+    with torch.inference_mode():  # no autograd bookkeeping at all (cheaper than no_grad for a step's many small ops)
+        generated = _sample(model, prompt_ids, prompt_mask, sampling, generator)
+    # inference-mode tensors cannot be saved for a backward pass: clones made outside it can (the update uses them)
+    return dataclasses.replace(generated, **{field.name: getattr(generated, field.name).clone()
+                                             for field in dataclasses.fields(Generated)
+                                             if isinstance(getattr(generated, field.name), torch.Tensor)})
+
+
+def _sample(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, sampling: Sampling,
+            generator: torch.Generator) -> Generated:
     batch, prompt_length = prompt_ids.shape
     attention = prompt_mask.long()
     out = model(input_ids=prompt_ids, attention_mask=attention, position_ids=position_ids(attention), use_cache=True)
