@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -67,6 +68,25 @@ def record_videos(agent, folder: Path, episodes: int, seed: int = 0, determinist
     deterministic = default_deterministic(agent.config) if deterministic is None else deterministic
     for old in folder.glob("*.mp4") if folder.is_dir() else ():  # this evaluation's episodes only
         old.unlink()
+    with _offscreen_sdl():
+        return _record(agent, folder, episodes, seed, deterministic)
+
+
+@contextlib.contextmanager
+def _offscreen_sdl() -> Iterator[None]:
+    """Frames are drawn off screen: pygame's SDL (classic control, Box2D) gets its dummy video driver unless the user
+    chose one, so that it opens no window and prints no "error: XDG_RUNTIME_DIR is invalid" line where that variable
+    is unset (a user grepping for ``^error:`` sees symrl's errors only). The variable is put back afterwards."""
+    chosen = os.environ.get("SDL_VIDEODRIVER")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    try:
+        yield
+    finally:
+        if chosen is None:
+            os.environ.pop("SDL_VIDEODRIVER", None)
+
+
+def _record(agent, folder: Path, episodes: int, seed: int, deterministic: bool) -> np.ndarray:
     try:
         env = gym.wrappers.RecordVideo(agent.make_env(render_mode="rgb_array"), str(folder),
                                        episode_trigger=lambda _: True, disable_logger=True)

@@ -426,6 +426,15 @@ def test_train_then_eval_and_video(capsys, tmp_path):
     videos = list((out / "videos").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 100  # this evaluation's one episode, nothing older
 
+    # in a process of its own, where SDL starts fresh: no window and no SDL "error: XDG_RUNTIME_DIR is invalid" line
+    # (printed by C code when that variable is unset) among the lines a user greps for "^error:"
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "SDL_VIDEODRIVER")}
+    done = subprocess.run([sys.executable, "-m", "symrl.cli", "eval", str(out), "--episodes", "1", "--video"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert not [line for line in done.stderr.splitlines() if line.startswith("error:")], done.stderr
+    assert len(list((out / "videos").glob("*.mp4"))) == 1
+
 
 def test_a_folder_with_a_config_yaml_of_the_users_is_refused_even_with_overwrite(capsys, tmp_path):
     (tmp_path / "config.yaml").write_text("learning_rate: 3\nmy_project: true\n")
