@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -92,6 +93,8 @@ def claim_cores(wanted: int, fixed: bool = False) -> CoreClaim:
         return CoreClaim(wanted, None)
     try:
         CLAIMS.mkdir(mode=0o700, exist_ok=True)
+        if not _private(CLAIMS):  # in a shared temp folder: someone else's folder (or a link) is not used
+            return CoreClaim(wanted, None)
         with open(CLAIMS / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one run at a time counts and claims
             granted = wanted if fixed else max(1, min(wanted, machine_cores() - _claimed()))
@@ -100,6 +103,12 @@ def claim_cores(wanted: int, fixed: bool = False) -> CoreClaim:
             return CoreClaim(granted, path)
     except OSError:
         return CoreClaim(wanted, None)
+
+
+def _private(folder: Path) -> bool:
+    """A real folder (not a link) of this user that nobody else may write in."""
+    info = os.lstat(folder)
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 def _claimed() -> int:

@@ -121,6 +121,12 @@ def test_runs_sharing_the_machine_split_over_the_cores_others_have_not_claimed(m
     assert threads.claim_cores(2).granted == 2
     assert not (threads.CLAIMS / f"{child.pid}-0").exists()
 
+    # a claims folder that others may write in (a shared temp folder where someone made it first) is not used
+    before = set(threads.CLAIMS.iterdir())  # the claim of 2 cores above is still held
+    threads.CLAIMS.chmod(0o777)
+    assert threads.claim_cores(2).granted == 2 and threads.claim_cores(2).granted == 2  # the held claim not read
+    assert set(threads.CLAIMS.iterdir()) == before  # and nothing written
+
 
 MAIN_PROCESS = os.getpid()
 
