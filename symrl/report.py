@@ -130,8 +130,9 @@ def write_report(
     lines += _control_section(scores, evaluations, out, colors)
     lines += _aggregate_section(scores, normalizations, baseline, seed, reps, out, colors)
     lines += _learning_curve_section(evaluations, out, colors)
-    lines += _sign_change_section(diagnostics, results.load_metric_curves(run_dirs, metrics), results.load_runs(run_dirs),
-                                  out, colors)
+    run_table = results.load_runs(run_dirs)
+    lines += _sign_change_section(diagnostics, results.load_metric_curves(run_dirs, metrics, run_table=run_table),
+                                  run_table, out, colors)
     lines += _language_model_section(evaluations, out, colors)
     markdown = "\n".join(lines).rstrip() + "\n"
 

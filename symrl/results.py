@@ -222,15 +222,17 @@ def curve_of_metrics(metrics: pd.DataFrame, column: str = "sign_change_ratio") -
 
 
 def load_metric_curves(run_dirs: Iterable[str | Path], metrics: Optional[pd.DataFrame] = None,
-                       column: str = "sign_change_ratio") -> tuple[pd.DataFrame, list[Path]]:
+                       column: str = "sign_change_ratio", run_table: Optional[pd.DataFrame] = None,
+                       ) -> tuple[pd.DataFrame, list[Path]]:
     """:func:`curve_of_metrics` for these runs, and the ``metric_curves.csv`` files it read. A setting (env, noise,
     algorithm) whose runs all hold ``metrics.csv`` is computed from them; a setting with runs that do not takes its
     curve from the nearest ``metric_curves.csv`` above them (``studies/robustness/collect.py`` writes it beside
     ``metrics_summary.csv``: the mean over the runs it was written from, with their number). ``metrics``: the
-    :func:`load_metrics` table of these runs when the caller has it already."""
+    :func:`load_metrics` table of these runs and ``run_table`` their :func:`load_runs` table, when the caller has
+    them already (they are not read again)."""
     run_dirs = [Path(run_dir) for run_dir in run_dirs]
     metrics = load_metrics(run_dirs) if metrics is None else metrics
-    table = pd.DataFrame([_run_columns(run_dir) for run_dir in run_dirs])
+    table = pd.DataFrame([_run_columns(run_dir) for run_dir in run_dirs]) if run_table is None else run_table
     unlogged = [row for row in table.itertuples(index=False) if not (Path(row.run) / runs.METRICS).is_file()]
     settings = {(str(row.env), str(row.noise), str(row.algorithm)) for row in unlogged}  # labels compare as text
 
