@@ -166,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a run's score is its mean evaluation return over the last F of its training (default 0.2)")
     r.add_argument("--margin", type=_non_negative_float, default=None,
                    help="normalised effect below which a variant vs its control has 'no useful effect' (default 0.1)")
+    r.add_argument("--min-max", nargs="+", default=(), metavar="ENV",
+                   help="normalise these envs by min-max over the runs although they have fixed anchors (to analyse a "
+                   "study as it was pre-registered before they had anchors)")
 
     h = sub.add_parser(
         "rlhf", help="PPO, GRPO, RLOO or their symmetric forms on a language model (RLHF)",
@@ -232,10 +235,10 @@ def _print_summary(summary) -> int:
     return 1 if summary.errors else 0
 
 
-def _print_table(dirs, fraction: Optional[float] = None, margin: Optional[float] = None) -> None:
+def _print_table(dirs, fraction: Optional[float] = None, margin: Optional[float] = None, min_max=()) -> None:
     from .report import console_summary  # noqa: PLC0415
 
-    lines, warnings = console_summary(dirs, fraction, margin)
+    lines, warnings = console_summary(dirs, fraction, margin, min_max)
     print("\n".join(lines))
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -248,8 +251,8 @@ def _report(args: argparse.Namespace) -> int:
     fraction = SCORE_FRACTION if args.score_fraction is None else args.score_fraction
     margin = MARGIN if args.margin is None else args.margin
     out = args.out or args.dirs[0] / "report"
-    path = write_report(args.dirs, out, baseline=args.baseline, fraction=fraction, margin=margin)
-    _print_table(args.dirs, fraction, margin)
+    path = write_report(args.dirs, out, baseline=args.baseline, fraction=fraction, margin=margin, min_max=args.min_max)
+    _print_table(args.dirs, fraction, margin, args.min_max)
     print(f"report: {path} and {path.with_suffix('.html')}")
     return 0
 

@@ -14,7 +14,7 @@ import html
 import io
 import re
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Collection, Iterable, Optional
 
 import numpy as np
 import pandas as pd
@@ -96,6 +96,7 @@ def _summary_of(scores: pd.DataFrame, confidence: float = stats.CONFIDENCE) -> p
 def write_report(
     paths: PathLike | Iterable[PathLike], out_dir: PathLike, baseline: Optional[str] = None, seed: int = 0,
     reps: int = AGGREGATE_REPS, fraction: float = stats.SCORE_FRACTION, margin: float = stats.MARGIN,
+    min_max: Collection[str] = (),
 ) -> Path:
     """Write ``report.md``, ``report.html`` and ``figures/*.png`` into ``out_dir``; return the Markdown's path.
 
@@ -104,14 +105,15 @@ def write_report(
     normalised effect below which a variant-vs-control comparison has "no useful effect"
     (:func:`symrl.stats.verdict`). ``baseline`` is the algorithm label the probability of improvement compares
     with (default: "PPO" if present, else the first label alphabetically). ``seed`` seeds the stratified bootstraps;
-    ``reps`` is the number of its resamples. A path without runs raises :class:`SymrlError`.
+    ``reps`` is the number of its resamples. ``min_max`` names envs normalised by min-max over the runs although
+    they have fixed anchors (:func:`symrl.stats.normalize_scores`). A path without runs raises :class:`SymrlError`.
     """
     paths = _as_paths(paths)
     run_dirs = results.find_runs(paths)
     evaluations = results.load_evaluations(run_dirs)
     metrics = results.load_metrics(run_dirs)
     diagnostics = results.load_metric_summaries(run_dirs, metrics)  # per run; metrics_summary.csv where no metrics.csv
-    scores, normalizations = stats.normalize_scores(stats.run_scores(evaluations, fraction), value="score")
+    scores, normalizations = stats.normalize_scores(stats.run_scores(evaluations, fraction), value="score", min_max=min_max)
     algorithms = sorted(scores["algorithm"].unique()) if not scores.empty else []
     baseline = _choose_baseline(algorithms, baseline)
     colors = {algorithm: f"C{index % 10}" for index, algorithm in enumerate(algorithms)}
@@ -466,6 +468,7 @@ def _robustness_section(scores: pd.DataFrame, normalizations: dict, margin: floa
 
 def console_summary(
     dirs: PathLike | Iterable[PathLike], fraction: Optional[float] = None, margin: Optional[float] = None,
+    min_max: Collection[str] = (),
 ) -> tuple[list[str], list[str]]:
     """What ``symrl report`` and ``symrl demo`` print: the report's per-environment table (run scores, mean over
     seeds [95% t-interval]) and its robustness verdicts, as lines; and what the report warns about."""
@@ -480,17 +483,19 @@ def console_summary(
     lines = [table[["env", "noise", "algorithm", column]].to_string(index=False)]
     if table["unfinished"].any():
         lines.append(f"{UNFINISHED_MARK} includes runs not finished (their last evaluation)")
-    lines += robustness_lines(evaluations, fraction=fraction, margin=stats.MARGIN if margin is None else margin)
+    lines += robustness_lines(evaluations, fraction=fraction, margin=stats.MARGIN if margin is None else margin,
+                              min_max=min_max)
     return lines, stats.pooling_warnings(evaluations)
 
 
 def robustness_lines(
     source: PathLike | Iterable[PathLike] | pd.DataFrame, fraction: float = stats.SCORE_FRACTION, margin: float = stats.MARGIN,
+    min_max: Collection[str] = (),
 ) -> list[str]:
     """The robustness verdicts of runs as console lines: each noise setting's effect on each algorithm, then each
     pooled (or, with one task, per-task) variant-vs-control comparison with its verdict. Computed from the runs."""
     evaluations = source if isinstance(source, pd.DataFrame) else results.load_evaluations(_as_paths(source))
-    scores, _ = stats.normalize_scores(stats.run_scores(evaluations, fraction), value="score")
+    scores, _ = stats.normalize_scores(stats.run_scores(evaluations, fraction), value="score", min_max=min_max)
     if scores.empty:
         return []
     lines = []

@@ -15,7 +15,7 @@ Inputs are the tables of :mod:`symrl.results` (one row per run per evaluation, l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Collection, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -217,6 +217,7 @@ class Normalization:
     low: float
     high: float
     source: Optional[str] = None
+    chosen: bool = False  # min-max asked for although fixed anchors exist (a study analysed as pre-registered)
 
     def describe(self, env: str) -> str:
         """One sentence for a report."""
@@ -226,30 +227,39 @@ class Normalization:
         if self.high == self.low:
             return (f"{env}: no fixed anchors and every score equals {self.low:.4g}, so every run scores 0 (min-max "
                     "fallback, undefined).")
-        return (f"{env}: no fixed anchors (symrl/anchors.yaml), so min-max over this study's runs of it (fallback): "
-                f"{self.low:.4g} -> 0 and {self.high:.4g} -> 1; comparable across algorithms of this study only, and it moves "
+        why = ("min-max asked for (--min-max) instead of its fixed anchors, as the study was pre-registered" if self.chosen
+               else "no fixed anchors (symrl/anchors.yaml), so min-max over this study's runs of it (fallback)")
+        return (f"{env}: {why}: {self.low:.4g} -> 0 and {self.high:.4g} -> 1; comparable across algorithms of this study only, and it moves "
                 "when runs are added.")
 
 
-def normalize_scores(final: pd.DataFrame, value: str = "mean_return") -> tuple[pd.DataFrame, dict[str, Normalization]]:
+def normalize_scores(
+    final: pd.DataFrame, value: str = "mean_return", min_max: Collection[str] = (),
+) -> tuple[pd.DataFrame, dict[str, Normalization]]:
     """A copy of ``final`` with a ``normalized`` column, and the :class:`Normalization` used for each env.
 
     Aggregates and pooled comparisons across environments need one scale. Environments with fixed anchors
     (:func:`symrl.anchors.anchor`: Atari's random and human scores, the table of ``symrl/anchors.yaml``) map a
     random policy to 0 and the reference to 1; any other env falls back to min-max over all runs of that env in
-    ``final`` (every algorithm and noise setting together), which the :class:`Normalization` labels.
+    ``final`` (every algorithm and noise setting together), which the :class:`Normalization` labels. Envs named in
+    ``min_max`` use min-max although they have anchors: a study pre-registered before its envs got anchors keeps
+    its analysis (the robustness study's MinAtar games).
     ``final`` is normally :func:`run_scores`' output (``value="score"``) or :func:`symrl.results.final_evaluations`'.
     """
+    unknown = sorted(set(min_max) - set(final["env"].astype(str)))
+    if unknown:
+        raise SymrlError(f"min-max asked for {', '.join(unknown)}, which no run has; give env ids of the runs, e.g. "
+                         f"{', '.join(sorted(set(final['env'].astype(str)))[:3])}")
     table = final.copy()
     table["normalized"] = np.nan
     used: dict[str, Normalization] = {}
     for env, rows in table.groupby("env", sort=True):
         scores = rows[value].astype(float)
         fixed = anchors.anchor(str(env))
-        if fixed is not None:
+        if fixed is not None and str(env) not in min_max:
             norm = Normalization("anchors", fixed.random, fixed.reference, fixed.source)
         else:
-            norm = Normalization("min-max", float(scores.min()), float(scores.max()))
+            norm = Normalization("min-max", float(scores.min()), float(scores.max()), chosen=fixed is not None)
         span = norm.high - norm.low
         table.loc[rows.index, "normalized"] = (scores - norm.low) / span if span != 0 else 0.0
         used[str(env)] = norm

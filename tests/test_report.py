@@ -283,6 +283,18 @@ def test_the_cli_table_marks_settings_with_unfinished_runs(study: dict, tmp_path
     assert out.count("†") == 2 and "† includes runs not finished" in out  # one marked setting, and the legend
 
 
+def test_cli_min_max_replaces_an_envs_anchors_in_the_report(study: dict, tmp_path: Path, capsys) -> None:
+    from symrl.cli import main
+
+    assert main(["report", str(study["runs"]), "--out", str(tmp_path / "out"), "--min-max", "PongNoFrameskip-v4"]) == 0
+    markdown = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "PongNoFrameskip-v4: min-max asked for (--min-max) instead of its fixed anchors" in markdown
+    assert "PongNoFrameskip-v4: fixed anchors" in study["md"]  # without the flag: Pong's random and human scores
+    capsys.readouterr()
+    assert main(["report", str(study["runs"]), "--out", str(tmp_path / "out"), "--min-max", "Pong-v5"]) == 2
+    assert "error: min-max asked for Pong-v5, which no run has" in capsys.readouterr().err
+
+
 def test_unknown_baseline_is_refused(study: dict, tmp_path: Path) -> None:
     with pytest.raises(SymrlError, match="baseline 'A2C'"):
         report.write_report(study["runs"], tmp_path / "out", baseline="A2C")

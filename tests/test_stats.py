@@ -10,6 +10,7 @@ import pytest
 import scipy.stats
 
 from symrl import anchors, atari_scores, stats
+from symrl.errors import SymrlError
 
 
 # --------------------------------------------------------------------------------------------------
@@ -145,6 +146,19 @@ def test_min_max_normalisation_spans_all_algorithms_and_noise() -> None:
     assert "min-max" in used["Pendulum-v1"].describe("Pendulum-v1") and "fallback" in used["Pendulum-v1"].describe("P")
     assert "equals" in used["Swimmer-v4"].describe("Swimmer-v4")  # all equal: stated, every run scores 0
     assert "normalized" not in final  # the input is not modified
+
+
+def test_min_max_can_be_asked_for_an_env_with_anchors() -> None:
+    final = pd.DataFrame({"env": ["BreakoutNoFrameskip-v4"] * 3 + ["ALE/Pong-v5"] * 2,
+                          "mean_return": [10.0, 20.0, 30.0, -20.7, 14.6]})
+    normalized, used = stats.normalize_scores(final, min_max=["BreakoutNoFrameskip-v4"])
+    # Breakout by min-max over its runs (10 -> 0, 30 -> 1) although it has anchors; Pong keeps its anchors
+    assert normalized["normalized"].tolist() == pytest.approx([0.0, 0.5, 1.0, 0.0, 1.0])
+    breakout = used["BreakoutNoFrameskip-v4"]
+    assert (breakout.method, breakout.low, breakout.high, breakout.chosen) == ("min-max", 10.0, 30.0, True)
+    assert "pre-registered" in breakout.describe("BreakoutNoFrameskip-v4") and used["ALE/Pong-v5"].method == "anchors"
+    with pytest.raises(SymrlError, match="Breakout-v5, which no run has"):
+        stats.normalize_scores(final, min_max=["Breakout-v5"])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ MARGIN = 0.1
 NOISE = "noisy"
 PRIMARY = [("SPPO unmasked", "scaled PPO"), ("SA2C", "scaled A2C"), ("DSPPO unmasked", "scaled DPPO")]
 NEGATIVE_CONTROLS = [("SPPO", "scaled PPO"), ("DSPPO", "scaled DPPO")]
+# Pre-registered before the MinAtar games had fixed anchors (symrl/anchors.yaml): min-max over the study's runs.
+MIN_MAX = ["MinAtar/Breakout-v1", "MinAtar/Asterix-v1", "MinAtar/SpaceInvaders-v1"]
 
 
 def pooled(table, variant: str, control: str, noise: str):
@@ -48,9 +50,14 @@ def main() -> None:
     parser.add_argument("--primary", type=_pair, nargs="+", default=PRIMARY, help="VARIANT:CONTROL pairs, Holm over them")
     parser.add_argument("--negative", type=_pair, nargs="+", default=NEGATIVE_CONTROLS,
                         help="VARIANT:CONTROL pairs with the same gradient (the pipeline check)")
+    parser.add_argument("--min-max", nargs="*", default=None, metavar="ENV",
+                        help="envs normalised by min-max over the runs although they have fixed anchors "
+                        "(default: the robustness study's MinAtar games that the runs have)")
     args = parser.parse_args()
     margin = args.margin
-    scores, _ = stats.normalize_scores(stats.run_scores(results.load_evaluations(args.dirs)), value="score")
+    evaluations = results.load_evaluations(args.dirs)
+    min_max = [env for env in MIN_MAX if env in set(evaluations["env"])] if args.min_max is None else args.min_max
+    scores, _ = stats.normalize_scores(stats.run_scores(evaluations), value="score", min_max=min_max)
     table, skipped = stats.robustness_comparisons(scores, margin=margin)
     primary = []
     for variant, control in args.primary:
