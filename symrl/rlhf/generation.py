@@ -87,7 +87,8 @@ def _sample(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch
             generator: torch.Generator) -> Generated:
     batch, prompt_length = prompt_ids.shape
     attention = prompt_mask.long()
-    out = model(input_ids=prompt_ids, attention_mask=attention, position_ids=position_ids(attention), use_cache=True)
+    out = model(input_ids=prompt_ids, attention_mask=attention, position_ids=position_ids(attention), use_cache=True,
+                logits_to_keep=1)  # the output layer on the last prompt position only: the one that is sampled from
     past, logits = out.past_key_values, out.logits[:, -1]
     next_position = position_ids(attention)[:, -1] + 1
     finished = torch.zeros(batch, dtype=torch.bool, device=prompt_ids.device)
