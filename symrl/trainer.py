@@ -278,7 +278,8 @@ class Trainer:
     def _evaluate(self, eval_log, writer, progress) -> None:
         cfg = self.cfg
         seed = EVAL_SEED_OFFSET + cfg.seed * EVAL_SEEDS_PER_RUN + len(self.evaluations) * cfg.eval_episodes
-        returns = evaluate(self.policy, self.eval_envs, self.obs_norm, cfg.eval_episodes, self.deterministic_eval, seed)
+        returns = evaluate(self.policy, self.eval_envs, self.obs_norm, cfg.eval_episodes, self.deterministic_eval, seed,
+                           self.engine)
         row = {"step": self.global_step, "mean_return": float(returns.mean()), "std_return": float(returns.std()),
                "episodes": len(returns)}
         self.evaluations.append(row)
