@@ -318,6 +318,22 @@ def test_fixed_anchors() -> None:
     assert "anchors" in used["CartPole-v1"].describe("CartPole-v1") and "time limit" in used["CartPole-v1"].describe("")
 
 
+def test_minatar_references_are_the_committed_reference_runs_mean_scores() -> None:
+    """The MinAtar anchors' reference = the mean score of studies/minatar_reference.yaml's runs (committed)."""
+    from pathlib import Path
+
+    from symrl import results
+
+    runs = Path(__file__).resolve().parents[1] / "studies" / "results" / "minatar_reference"
+    scores = stats.run_scores(results.load_evaluations([runs]))
+    assert set(scores["state"]) == {"finished"} and len(scores) == 15
+    for env, mean in scores.groupby("env")["score"].mean().items():
+        fixed = anchors.anchor(env)
+        assert fixed.reference == pytest.approx(mean, abs=0.005), env
+        assert fixed.random < fixed.reference and "minatar_reference" in fixed.source
+    assert anchors.anchor("MinAtar/Breakout-v0") is None  # all 6 actions: another random score, no anchors
+
+
 def test_contrast_of_a_difference_in_differences_by_hand() -> None:
     groups = [[1.0, 2.0, 3.0], [0.0, 0.0, 3.0, 5.0], [4.0, 6.0], [1.0, 2.0, 2.0, 3.0, 7.0]]
     weights = [1.0, -1.0, -1.0, 1.0]
