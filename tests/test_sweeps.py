@@ -428,7 +428,8 @@ def test_an_address_that_answers_but_is_no_ray_cluster_fails_in_seconds(tmp_path
                                         ("robustness/pilot_minatar", 60), ("robustness/pilot_mujoco_400k", 20),
                                         ("robustness/pilot_box2d_150k", 20), ("rlvr_arithmetic", 24),
                                         ("robustness/main_classic", 560), ("robustness/main_minatar", 144),
-                                        ("robustness/main_box2d", 80), ("robustness/main_mujoco", 144)])
+                                        ("robustness/main_box2d", 80), ("robustness/main_mujoco", 144),
+                                        ("minatar_reference", 15)])
 def test_study_files_resolve(name, cells):
     sweep = load_sweep(Path(__file__).parents[1] / "studies" / f"{name}.yaml")
     assert len(sweep.cells) == cells
