@@ -134,6 +134,24 @@ def test_cli_malformed_file_is_one_error_line_before_anything_starts(tmp_path):
 # -- running ----------------------------------------------------------------------------------------------
 
 
+def test_the_progress_bar_never_steps_backwards_when_a_resumed_run_drops_rows(tmp_path):
+    from symrl.sweeps.runner import Progress, SweepSummary
+
+    sweep = parse_sweep(_spec(tmp_path / "out", seeds=1, algorithms=["ppo"]))
+    metrics = sweep.run_dir(sweep.cells[0]) / runs.METRICS
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text("step,updates\n128,1\n192,2\n")  # an interrupted run: logged up to step 192
+    progress = Progress(sweep, enabled=True)
+    assert progress.bar.n == 192
+    metrics.write_text("step,updates\n128,1\n")  # resumed from its checkpoint at 128: the later row dropped
+    progress.update(SweepSummary(name="t", cells=1))
+    assert progress.bar.n == 192
+    metrics.write_text("step,updates\n128,1\n192,2\n256,3\n")
+    progress.update(SweepSummary(name="t", cells=1))
+    assert progress.bar.n == 256
+    progress.close()
+
+
 def test_local_sweep_runs_skips_and_reports_a_failing_cell(tmp_path):
     spec = _spec(tmp_path / "out", algorithms={"PPO": "ppo", "SPPO": "sppo", "broken": {"algo": "ppo", "gamma": 0.98}})
     for seed in (0, 1):  # a file where the broken cells' checkpoints folder goes: they fail at their first checkpoint

@@ -220,7 +220,8 @@ class Progress:
     def update(self, summary: SweepSummary) -> None:
         if self.bar.disable:
             return
-        self.bar.update(self.steps() - self.bar.n)
+        # never backwards: a run resumed from its checkpoint first drops the metrics rows logged after it
+        self.bar.update(max(0, self.steps() - self.bar.n))
         self.bar.set_postfix_str(f"cells {len(summary.outcomes)}/{summary.cells}, failed {summary.count('failed')}")
 
     def close(self) -> None:
