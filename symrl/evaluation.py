@@ -71,8 +71,7 @@ def evaluate(
 def _actions(policy: ActorCritic, engine: Optional["NumpyEngine"], obs: np.ndarray, deterministic: bool) -> np.ndarray:
     if engine is None or not deterministic:
         return policy.act_numpy(obs, deterministic)
-    actions = engine.act(obs, deterministic=True)[0]  # the mode: no random numbers drawn
-    return np.clip(actions, *policy.action_bounds) if policy.kind == "continuous" else actions
+    return policy.env_actions(engine.act(obs, deterministic=True)[0])  # the mode: no random numbers drawn
 
 
 def record_videos(agent, folder: Path, episodes: int, seed: int = 0, deterministic: Optional[bool] = None) -> np.ndarray:

@@ -213,7 +213,11 @@ class ActorCritic(nn.Module):
         """Actions for a batch of (already normalised) NumPy observations, ready for the environment
         (Gaussian actions clipped to the Box bounds)."""
         obs_t = torch.from_numpy(np.ascontiguousarray(obs)).to(self.device)
-        actions = self._sample(self._dist(self._run_body(self.actor_body, obs_t)), deterministic).cpu().numpy()
+        actions = self._sample(self._dist(self._run_body(self.actor_body, obs_t)), deterministic)
+        return self.env_actions(actions.cpu().numpy())
+
+    def env_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Sampled actions as the environment takes them: Gaussian actions clipped to the Box bounds."""
         return np.clip(actions, *self.action_bounds) if self.kind == "continuous" else actions
 
 

@@ -224,13 +224,12 @@ class Normalization:
         if self.method == "anchors":
             return (f"{env}: fixed anchors, (score - {self.low:g}) / ({self.high:g} - {self.low:g}): 0 = a random policy, "
                     f"1 = the reference ({self.source}).")
+        why = ("min-max asked for (--min-max) instead of its fixed anchors, as the study was pre-registered"
+               if self.chosen else "no fixed anchors (symrl/anchors.yaml), so min-max over this study's runs of it (fallback)")
         if self.high == self.low:
-            return (f"{env}: no fixed anchors and every score equals {self.low:.4g}, so every run scores 0 (min-max "
-                    "fallback, undefined).")
-        why = ("min-max asked for (--min-max) instead of its fixed anchors, as the study was pre-registered" if self.chosen
-               else "no fixed anchors (symrl/anchors.yaml), so min-max over this study's runs of it (fallback)")
-        return (f"{env}: {why}: {self.low:.4g} -> 0 and {self.high:.4g} -> 1; comparable across algorithms of this study only, and it moves "
-                "when runs are added.")
+            return f"{env}: {why}, and every score equals {self.low:.4g}, so every run scores 0 (undefined)."
+        return (f"{env}: {why}: {self.low:.4g} -> 0 and {self.high:.4g} -> 1; comparable across algorithms of this study "
+                "only, and it moves when runs are added.")
 
 
 def normalize_scores(
