@@ -328,3 +328,19 @@ def test_evaluation_with_the_engine_gives_the_same_returns_on_a_real_environment
     envs.close()
     np.testing.assert_array_equal(with_engine, without)
     assert len(set(with_engine.tolist())) > 1  # episodes differ: a real comparison, not 6 copies of one number
+
+
+@pytest.mark.parametrize("bins", [1, 2, 3, 7, 8, 11])
+def test_short_axis_reductions_equal_numpys(bins):
+    """The unrolled reductions over a categorical head's bins give NumPy's values (bitwise below SHORT_AXIS)."""
+    from symrl.fast.mlp import SHORT_AXIS, _cumsum_last, _reduce_last  # noqa: PLC0415
+
+    x = np.random.default_rng(bins).standard_normal((33, 2, bins)).astype(np.float32)
+    exact = bins < SHORT_AXIS
+    for got, want in ((_reduce_last(np.maximum, x), x.max(-1)), (_reduce_last(np.add, x), x.sum(-1)),
+                      (_cumsum_last(x), x.cumsum(-1)), (_reduce_last(np.add, (x > 0).astype(np.int64)), (x > 0).sum(-1))):
+        assert got.shape == want.shape
+        if exact:
+            np.testing.assert_array_equal(got, want)
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

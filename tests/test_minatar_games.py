@@ -1,0 +1,103 @@
+"""The fused MinAtar training games (and Breakout vectorised over its games) equal Gymnasium's wrapper stack step by
+step: the real minatar package on both sides, no mocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from same_training import assert_steps_like_the_wrapper_stack, assert_trains_like_the_wrapper_stack
+
+import symrl
+from symrl.envs import make_train_envs
+from symrl.envs.minatar_games import MinAtarGamesVectorEnv, VectorBreakout
+from symrl.envs.split import EnvStackShare
+from symrl.envs.vector import SerialVectorEnv
+
+GAMES = ["Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders"]
+
+
+@pytest.mark.parametrize("game", GAMES)
+def test_each_game_equals_the_wrapper_stack(game):
+    cfg = symrl.make_config("ppo", f"MinAtar/{game}-v1", n_envs=4)
+    seen = assert_steps_like_the_wrapper_stack(cfg, MinAtarGamesVectorEnv(cfg, parts=2), steps=400, seed=3)
+    assert seen["reward"] > 0 or game == "Freeway"  # random play scores in all but Freeway
+    assert seen["terminated"] >= 1 or game == "Freeway"  # Freeway's own limit is 2500 steps
+
+
+def test_full_action_set_time_limit_and_no_sticky_actions_equal_the_wrapper_stack():
+    cfg = symrl.make_config("ppo", "MinAtar/Breakout-v0", n_envs=5,
+                            env_kwargs={"sticky_action_prob": 0.0, "max_episode_steps": 12})
+    seen = assert_steps_like_the_wrapper_stack(cfg, MinAtarGamesVectorEnv(cfg), steps=300, seed=7)
+    assert seen["truncated"] >= 1 and seen["terminated"] >= 1 and seen["games"] == seen["truncated"] + seen["terminated"]
+    cfg = symrl.make_config("ppo", "MinAtar/Freeway-v1", n_envs=2, env_kwargs={"difficulty_ramping": False,
+                                                                               "max_episode_steps": 50})
+    seen = assert_steps_like_the_wrapper_stack(cfg, MinAtarGamesVectorEnv(cfg, parts=2), steps=120, seed=1)
+    assert seen["truncated"] == 4
+
+
+def _set_package_state(env, k: int, vec: VectorBreakout) -> None:
+    """Copy game ``k`` of ``vec`` into the package's Breakout ``env``."""
+    env.ball_x, env.ball_y, env.ball_dir = int(vec.ball_x[k]), int(vec.ball_y[k]), int(vec.ball_dir[k])
+    env.pos, env.last_x, env.last_y = int(vec.pos[k]), int(vec.last_x[k]), int(vec.last_y[k])
+    env.strike, env.terminal = bool(vec.strike[k]), False
+    env.brick_map = vec.bricks[k].astype(float)
+
+
+def test_vector_breakout_equals_the_package_game_from_any_position():
+    """From random positions, directions, paddles, strike flags and brick maps (empty ones included, so the refill
+    branch runs), every step's reward, end and grid equal minatar's Breakout."""
+    from minatar.environments.breakout import Env  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    n = 400
+    vec = VectorBreakout("breakout", True, n)
+    vec.ball_x, vec.ball_y = rng.integers(0, 10, n), rng.integers(0, 9, n)
+    vec.ball_dir, vec.pos = rng.integers(0, 4, n), rng.integers(0, 10, n)
+    vec.last_x, vec.last_y = vec.ball_x.copy(), vec.ball_y.copy()
+    vec.strike = rng.random(n) < 0.3
+    vec.bricks = (rng.random((n, 10, 10)) < rng.random((n, 1, 1))) & (np.arange(10) < 9)[None, :, None]
+    vec.bricks[: n // 4] = False
+    vec.bricks[vec.rows, vec.ball_y, vec.ball_x] = False  # the ball is not inside a brick
+    games = []
+    for k in range(n):
+        games.append(Env())
+        _set_package_state(games[k], k, vec)
+    live = np.ones(n, bool)
+    grids = np.zeros((n, 10, 10, 4), bool)
+    events = {"hit": 0, "refill": 0, "over": 0, "bounce": 0}
+    for _ in range(12):
+        actions = rng.choice([0, 1, 2, 3, 4, 5], n)
+        before = vec.bricks.sum(axis=(1, 2))
+        rewards, over = vec.act(actions)
+        vec.write_states(grids)
+        for k in np.flatnonzero(live):
+            r, terminal = games[k].act(int(actions[k]))
+            assert (rewards[k], over[k]) == (r, terminal), k
+            np.testing.assert_array_equal(grids[k], games[k].state(), err_msg=str(k))
+        events["hit"] += int(rewards[live].sum())
+        events["refill"] += int((live & (before == 0) & (vec.bricks.sum(axis=(1, 2)) == 30)).sum())
+        events["over"] += int((live & over).sum())
+        events["bounce"] += int((live & (vec.ball_y == 8) & (vec.last_y == 8)).sum())
+        live &= ~over
+        for k in np.flatnonzero(over):  # a finished game starts again (its ball would leave the grid)
+            vec.reset(k)
+    assert min(events.values()) >= 5, events
+
+
+def test_in_process_minatar_training_uses_the_fused_games_unless_env_kwargs_need_the_wrappers():
+    envs = make_train_envs(symrl.make_config("ppo", "MinAtar/Breakout-v1", n_envs=4))
+    assert isinstance(envs, MinAtarGamesVectorEnv) and envs.parts == 1  # vectorised: one process
+    envs.close()
+    cfg = symrl.make_config("ppo", "MinAtar/Breakout-v1", n_envs=2, env_kwargs={"display_time": 10})
+    envs = make_train_envs(cfg)
+    assert isinstance(envs, SerialVectorEnv) or isinstance(envs.share, EnvStackShare)
+    envs.close()
+
+
+def test_training_on_the_fused_games_leaves_the_same_weights_as_on_the_wrapper_stack(monkeypatch):
+    """Two PPO iterations on Breakout with the minatar preset: same rollouts, same updates, bit for bit."""
+    cfg = symrl.make_config("ppo", "MinAtar/Breakout-v1", n_envs=8, n_steps=32, batch_size=64, n_epochs=2,
+                            total_steps=512, eval_episodes=0, progress=False, tensorboard=False, seed=1)
+    fused, plain = assert_trains_like_the_wrapper_stack(monkeypatch, cfg, make_train_envs)
+    assert isinstance(fused.envs, MinAtarGamesVectorEnv)
+    assert isinstance(plain.envs, SerialVectorEnv)
