@@ -162,7 +162,8 @@ class Trainer:
         self.resumed = checkpoint is not None
         if checkpoint is not None:
             self._restore(checkpoint, self.run_dir / runs.CHECKPOINT)
-        self.engine = make_engine(cfg, self.policy, self.optimizer, self.policy_rng)
+        claim = getattr(self.envs, "core_claim", None)  # the cores this run holds (symrl.threads.claim_cores)
+        self.engine = make_engine(cfg, self.policy, self.optimizer, self.policy_rng, claim.granted if claim else 1)
         self.update_settings = UpdateSettings.of(cfg)  # what both update paths read of the config
         env_seed = cfg.seed if not resume else cfg.seed + self.global_step
         self.collector = Collector(self.envs, self.obs_norm, self.reward_scaler, self.reward_noise, cfg.sign_reward, env_seed)
@@ -293,6 +294,8 @@ class Trainer:
         """Close the training and evaluation environments (their worker processes) and release the run's lock."""
         if self.envs is not None:
             self.envs.close()
+        if getattr(self, "engine", None) is not None:
+            self.engine.close()
         if self.eval_envs is not None:
             self.eval_envs.close()
         if self.lock is not None:

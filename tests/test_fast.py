@@ -12,6 +12,7 @@ body, loss variant and optimiser these tests check, on synthetic batches:
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import gymnasium as gym
 import numpy as np
@@ -344,3 +345,29 @@ def test_short_axis_reductions_equal_numpys(bins):
             np.testing.assert_array_equal(got, want)
         else:
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_the_critic_on_a_second_thread_gives_the_same_parameters():
+    """A separate critic's passes on the engine's second thread (minibatches of THREAD_ROWS or more): the same
+    arithmetic in the same order, so bit for bit the parameters of one thread."""
+    import symrl  # noqa: PLC0415
+    from symrl.fast.mlp import THREAD_ROWS  # noqa: PLC0415
+
+    weights = []
+    for threads in (1, 2):
+        cfg = symrl.make_config("ppo", "CartPole-v1", n_envs=8, n_steps=THREAD_ROWS // 8, batch_size=THREAD_ROWS,
+                                n_epochs=2, total_steps=2 * THREAD_ROWS, eval_episodes=0, progress=False,
+                                tensorboard=False, seed=4)
+        trainer = symrl.Trainer(cfg)
+        assert not trainer.policy.shared
+        net = trainer.engine.net
+        net.use_threads(threads)
+        where, passes = set(), net._critic_passes
+        net._critic_passes = lambda *args, where=where, passes=passes: (
+            where.add(threading.current_thread().name), passes(*args))[1]
+        trainer.run()  # closes the run: that stops the thread
+        assert net._pool is None
+        assert where == ({"symrl-critic_0"} if threads == 2 else {threading.current_thread().name})
+        weights.append({k: v.clone() for k, v in trainer.policy.state_dict().items()})
+    for name, a in weights[0].items():
+        assert torch.equal(a, weights[1][name]), name

@@ -79,8 +79,7 @@ def test_vector_breakout_equals_the_package_game_from_any_position():
         events["over"] += int((live & over).sum())
         events["bounce"] += int((live & (vec.ball_y == 8) & (vec.last_y == 8)).sum())
         live &= ~over
-        for k in np.flatnonzero(over):  # a finished game starts again (its ball would leave the grid)
-            vec.reset(k)
+        vec.reset(np.flatnonzero(over).tolist())  # finished games start again (their balls would leave the grid)
     assert min(events.values()) >= 5, events
 
 

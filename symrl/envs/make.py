@@ -18,7 +18,7 @@ import gymnasium as gym
 from ..errors import SymrlError
 from ..threads import available_threads, claim_cores
 from .atari_game import AtariGamesVectorEnv, fused_games_apply
-from .minatar_games import MinAtarGamesVectorEnv, fused_minatar_apply, vectorised
+from .minatar_games import MinAtarGamesVectorEnv, fused_minatar_apply
 from .registry import env_family, gym_make, is_atari
 from .settings import EnvSettings
 from .split import EnvStackShare, SplitVectorEnv
@@ -82,14 +82,13 @@ def make_train_envs(cfg: EnvSettings) -> gym.vector.VectorEnv:
     if cfg.vec_env == "async":
         return gym.vector.AsyncVectorEnv(_train_env_fns(cfg), autoreset_mode=mode)
     # the cores other runs have not claimed (symrl.threads.claim_cores), held until the environments close
-    minatar = fused_minatar_apply(cfg)
-    wanted = 1 if minatar and vectorised(cfg) else min(cfg.n_envs, available_threads(cfg.torch_threads))
-    claim = claim_cores(wanted, fixed=cfg.torch_threads > 0)
+    # (the NumPy engine's update uses them too: symrl.fast.mlp.NumpyActorCritic.use_threads)
+    claim = claim_cores(min(cfg.n_envs, available_threads(cfg.torch_threads)), fixed=cfg.torch_threads > 0)
     parts = claim.granted
     try:
         if is_atari(cfg) and fused_games_apply(cfg):  # the same games without the wrapper layers
             envs = AtariGamesVectorEnv(cfg, parts=parts)
-        elif minatar:
+        elif fused_minatar_apply(cfg):
             envs = MinAtarGamesVectorEnv(cfg, parts=parts)
         elif parts > 1:  # the same environments, stepped side by side on the cores
             envs = make_split_envs(cfg, parts)

@@ -70,8 +70,9 @@ class PackageGames:
         rewards, terminal = zip(*out, strict=True)
         return np.array(rewards, np.float64), np.array(terminal, bool)
 
-    def reset(self, k: int) -> None:
-        self.games[k].reset()
+    def reset(self, games: list[int]) -> None:
+        for k in games:
+            self.games[k].reset()
 
     def write_states(self, out: np.ndarray, games: Optional[list[int]] = None) -> None:
         """Write the grids of ``games`` (all when None) into their rows of ``out``."""
@@ -105,20 +106,21 @@ class VectorBreakout:
         self.pos, self.last_x, self.last_y = (np.zeros(n, np.int64) for _ in range(3))
         self.strike = np.zeros(n, bool)
         self.bricks = np.zeros((n, 10, 10), bool)
-        for k in range(n):
-            self.reset(k)
+        self.reset(list(range(n)))
 
     def set_random(self, k: int, random: np.random.RandomState) -> None:
         self.random[k] = random
 
-    def reset(self, k: int) -> None:
-        start = self.random[k].randint(2)
-        self.ball_x[k], self.ball_dir[k] = ((0, 2), (9, 3))[start]
-        self.ball_y[k], self.pos[k] = 3, 4
-        self.bricks[k] = False
-        self.bricks[k, 1:4, :] = True
-        self.strike[k] = False
-        self.last_x[k], self.last_y[k] = self.ball_x[k], self.ball_y[k]
+    def reset(self, games: list[int]) -> None:
+        """Start ``games`` again: each draws its ball's start from its own ``RandomState``."""
+        right = np.array([self.random[k].randint(2) for k in games], bool)  # 0: left corner going right
+        self.ball_x[games] = np.where(right, 9, 0)
+        self.ball_dir[games] = np.where(right, 3, 2)
+        self.ball_y[games], self.pos[games] = 3, 4
+        self.bricks[games] = False
+        self.bricks[games, 1:4, :] = True
+        self.strike[games] = False
+        self.last_x[games], self.last_y[games] = self.ball_x[games], self.ball_y[games]
 
     def act(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One step of every game with its full-set action (1 = left, 3 = right); rewards and game-over flags."""
@@ -183,16 +185,18 @@ class MinAtarShare:
         self.returns, self.lengths = np.zeros(n), np.zeros(n, np.int64)  # RecordEpisodeStatistics'
         self.buffers: Any
 
-    def _start(self, k: int) -> None:
-        self.games.reset(k)
-        self.steps[k] = self.returns[k] = self.lengths[k] = 0
+    def _start(self, games: list[int]) -> None:
+        self.games.reset(games)
+        self.steps[games] = 0
+        self.returns[games] = 0.0
+        self.lengths[games] = 0
 
     def reset(self, seed: Optional[int]) -> None:
         for k, i in enumerate(self.indices):
             if seed is not None:  # BaseEnv.reset(seed=...): one RandomState for the sticky draws and the game
                 self.random[k] = np.random.RandomState(seed + i)
                 self.games.set_random(k, self.random[k])
-            self._start(k)
+        self._start(list(range(len(self.indices))))
         self.games.write_states(self.buffers.obs[self.rows])
 
     def step(self, actions: np.ndarray) -> dict[int, Any]:
@@ -209,14 +213,15 @@ class MinAtarShare:
         obs = b.obs[rows]
         self.games.write_states(obs)
         ended = np.flatnonzero(terminated | truncated).tolist()
+        if not ended:
+            return {}
         finished = {}
         for k in ended:
             i = self.indices[k]
             b.final_obs[i] = obs[k]
             finished[i] = (self.returns[k], self.lengths[k])
-            self._start(k)
-        if ended:
-            self.games.write_states(obs, ended)
+        self._start(ended)
+        self.games.write_states(obs, ended)
         return finished
 
     def close(self) -> None:

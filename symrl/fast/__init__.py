@@ -28,13 +28,14 @@ __all__ = ["NumpyEngine", "make_engine", "supports"]
 class NumpyEngine:
     """Acting and updating an MLP :class:`ActorCritic` in place through NumPy views of its parameters."""
 
-    def __init__(self, policy: ActorCritic, optimizer: torch.optim.Optimizer, rng: np.random.Generator):
+    def __init__(self, policy: ActorCritic, optimizer: torch.optim.Optimizer, rng: np.random.Generator, threads: int = 1):
         reason = supports(policy)
         if reason:  # checked before flattening, which would otherwise re-allocate the parameters in vain
             raise ValueError(reason)
         self.policy = policy
         self.flat = flatten_parameters(policy)
         self.net = NumpyActorCritic(policy, self.flat)
+        self.net.use_threads(threads)
         self.params = list(policy.parameters())
         self.opt = FlatOptimizer(optimizer, self.flat, self.params)
         self.rng = rng
@@ -44,6 +45,10 @@ class NumpyEngine:
         """Fail loudly if someone re-allocated the parameters behind the engine's back."""
         if not is_flat(self.params, self.flat):
             raise RuntimeError("the policy's parameters were re-allocated; build a new NumpyEngine")
+
+    def close(self) -> None:
+        """Stop the update's second thread, if any."""
+        self.net.close()
 
     def sync(self) -> None:
         """Bring the torch optimiser's state up to date (its step counter); call before saving it."""
@@ -68,19 +73,27 @@ class NumpyEngine:
 
     def _step_unguarded(self, obs, actions, old_log_prob, old_values, advantages, returns, s: UpdateSettings,
                         clip_range: Optional[float]) -> dict:
-        log_prob, entropy, values = self.net.evaluate(obs, actions)
         sign_changed = float("nan")
         if s.normalizes(advantages.shape[0], ppo=clip_range is not None):
             normalized = normalize(advantages)
             sign_changed = _mean(np.sign(advantages) != np.sign(normalized))
             advantages = normalized
-        if clip_range is None:
-            terms, d_log_prob = a2c_loss_and_grad(log_prob, advantages, **s.loss_kwargs())
-            v_loss, d_value = value_loss_and_grad(values, old_values, returns, None)
-        else:
-            terms, d_log_prob = ppo_loss_and_grad(log_prob, old_log_prob, advantages, clip_range=clip_range,
-                                                  reverse_mask=s.reverse_mask, **s.loss_kwargs())
-            v_loss, d_value = value_loss_and_grad(values, old_values, returns, s.clip_range_vf)
+        n = obs.shape[0]
+
+        def policy_loss(log_prob, entropy):  # the gradient of s.total, term by term: the policy's and the entropy's
+            if clip_range is None:
+                terms, d_log_prob = a2c_loss_and_grad(log_prob, advantages, **s.loss_kwargs())
+            else:
+                terms, d_log_prob = ppo_loss_and_grad(log_prob, old_log_prob, advantages, clip_range=clip_range,
+                                                      reverse_mask=s.reverse_mask, **s.loss_kwargs())
+            return (terms, log_prob, entropy), d_log_prob * s.policy_coef, np.full(n, -s.ent_coef / n, np.float32)
+
+        def value_loss(values):  # and the value loss's
+            v_loss, d_value = value_loss_and_grad(values, old_values, returns,
+                                                  None if clip_range is None else s.clip_range_vf)
+            return v_loss, d_value * s.vf_coef
+
+        (terms, log_prob, entropy), v_loss = self.net.train_passes(obs, actions, policy_loss, value_loss)
         entropy_mean = _mean(entropy)
         loss = s.total(terms["policy_loss"], v_loss, entropy_mean)
         if not np.isfinite(loss):
@@ -88,13 +101,7 @@ class NumpyEngine:
                 f"the loss became {loss} (non-finite); training stopped and the last checkpoint (if one was written) is kept. "
                 "Lower learning_rate or check the reward scale"
             )
-        n = values.shape[0]  # the gradient of s.total, term by term
-        grad = self.net.backward(
-            d_log_prob * s.policy_coef,
-            np.full(n, -s.ent_coef / n, np.float32),
-            d_value * s.vf_coef,
-        )
-        grad_norm = self.opt.step(grad, s.max_grad_norm)
+        grad_norm = self.opt.step(self.net.grad, s.max_grad_norm)
         joint = log_prob.sum(-1) if log_prob.ndim > 1 else log_prob  # as algos.common.mean_action_prob
         return {"loss": loss, **terms, "value_loss": v_loss, "entropy": entropy_mean,
                 "sign_change_ratio": sign_changed, "grad_norm": grad_norm, "action_prob": _mean(np.exp(joint))}
@@ -118,12 +125,13 @@ class NumpyEngine:
 
 
 def make_engine(cfg: Config, policy: ActorCritic, optimizer: torch.optim.Optimizer,
-                rng: np.random.Generator) -> Optional[NumpyEngine]:
-    """The NumPy engine when ``cfg.engine`` allows it and the policy is supported, else ``None``."""
+                rng: np.random.Generator, threads: int = 1) -> Optional[NumpyEngine]:
+    """The NumPy engine when ``cfg.engine`` allows it and the policy is supported, else ``None``; ``threads``: the
+    cores the run holds (2 or more: a separate critic's passes run on a second thread)."""
     if cfg.engine == "torch" or cfg.precision != "fp32":  # the NumPy engine computes in float32 only
         return None
     try:
-        return NumpyEngine(policy, optimizer, rng)
+        return NumpyEngine(policy, optimizer, rng, threads)
     except ValueError as exc:
         reason = str(exc)
     if cfg.engine == "numpy":

@@ -51,6 +51,7 @@ class FlatOptimizer:
                 state[name] = view
             offset += n
         self.state = {name: buf.numpy() for name, buf in self.buffers.items()}
+        self._scratch = (np.empty_like(self.param), np.empty_like(self.param))
         self.sync()
 
     def step(self, grad: np.ndarray, max_grad_norm: float) -> float:
@@ -70,15 +71,16 @@ class FlatOptimizer:
         if self.kind == "adam":
             beta1, beta2 = self.group["betas"]
             m, v = self.state["exp_avg"], self.state["exp_avg_sq"]
-            m += (grad - m) * (1.0 - beta1)
+            tmp, denom = self._scratch  # the same operations as written out below, without new arrays each step
+            m += np.multiply(np.subtract(grad, m, out=tmp), 1.0 - beta1, out=tmp)  # m += (grad - m) * (1 - beta1)
             v *= beta2
-            v += grad * grad * (1.0 - beta2)
+            v += np.multiply(np.multiply(grad, grad, out=tmp), 1.0 - beta2, out=tmp)  # v += grad * grad * (1 - beta2)
             bias1 = 1.0 - beta1**self.step_count
             bias2_sqrt = math.sqrt(1.0 - beta2**self.step_count)
-            denom = np.sqrt(v)
+            np.sqrt(v, out=denom)
             denom /= bias2_sqrt
             denom += eps
-            self.param -= (m / denom) * (lr / bias1)
+            self.param -= np.multiply(np.divide(m, denom, out=tmp), lr / bias1, out=tmp)  # (m / denom) * (lr / bias1)
         else:
             alpha = self.group["alpha"]
             s = self.state["square_avg"]
