@@ -9,7 +9,7 @@ from same_training import assert_steps_like_the_wrapper_stack, assert_trains_lik
 
 import symrl
 from symrl.envs import make_train_envs
-from symrl.envs.minatar_games import MinAtarGamesVectorEnv, VectorBreakout
+from symrl.envs.minatar_games import MinAtarGamesVectorEnv, VectorBreakout, VectorSpaceInvaders
 from symrl.envs.split import EnvStackShare
 from symrl.envs.vector import SerialVectorEnv
 
@@ -81,6 +81,57 @@ def test_vector_breakout_equals_the_package_game_from_any_position():
         live &= ~over
         vec.reset(np.flatnonzero(over).tolist())  # finished games start again (their balls would leave the grid)
     assert min(events.values()) >= 5, events
+
+
+def test_vector_space_invaders_equals_the_package_game_from_any_position():
+    """From random alien waves, bullets, directions, timers and cannon positions (speeds ramped or not), every step's
+    reward, end and grid equal minatar's SpaceInvaders; moves, turns at the edges, shots, kills and respawned waves
+    all happen."""
+    from minatar.environments.space_invaders import Env  # noqa: PLC0415
+
+    rng = np.random.default_rng(1)
+    n = 300
+    vec = VectorSpaceInvaders("space_invaders", True, n)
+    vec.pos = rng.integers(0, 10, n)
+    vec.aliens = (rng.random((n, 10, 10)) < rng.random((n, 1, 1)) * 0.4) & (np.arange(10) < 8)[None, :, None]
+    vec.aliens[: n // 5] = False
+    vec.aliens[: n // 5, 0, 4] = True  # one alien left: the next kill clears the wave
+    vec.aliens[vec.rows, 0, 0] |= ~vec.aliens.any(axis=(1, 2))
+    vec.bullets = rng.random((n, 10, 10)) < 0.1
+    vec.enemy_bullets = rng.random((n, 10, 10)) < 0.05
+    vec.alien_dir = rng.choice([-1, 1], n)
+    vec.move_interval = rng.integers(5, 13, n)
+    vec.move_timer, vec.shot_timer = rng.integers(0, 4, n), rng.integers(0, 4, n)
+    vec.cannon_timer, vec.ramp = rng.integers(0, 3, n), rng.integers(0, 3, n)
+    vec.ramping = rng.random(n) < 0.7
+    games = []
+    for k in range(n):
+        env = Env(ramping=bool(vec.ramping[k]))
+        env.pos, env.alien_dir, env.enemy_move_interval = int(vec.pos[k]), int(vec.alien_dir[k]), int(vec.move_interval[k])
+        env.alien_move_timer, env.alien_shot_timer = int(vec.move_timer[k]), int(vec.shot_timer[k])
+        env.shot_timer, env.ramp_index, env.terminal = int(vec.cannon_timer[k]), int(vec.ramp[k]), False
+        env.alien_map, env.f_bullet_map = vec.aliens[k].astype(float), vec.bullets[k].astype(float)
+        env.e_bullet_map = vec.enemy_bullets[k].astype(float)
+        games.append(env)
+    live = np.ones(n, bool)
+    grids = np.zeros((n, 10, 10, 6), bool)
+    events = {"kill": 0, "over": 0, "wave": 0, "turn": 0, "shot": 0}
+    for _ in range(15):
+        actions = rng.choice([0, 1, 2, 3, 4, 5], n)
+        waves, turning, shooting = vec.ramp.copy(), vec.alien_dir.copy(), vec.shot_timer == 0
+        rewards, over = vec.act(actions)
+        vec.write_states(grids)
+        for k in np.flatnonzero(live):
+            r, terminal = games[k].act(int(actions[k]))
+            assert (rewards[k], over[k]) == (r, terminal), k
+            np.testing.assert_array_equal(grids[k], games[k].state(), err_msg=str(k))
+        events["kill"] += int(rewards[live].sum())
+        events["over"] += int((live & over).sum())
+        events["wave"] += int((live & (vec.ramp > waves)).sum())
+        events["turn"] += int((live & (vec.alien_dir != turning)).sum())
+        events["shot"] += int((live & shooting).sum())
+        live &= ~over
+    assert min(events.values()) >= 3, events
 
 
 def test_in_process_minatar_training_uses_the_fused_games_unless_env_kwargs_need_the_wrappers():
