@@ -85,6 +85,40 @@ def test_recomputed_logprobs_equal_generation_within_1e5():
     assert (entropy[generated.response_mask.bool()] > 0).all()
 
 
+def test_shared_prompts_computed_once_give_the_same_samples_logprobs_and_gradients(monkeypatch):
+    """Rows that share a prompt (a group's responses; here in no particular order, with left padding of different
+    lengths) compute it once: generation samples the same tokens with the same log-probabilities, and scoring gives
+    the log-probabilities and parameter gradients of one forward over every whole row, up to float rounding."""
+    import symrl.rlhf.generation as generation  # noqa: PLC0415
+
+    tokenizer, model = _tokenizer(), _model()
+    texts = [PROMPTS[i] for i in (0, 3, 0, 4, 3, 0, 4, 1)]
+    ids, mask = _prompts(tokenizer, texts)
+    first, inverse = generation.distinct_prompts(model, ids, mask)
+    assert len(first) == 4 and torch.equal(ids[first][inverse], ids)
+    sampling = Sampling(max_new_tokens=10, min_new_tokens=2, temperature=0.9, eos_token_id=1, pad_token_id=0)
+
+    def run(shared: bool):
+        if not shared:
+            monkeypatch.setattr(generation, "distinct_prompts", lambda *args: None)
+        generated = generate(model, ids, mask, sampling, torch.Generator().manual_seed(3))
+        model.zero_grad()
+        logprobs, _ = score(model, generated, sampling)
+        (logprobs * torch.linspace(0.5, 1.5, logprobs.numel()).reshape(logprobs.shape)).sum().backward()
+        monkeypatch.undo()
+        return generated, logprobs, [p.grad.clone() for p in model.parameters()]
+
+    (gen_s, lp_s, grads_s), (gen_f, lp_f, grads_f) = run(True), run(False)
+    assert torch.equal(gen_s.sequences, gen_f.sequences) and gen_s.response_mask.sum() > 10
+    torch.testing.assert_close(gen_s.logprobs, gen_f.logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(lp_s, lp_f, atol=1e-5, rtol=0)
+    torch.testing.assert_close(lp_s, gen_s.logprobs, atol=1e-5, rtol=0)
+    for a, b in zip(grads_s, grads_f, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert generation.distinct_prompts(model.train(), ids, mask) is None  # dropout: every row its own forward
+    model.eval()
+
+
 def test_kl_estimate_is_zero_for_the_reference_itself_and_positive_in_expectation():
     tokenizer, reference = _tokenizer(), _model(0)
     policy = copy.deepcopy(reference)

@@ -8,6 +8,7 @@ sampling but not when scoring makes the KL estimate strongly negative). ``top_k`
 may be sampled; log-probabilities are those of the full constrained distribution.
 
 Prompts are left-padded; position ids follow the attention mask, so padding never shifts a token's position.
+Rows that share a prompt (GRPO's groups) compute it once, in sampling and in scoring (:func:`distinct_prompts`).
 """
 
 from __future__ import annotations
@@ -87,9 +88,7 @@ def _sample(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch
             generator: torch.Generator) -> Generated:
     batch, prompt_length = prompt_ids.shape
     attention = prompt_mask.long()
-    out = model(input_ids=prompt_ids, attention_mask=attention, position_ids=position_ids(attention), use_cache=True,
-                logits_to_keep=1)  # the output layer on the last prompt position only: the one that is sampled from
-    past, logits = out.past_key_values, out.logits[:, -1]
+    past, logits = prefill(model, prompt_ids, attention, distinct_prompts(model, prompt_ids, attention))
     next_position = position_ids(attention)[:, -1] + 1
     finished = torch.zeros(batch, dtype=torch.bool, device=prompt_ids.device)
     tokens, logprobs, valid = [], [], []
@@ -123,13 +122,56 @@ def _sample(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch
     )
 
 
+def distinct_prompts(model: torch.nn.Module, prompt_ids: torch.Tensor,
+                     prompt_mask: torch.Tensor) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """``(first, inverse)`` when some rows share a prompt (a group's responses do): ``first`` the row of each distinct
+    prompt, ``inverse`` each row's distinct prompt; ``None`` when all differ, or when the model is in training mode
+    (dropout would then differ between rows that share a prompt computed once)."""
+    if model.training or prompt_ids.shape[0] < 2:
+        return None
+    distinct, inverse = torch.unique(torch.cat([prompt_ids, prompt_mask.long()], 1), dim=0, return_inverse=True)
+    if distinct.shape[0] == prompt_ids.shape[0]:
+        return None
+    rows = torch.arange(prompt_ids.shape[0], device=prompt_ids.device)
+    first = torch.full((distinct.shape[0],), prompt_ids.shape[0], device=prompt_ids.device)
+    return first.scatter_reduce(0, inverse, rows, reduce="amin"), inverse
+
+
+def prefill(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+            shared: Optional[tuple[torch.Tensor, torch.Tensor]]) -> tuple:
+    """The prompts' forward pass: ``(KV cache, logits at the last prompt position)`` for every row. With ``shared``
+    (:func:`distinct_prompts`) each distinct prompt is computed once and its cache and logits copied to the rows
+    that share it (``index_select``: gradients flow back to the one computation, summed)."""
+    rows = slice(None) if shared is None else shared[0]
+    out = model(input_ids=prompt_ids[rows], attention_mask=prompt_mask[rows], position_ids=position_ids(prompt_mask)[rows],
+                use_cache=True, logits_to_keep=1)  # the output layer on the last prompt position only
+    past, logits = out.past_key_values, out.logits[:, -1]
+    if shared is not None:
+        past.reorder_cache(shared[1])
+        logits = logits[shared[1]]
+    return past, logits
+
+
 def response_logits(model: torch.nn.Module, batch: Generated) -> torch.Tensor:
-    """Raw logits that predict each response token, ``[B, T, V]`` (one forward over prompt + response; the
-    output layer runs only on the last T + 1 positions, not on the prompt)."""
+    """Raw logits that predict each response token, ``[B, T, V]``: one forward over prompt + response (the output
+    layer only on the last T + 1 positions), or, when rows share a prompt (:func:`distinct_prompts`), each distinct
+    prompt once (:func:`prefill`: its last position predicts the first response token) and then the responses on
+    its cache. The same values up to float rounding (tests/test_rlhf.py); for GRPO's groups of G it spares
+    (G - 1) / G of the prompt's arithmetic in the reference's forward and in every update pass."""
     steps = batch.response_mask.shape[1]
-    out = model(input_ids=batch.sequences, attention_mask=batch.attention_mask,
-                position_ids=position_ids(batch.attention_mask), logits_to_keep=steps + 1)
-    return out.logits[:, :steps]
+    prompt_ids, prompt_mask = batch.sequences[:, :batch.prompt_length], batch.attention_mask[:, :batch.prompt_length]
+    shared = distinct_prompts(model, prompt_ids, prompt_mask)
+    if shared is None:
+        out = model(input_ids=batch.sequences, attention_mask=batch.attention_mask,
+                    position_ids=position_ids(batch.attention_mask), logits_to_keep=steps + 1)
+        return out.logits[:, :steps]
+    past, first = prefill(model, prompt_ids, prompt_mask, shared)
+    if steps == 1:
+        return first[:, None]
+    out = model(input_ids=batch.responses[:, :-1], attention_mask=batch.attention_mask[:, :-1],
+                position_ids=position_ids(batch.attention_mask)[:, batch.prompt_length:-1], past_key_values=past,
+                use_cache=True)
+    return torch.cat([first[:, None], out.logits], 1)
 
 
 def score(model: torch.nn.Module, batch: Generated, sampling: Sampling,
