@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="download and prepare the sentiment task's assets (once; about 3 minutes), then stop")
     h.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    d = sub.add_parser("demo", help="a small robustness study with its report (about 4 minutes on 2 cores)",
+    d = sub.add_parser("demo", help="a small robustness study with its report (2-4 minutes on 2 cores)",
                        description="PPO, the scaled-PPO control, SPPO (authors' mask) and SPPO without the mask on "
                        "CartPole-v1 with clean and noisy rewards, 10 seeds (80 runs); prints the scores and the robustness "
                        "verdicts and writes the report.", formatter_class=_Help)
