@@ -89,8 +89,8 @@ def numpy_grad(engine: NumpyEngine, batch: Batch, cfg, clip_range):
         return 0.0
 
     engine.opt.step = capture
-    arrays = [getattr(batch, f).numpy() for f in Batch.__dataclass_fields__]
-    row = engine._step(*arrays, cfg, clip_range)
+    arrays, cols = engine._arrays(batch)
+    row = engine._step(*arrays, cfg, clip_range, cols)
     return captured["grad"], row
 
 

@@ -65,20 +65,23 @@ class NumpyEngine:
         return self.net.value(obs)
 
     # -- updates (the composition of symrl.algos.update, as the torch path) ---------------------------------
-    def _step(self, obs, actions, old_log_prob, old_values, advantages, returns, s: UpdateSettings,
-              clip_range: Optional[float]) -> dict:
+    def _step(self, inputs, actions, old_log_prob, old_values, advantages, returns, s: UpdateSettings,
+              clip_range: Optional[float], cols: Optional[np.ndarray]) -> dict:
+        """One gradient step on a minibatch: its rows of the rollout's arrays, the observations as
+        :meth:`~symrl.fast.mlp.NumpyActorCritic.training_inputs` gave them (``inputs``, ``cols``)."""
         s = UpdateSettings.of(s)
         with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss is caught below
-            return self._step_unguarded(obs, actions, old_log_prob, old_values, advantages, returns, s, clip_range)
+            return self._step_unguarded(inputs, actions, old_log_prob, old_values, advantages, returns, s, clip_range,
+                                        cols)
 
-    def _step_unguarded(self, obs, actions, old_log_prob, old_values, advantages, returns, s: UpdateSettings,
-                        clip_range: Optional[float]) -> dict:
+    def _step_unguarded(self, inputs, actions, old_log_prob, old_values, advantages, returns, s: UpdateSettings,
+                        clip_range: Optional[float], cols: Optional[np.ndarray]) -> dict:
         sign_changed = float("nan")
         if s.normalizes(advantages.shape[0], ppo=clip_range is not None):
             normalized = normalize(advantages)
             sign_changed = _mean(np.sign(advantages) != np.sign(normalized))
             advantages = normalized
-        n = obs.shape[0]
+        n = inputs.shape[0]
 
         def policy_loss(log_prob, entropy):  # the gradient of s.total, term by term: the policy's and the entropy's
             if clip_range is None:
@@ -93,7 +96,7 @@ class NumpyEngine:
                                                   None if clip_range is None else s.clip_range_vf)
             return v_loss, d_value * s.vf_coef
 
-        (terms, log_prob, entropy), v_loss = self.net.train_passes(obs, actions, policy_loss, value_loss)
+        (terms, log_prob, entropy), v_loss = self.net.train_passes(inputs, cols, actions, policy_loss, value_loss)
         entropy_mean = _mean(entropy)
         loss = s.total(terms["policy_loss"], v_loss, entropy_mean)
         if not np.isfinite(loss):
@@ -110,15 +113,23 @@ class NumpyEngine:
         """As :func:`symrl.algos.ppo_update` (the same minibatches: :func:`~symrl.algos.update.minibatches`)."""
         self.check()
         s = UpdateSettings.of(settings)
-        arrays = [getattr(batch, name).numpy() for name in Batch.__dataclass_fields__]
-        rows = [self._step(*(a[index.numpy()] for a in arrays), s, clip_range) for index in minibatches(len(batch), s)]
+        arrays, cols = self._arrays(batch)
+        rows = [self._step(*(a[index.numpy()] for a in arrays), s, clip_range, cols)
+                for index in minibatches(len(batch), s)]
         return mean_logs(rows)
+
+    def _arrays(self, batch: Batch) -> tuple[list, Optional[np.ndarray]]:
+        """The batch's fields as NumPy arrays, the observations as the first layer takes them, and their columns
+        (:meth:`~symrl.fast.mlp.NumpyActorCritic.training_inputs`)."""
+        arrays = [getattr(batch, name).numpy() for name in Batch.__dataclass_fields__]
+        arrays[0], cols = self.net.training_inputs(arrays[0])
+        return arrays, cols
 
     def a2c_update(self, batch: Batch, settings: UpdateSettings) -> dict:
         """As :func:`symrl.algos.a2c_update`: one step on the whole rollout."""
         self.check()
-        row = self._step(*(getattr(batch, name).numpy() for name in Batch.__dataclass_fields__),
-                         UpdateSettings.of(settings), None)
+        arrays, cols = self._arrays(batch)
+        row = self._step(*arrays, UpdateSettings.of(settings), None, cols)
         for key in ("clip_fraction", "approx_kl", "active_fraction"):
             row.pop(key, None)
         return row
