@@ -126,8 +126,7 @@ class VectorBreakout:
 
     def act(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One step of every game with its full-set action (1 = left, 3 = right); rewards and game-over flags."""
-        self.pos = np.where(actions == 1, np.maximum(self.pos - 1, 0), np.where(actions == 3, np.minimum(self.pos + 1, 9),
-                                                                                  self.pos))
+        self.pos = np.clip(self.pos + (actions == 3) - (actions == 1), 0, 9)
         self.last_x, self.last_y = self.ball_x, self.ball_y
         direction = self.ball_dir
         new_x, new_y = self.ball_x + self.DX[direction], self.ball_y + self.DY[direction]
@@ -139,9 +138,11 @@ class VectorBreakout:
         brick = ~top & self.bricks[self.rows, new_y, new_x]
         hit = brick & ~self.strike  # the first step in contact with a brick breaks it
         bottom = ~top & ~brick & (new_y == 9)
-        cleared = bottom & ~self.bricks.any(axis=(1, 2))
-        self.bricks[cleared, 1:4, :] = True
-        self.bricks[self.rows[hit], new_y[hit], new_x[hit]] = False
+        if bottom.any():
+            cleared = bottom & ~self.bricks.any(axis=(1, 2))
+            self.bricks[cleared, 1:4, :] = True
+        if hit.any():
+            self.bricks[self.rows[hit], new_y[hit], new_x[hit]] = False
         under_old = bottom & (self.ball_x == self.pos)
         under_new = bottom & ~under_old & (new_x == self.pos)
         direction = np.where(top | hit | under_old, self.FLIP_Y[direction],
@@ -201,8 +202,7 @@ class VectorSpaceInvaders:
         fire = (actions == 5) & (self.cannon_timer == 0)
         self.bullets[rows[fire], 9, self.pos[fire]] = True
         self.cannon_timer[fire] = self.SHOT_COOL_DOWN
-        self.pos = np.where(actions == 1, np.maximum(self.pos - 1, 0),
-                            np.where(actions == 3, np.minimum(self.pos + 1, 9), self.pos))
+        self.pos = np.clip(self.pos + (actions == 3) - (actions == 1), 0, 9)
         self.bullets[:, :9] = self.bullets[:, 1:].copy()  # np.roll up a row, then the bottom row cleared
         self.bullets[:, 9] = False
         self.enemy_bullets[:, 1:] = self.enemy_bullets[:, :9].copy()  # np.roll down a row, then the top row cleared
@@ -301,7 +301,8 @@ class MinAtarShare:
     def step(self, actions: np.ndarray) -> dict[int, Any]:
         b, rows = self.buffers, self.rows
         wanted = self.action_set[actions[rows]]
-        draws = np.array([random.rand() for random in self.random])
+        # minatar.Environment's random.rand() each step (random_sample is the same draw, called with less overhead)
+        draws = np.fromiter(map(np.random.RandomState.random_sample, self.random), np.float64, len(self.random))
         self.last_action = np.where(draws < self.sticky, self.last_action, wanted)
         rewards, terminated = self.games.act(self.last_action)
         self.steps += 1
