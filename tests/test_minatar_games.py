@@ -9,7 +9,7 @@ from same_training import assert_steps_like_the_wrapper_stack, assert_trains_lik
 
 import symrl
 from symrl.envs import make_train_envs
-from symrl.envs.minatar_games import MinAtarGamesVectorEnv, VectorBreakout, VectorSpaceInvaders
+from symrl.envs.minatar_games import MinAtarGamesVectorEnv, VectorAsterix, VectorBreakout, VectorSpaceInvaders
 from symrl.envs.split import EnvStackShare
 from symrl.envs.vector import SerialVectorEnv
 
@@ -130,6 +130,58 @@ def test_vector_space_invaders_equals_the_package_game_from_any_position():
         events["wave"] += int((live & (vec.ramp > waves)).sum())
         events["turn"] += int((live & (vec.alien_dir != turning)).sum())
         events["shot"] += int((live & shooting).sum())
+        live &= ~over
+    assert min(events.values()) >= 3, events
+
+
+def test_vector_asterix_equals_the_package_game_from_any_position():
+    """From random lanes of enemies and gold, timers, speeds and ramps (on or off), every step's reward, end and grid,
+    and every draw from each game's RandomState, equal minatar's Asterix; spawns, gold taken, game overs, entities
+    leaving the grid and ramp steps all happen."""
+    from minatar.environments.asterix import Env  # noqa: PLC0415
+
+    rng = np.random.default_rng(2)
+    n = 300
+    vec = VectorAsterix("asterix", True, n)
+    vec.x, vec.y = rng.integers(0, 10, n), rng.integers(1, 9, n)
+    vec.alive = rng.random((n, 8)) < 0.5
+    vec.alive[: n // 6] = True  # every lane taken: a spawn draws its side and kind, then places nothing
+    vec.right, vec.gold = rng.random((n, 8)) < 0.5, rng.random((n, 8)) < 0.4
+    vec.ex = rng.integers(0, 10, (n, 8))
+    vec.spawn_speed, vec.move_speed = rng.integers(1, 11, n), rng.integers(1, 6, n)
+    vec.spawn_timer, vec.move_timer = rng.integers(0, 3, n), rng.integers(0, 3, n)
+    vec.ramp_timer, vec.ramp_index = rng.integers(-1, 3, n), rng.integers(0, 4, n)
+    vec.ramping = rng.random(n) < 0.7
+    vec.alive &= ~((np.arange(1, 9)[None, :] == vec.y[:, None]) & (vec.ex == vec.x[:, None]))  # none on the player
+    games = []
+    for k in range(n):
+        env = Env(ramping=bool(vec.ramping[k]))
+        vec.random[k], env.random = np.random.RandomState(k), np.random.RandomState(k)  # two equal streams
+        env.player_x, env.player_y, env.terminal = int(vec.x[k]), int(vec.y[k]), False
+        env.entities = [[int(vec.ex[k, lane]), lane + 1, bool(vec.right[k, lane]), bool(vec.gold[k, lane])]
+                        if vec.alive[k, lane] else None for lane in range(8)]
+        env.spawn_speed, env.spawn_timer = int(vec.spawn_speed[k]), int(vec.spawn_timer[k])
+        env.move_speed, env.move_timer = int(vec.move_speed[k]), int(vec.move_timer[k])
+        env.ramp_timer, env.ramp_index = int(vec.ramp_timer[k]), int(vec.ramp_index[k])
+        games.append(env)
+    live = np.ones(n, bool)
+    grids = np.zeros((n, 10, 10, 4), bool)
+    events = {"gold": 0, "over": 0, "spawn": 0, "gone": 0, "ramp": 0}
+    for _ in range(25):
+        actions = rng.choice([0, 1, 2, 3, 4, 5], n)
+        spawning, count, ramps = vec.spawn_timer == 0, vec.alive.sum(1), vec.ramp_index.copy()
+        rewards, over = vec.act(actions)
+        vec.write_states(grids)
+        for k in np.flatnonzero(live):
+            r, terminal = games[k].act(int(actions[k]))
+            assert (rewards[k], over[k]) == (r, terminal), k
+            np.testing.assert_array_equal(grids[k], games[k].state(), err_msg=str(k))
+            assert vec.random[k].randint(1 << 30) == games[k].random.randint(1 << 30), k  # the same draws so far
+        events["gold"] += int(rewards[live].sum())
+        events["over"] += int((live & over).sum())
+        events["spawn"] += int((live & spawning).sum())
+        events["gone"] += int((live & (vec.alive.sum(1) < count + spawning - rewards)).sum())
+        events["ramp"] += int((live & (vec.ramp_index > ramps)).sum())
         live &= ~over
     assert min(events.values()) >= 3, events
 

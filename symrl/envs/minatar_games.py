@@ -1,5 +1,5 @@
-"""MinAtar training games without Gymnasium's wrapper layers; Breakout and SpaceInvaders stepped for all their games at
-once in NumPy.
+"""MinAtar training games without Gymnasium's wrapper layers; Asterix, Breakout and SpaceInvaders stepped for all their
+games at once in NumPy.
 
 :func:`~symrl.envs.make.build_env` makes ``minatar.gym.BaseEnv`` through ``gym.make`` (``PassiveEnvChecker``,
 ``OrderEnforcing``, ``TimeLimit`` when ``max_episode_steps`` is set) and adds ``RecordEpisodeStatistics``; each
@@ -11,11 +11,12 @@ observation buffer. Environment ``i`` seeded with ``seed + i`` uses ``RandomStat
 and its game, as ``BaseEnv.reset(seed=...)`` does, so observations, rewards, ends and episode statistics are
 identical to the wrapper stack's (``tests/test_minatar_games.py`` checks them step by step).
 
-:class:`VectorBreakout` and :class:`VectorSpaceInvaders` are minatar's Breakout and SpaceInvaders
-(``minatar/environments/``) rewritten over arrays of games: each branch of their ``act`` becomes a mask. Stepping 64
-games costs about as much as stepping a few of the package's (SpaceInvaders is the slowest of the five there: about
-28 us a step), so these two run in one process; the other three games are the package's code, one game after
-another, split over a process per core (:mod:`symrl.envs.split`).
+:class:`VectorAsterix`, :class:`VectorBreakout` and :class:`VectorSpaceInvaders` are minatar's games of those names
+(``minatar/environments/``) rewritten over arrays of games: each branch of their ``act`` becomes a mask, and every
+draw a game makes comes from its own ``RandomState`` in the package's order. Stepping 64 games costs about as much
+as stepping a few of the package's (SpaceInvaders is the slowest of the five there: about 28 us a step), so these
+run in one process; Freeway and Seaquest are the package's code, one game after another, split over a process per
+core (:mod:`symrl.envs.split`).
 """
 
 from __future__ import annotations
@@ -258,7 +259,105 @@ class VectorSpaceInvaders:
         out[..., 5] = self.enemy_bullets
 
 
-VECTOR_GAMES = {"breakout": VectorBreakout, "space_invaders": VectorSpaceInvaders}
+class VectorAsterix:
+    """minatar's Asterix for ``n`` games at once: the same rules and the same draws from each game's ``RandomState``.
+
+    Eight lanes (rows 1-8) hold at most one entity each, an enemy or gold moving left or right. Every ``spawn_speed``
+    steps a game draws a side (``rand() < 1/2``: from the left, moving right), a kind (``rand() < 1/3``: gold) and, if
+    a lane is free, one of the free lanes (``randint``); the player then moves (rows 1-8); an entity on the player's
+    cell is collected (gold, +1) or ends the game (enemy), before and after the entities move one cell every
+    ``move_speed`` steps (leaving the grid removes them). With ramping, every 101 steps the spawns come one step
+    sooner (down to 1) and, every second time, the entities move one step sooner (down to 1).
+    """
+
+    state_shape = (10, 10, 4)  # player, enemy, trail, gold
+    minimal_action_set = [0, 1, 2, 3, 4]  # n, l, u, r, d of the full set n l u r d f
+    RAMP_INTERVAL, SPAWN_SPEED, MOVE_INTERVAL = 100, 10, 5  # minatar/environments/asterix.py
+    LANES = np.arange(1, 9)
+
+    def __init__(self, game: str, ramping: bool, n: int):
+        self.n, self.ramping = n, ramping
+        self.random = [np.random.RandomState() for _ in range(n)]
+        self.rows = np.arange(n)
+        self.x, self.y = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        self.spawn_speed, self.spawn_timer, self.move_speed, self.move_timer = (np.zeros(n, np.int64) for _ in range(4))
+        self.ramp_timer, self.ramp_index = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        self.alive, self.right, self.gold = (np.zeros((n, 8), bool) for _ in range(3))  # per lane
+        self.ex = np.zeros((n, 8), np.int64)  # an entity's column
+        self.reset(list(range(n)))
+
+    def set_random(self, k: int, random: np.random.RandomState) -> None:
+        self.random[k] = random
+
+    def reset(self, games: list[int]) -> None:
+        self.x[games] = self.y[games] = 5
+        self.alive[games] = False
+        self.spawn_speed[games] = self.spawn_timer[games] = self.SPAWN_SPEED
+        self.move_speed[games] = self.move_timer[games] = self.MOVE_INTERVAL
+        self.ramp_timer[games], self.ramp_index[games] = self.RAMP_INTERVAL, 0
+
+    def _spawn(self, games: np.ndarray) -> None:
+        for k in games.tolist():
+            random = self.random[k]
+            right = random.rand() < 1 / 2
+            gold = random.rand() < 1 / 3
+            free = np.flatnonzero(~self.alive[k])
+            if free.size:
+                lane = free[random.randint(free.size)]
+                self.alive[k, lane], self.right[k, lane], self.gold[k, lane] = True, right, gold
+                self.ex[k, lane] = 0 if right else 9
+
+    def _collide(self, on_player: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gold on the player's cell collected (removed; counted per game), enemies there: game over."""
+        taken = on_player & self.gold
+        self.alive &= ~taken
+        return taken.sum(1), (on_player & ~self.gold).any(1)
+
+    def act(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One step of every game with its full-set action (1 left, 2 up, 3 right, 4 down); rewards and game overs."""
+        spawn = self.spawn_timer == 0
+        if spawn.any():
+            self._spawn(self.rows[spawn])
+            self.spawn_timer[spawn] = self.spawn_speed[spawn]
+        self.x = np.clip(self.x + (actions == 3) - (actions == 1), 0, 9)
+        self.y = np.clip(self.y + (actions == 4) - (actions == 2), 1, 8)
+        here = (self.LANES[None, :] == self.y[:, None]) & (self.ex == self.x[:, None])  # the player's cell
+        rewards, over = self._collide(self.alive & here)
+        move = self.move_timer == 0
+        if move.any():
+            self.move_timer[move] = self.move_speed[move]
+            moving = self.alive & move[:, None]
+            self.ex = np.where(moving, self.ex + np.where(self.right, 1, -1), self.ex)
+            self.alive &= ~(moving & ((self.ex < 0) | (self.ex > 9)))
+            here = (self.LANES[None, :] == self.y[:, None]) & (self.ex == self.x[:, None])
+            taken, hit = self._collide(moving & self.alive & here)
+            rewards, over = rewards + taken, over | hit
+        self.spawn_timer -= 1
+        self.move_timer -= 1
+        ramp = self.ramping & ((self.spawn_speed > 1) | (self.move_speed > 1))
+        wait = ramp & (self.ramp_timer >= 0)
+        self.ramp_timer -= wait
+        step = ramp & ~wait
+        if step.any():
+            self.move_speed -= step & (self.move_speed > 1) & (self.ramp_index % 2 == 1)
+            self.spawn_speed -= step & (self.spawn_speed > 1)
+            self.ramp_index += step
+            self.ramp_timer[step] = self.RAMP_INTERVAL
+        return rewards.astype(np.float64), over
+
+    def write_states(self, out: np.ndarray, games: Optional[list[int]] = None) -> None:
+        """Write every game's grid into ``out`` (see :meth:`VectorBreakout.write_states`)."""
+        out[:] = False
+        out[self.rows, self.y, self.x, 0] = True
+        k, lane = np.nonzero(self.alive)
+        col, row = self.ex[k, lane], lane + 1
+        out[k, row, col, np.where(self.gold[k, lane], 3, 1)] = True
+        back = np.where(self.right[k, lane], col - 1, col + 1)
+        inside = (back >= 0) & (back <= 9)
+        out[k[inside], row[inside], back[inside], 2] = True
+
+
+VECTOR_GAMES = {"asterix": VectorAsterix, "breakout": VectorBreakout, "space_invaders": VectorSpaceInvaders}
 
 
 class MinAtarShare:
