@@ -35,6 +35,19 @@ def test_full_action_set_time_limit_and_no_sticky_actions_equal_the_wrapper_stac
     assert seen["truncated"] == 4
 
 
+def _step_both(vec, games: list, live: np.ndarray, rng: np.random.Generator, grids: np.ndarray) -> tuple:
+    """One step of the vectorised games and of the package's live ones, with the same random full-set actions;
+    asserts equal rewards, ends and grids. Returns the vectorised games' ``(rewards, over)``."""
+    actions = rng.choice([0, 1, 2, 3, 4, 5], len(games))
+    rewards, over = vec.act(actions)
+    vec.write_states(grids)
+    for k in np.flatnonzero(live):
+        r, terminal = games[k].act(int(actions[k]))
+        assert (rewards[k], over[k]) == (r, terminal), k
+        np.testing.assert_array_equal(grids[k], games[k].state(), err_msg=str(k))
+    return rewards, over
+
+
 def _set_package_state(env, k: int, vec: VectorBreakout) -> None:
     """Copy game ``k`` of ``vec`` into the package's Breakout ``env``."""
     env.ball_x, env.ball_y, env.ball_dir = int(vec.ball_x[k]), int(vec.ball_y[k]), int(vec.ball_dir[k])
@@ -66,14 +79,8 @@ def test_vector_breakout_equals_the_package_game_from_any_position():
     grids = np.zeros((n, 10, 10, 4), bool)
     events = {"hit": 0, "refill": 0, "over": 0, "bounce": 0}
     for _ in range(12):
-        actions = rng.choice([0, 1, 2, 3, 4, 5], n)
         before = vec.bricks.sum(axis=(1, 2))
-        rewards, over = vec.act(actions)
-        vec.write_states(grids)
-        for k in np.flatnonzero(live):
-            r, terminal = games[k].act(int(actions[k]))
-            assert (rewards[k], over[k]) == (r, terminal), k
-            np.testing.assert_array_equal(grids[k], games[k].state(), err_msg=str(k))
+        rewards, over = _step_both(vec, games, live, rng, grids)
         events["hit"] += int(rewards[live].sum())
         events["refill"] += int((live & (before == 0) & (vec.bricks.sum(axis=(1, 2)) == 30)).sum())
         events["over"] += int((live & over).sum())
@@ -117,14 +124,8 @@ def test_vector_space_invaders_equals_the_package_game_from_any_position():
     grids = np.zeros((n, 10, 10, 6), bool)
     events = {"kill": 0, "over": 0, "wave": 0, "turn": 0, "shot": 0}
     for _ in range(15):
-        actions = rng.choice([0, 1, 2, 3, 4, 5], n)
         waves, turning, shooting = vec.ramp.copy(), vec.alien_dir.copy(), vec.shot_timer == 0
-        rewards, over = vec.act(actions)
-        vec.write_states(grids)
-        for k in np.flatnonzero(live):
-            r, terminal = games[k].act(int(actions[k]))
-            assert (rewards[k], over[k]) == (r, terminal), k
-            np.testing.assert_array_equal(grids[k], games[k].state(), err_msg=str(k))
+        rewards, over = _step_both(vec, games, live, rng, grids)
         events["kill"] += int(rewards[live].sum())
         events["over"] += int((live & over).sum())
         events["wave"] += int((live & (vec.ramp > waves)).sum())
@@ -168,15 +169,10 @@ def test_vector_asterix_equals_the_package_game_from_any_position():
     grids = np.zeros((n, 10, 10, 4), bool)
     events = {"gold": 0, "over": 0, "spawn": 0, "gone": 0, "ramp": 0}
     for _ in range(25):
-        actions = rng.choice([0, 1, 2, 3, 4, 5], n)
         spawning, count, ramps = vec.spawn_timer == 0, vec.alive.sum(1), vec.ramp_index.copy()
-        rewards, over = vec.act(actions)
-        vec.write_states(grids)
-        for k in np.flatnonzero(live):
-            r, terminal = games[k].act(int(actions[k]))
-            assert (rewards[k], over[k]) == (r, terminal), k
-            np.testing.assert_array_equal(grids[k], games[k].state(), err_msg=str(k))
-            assert vec.random[k].randint(1 << 30) == games[k].random.randint(1 << 30), k  # the same draws so far
+        rewards, over = _step_both(vec, games, live, rng, grids)
+        for k in np.flatnonzero(live):  # the same draws so far
+            assert vec.random[k].randint(1 << 30) == games[k].random.randint(1 << 30), k
         events["gold"] += int(rewards[live].sum())
         events["over"] += int((live & over).sum())
         events["spawn"] += int((live & spawning).sum())
