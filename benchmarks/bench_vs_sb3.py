@@ -210,7 +210,7 @@ def machine() -> str:
             f"torch {torch.__version__}")
 
 
-def compare(names: list[str], rounds: int, device: str = "cpu") -> list[str]:
+def compare(names: list[str], rounds: int, device: str = "cpu", steps: int | None = None) -> list[str]:
     results: dict[tuple, list[dict]] = {}
     bases = [WORKLOADS[n]["sb3_base"] for n in names if "sb3_base" in WORKLOADS[n]]
     runs = names + [b for b in dict.fromkeys(bases) if b not in names]  # a row's baseline is measured too
@@ -220,7 +220,8 @@ def compare(names: list[str], rounds: int, device: str = "cpu") -> list[str]:
             if r % 2:
                 libs.reverse()  # alternate the order so drift hits both
             for lib in libs:
-                res = measure(lib, name, {"device": device} if device != "cpu" else None)
+                overrides = {**({"device": device} if device != "cpu" else {}), **({"steps": steps} if steps else {})}
+                res = measure(lib, name, overrides)
                 results.setdefault((lib, name), []).append(res)
                 print(f"round {r + 1} {name:14s} {lib:6s} {res['sps']:8.0f} steps/s  peak {res['peak_mib']:.0f} MiB"
                       f" (workers {res['workers_mib']:.0f})",
@@ -301,6 +302,8 @@ def main() -> None:
                         choices=list(WORKLOADS), help="default: all but the EnvPool rows")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="torch device for both libraries (e.g. cuda); default cpu")
+    parser.add_argument("--steps", type=int, help="every workload's training steps for both libraries (default: each "
+                        "workload's own, a few updates: one-time start-up costs weigh more in a short run)")
     parser.add_argument("--scaling", action="store_true", help="the n_envs and network-width tables instead")
     parser.add_argument("--overhead", action="store_true", help="symmetric vs plain update on the same rollout, in one process")
     parser.add_argument("--worker", nargs=3, metavar=("LIB", "WORKLOAD", "OVERRIDES"), help=argparse.SUPPRESS)
@@ -313,7 +316,7 @@ def main() -> None:
         # on symrl's default settings: the -ale / -ale-bf16 variants' extra settings are not applied there
         print("\n".join(update_overhead([p for p in SYMMETRIC_PAIRS if "symrl" not in WORKLOADS[p[0]]])))
     else:
-        print("\n".join(scaling() if args.scaling else compare(args.workloads, args.rounds, args.device)))
+        print("\n".join(scaling() if args.scaling else compare(args.workloads, args.rounds, args.device, args.steps)))
 
 
 if __name__ == "__main__":

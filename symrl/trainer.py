@@ -136,8 +136,6 @@ class Trainer:
         self.optimizer = make_optimizer(cfg, self.policy)
         self.obs_norm = ObsNormalizer(obs_space.shape, cfg.norm_obs, cfg.clip_obs)
         self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma, cfg.norm_reward, cfg.clip_reward)
-        lp_shape = (len(action_space.nvec),) if isinstance(action_space, gym.spaces.MultiDiscrete) else ()
-        self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, obs_space, action_space, lp_shape)
         self.eval_envs = make_eval_envs(cfg, min(cfg.eval_episodes, 16)) if cfg.eval_episodes else None
         self.deterministic_eval = default_deterministic(cfg)
 
@@ -164,6 +162,11 @@ class Trainer:
             self._restore(checkpoint, self.run_dir / runs.CHECKPOINT)
         claim = getattr(self.envs, "core_claim", None)  # the cores this run holds (symrl.threads.claim_cores)
         self.engine = make_engine(cfg, self.policy, self.optimizer, self.policy_rng, claim.granted if claim else 1)
+        # after the engine: a worker process it forks (symrl.fast.critic) shares no page of the buffer with this process,
+        # whose first rollout would otherwise copy every page it writes (copy-on-write)
+        space = self.envs.single_action_space
+        lp_shape = (len(space.nvec),) if isinstance(space, gym.spaces.MultiDiscrete) else ()
+        self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, self.envs.single_observation_space, space, lp_shape)
         self.update_settings = UpdateSettings.of(cfg)  # what both update paths read of the config
         env_seed = cfg.seed if not resume else cfg.seed + self.global_step
         self.collector = Collector(self.envs, self.obs_norm, self.reward_scaler, self.reward_noise, cfg.sign_reward, env_seed)

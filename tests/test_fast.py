@@ -12,7 +12,6 @@ body, loss variant and optimiser these tests check, on synthetic batches:
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 import gymnasium as gym
 import numpy as np
@@ -347,27 +346,52 @@ def test_short_axis_reductions_equal_numpys(bins):
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
-def test_the_critic_on_a_second_thread_gives_the_same_parameters():
-    """A separate critic's passes on the engine's second thread (minibatches of THREAD_ROWS or more): the same
-    arithmetic in the same order, so bit for bit the parameters of one thread."""
+def test_the_critic_in_a_worker_process_gives_the_same_parameters():
+    """A separate critic's passes in the engine's worker process (minibatches of WORKER_ROWS or more): the same
+    arithmetic on the same numbers through shared memory, so bit for bit the parameters of one process."""
     import symrl  # noqa: PLC0415
-    from symrl.fast.mlp import THREAD_ROWS  # noqa: PLC0415
+    from symrl.fast import WORKER_ROWS  # noqa: PLC0415
 
     weights = []
-    for threads in (1, 2):
-        cfg = symrl.make_config("ppo", "CartPole-v1", n_envs=8, n_steps=THREAD_ROWS // 8, batch_size=THREAD_ROWS,
-                                n_epochs=2, total_steps=2 * THREAD_ROWS, eval_episodes=0, progress=False,
+    for worker in (False, True):
+        cfg = symrl.make_config("ppo", "CartPole-v1", n_envs=8, n_steps=WORKER_ROWS // 8, batch_size=WORKER_ROWS,
+                                n_epochs=2, total_steps=2 * WORKER_ROWS, eval_episodes=0, progress=False,
                                 tensorboard=False, seed=4)
         trainer = symrl.Trainer(cfg)
         assert not trainer.policy.shared
-        net = trainer.engine.net
-        net.use_threads(threads)
-        where, passes = set(), net._critic_passes
-        net._critic_passes = lambda *args, where=where, passes=passes: (
-            where.add(threading.current_thread().name), passes(*args))[1]
-        trainer.run()  # closes the run: that stops the thread
-        assert net._pool is None
-        assert where == ({"symrl-critic_0"} if threads == 2 else {threading.current_thread().name})
+        trainer.engine.close()
+        trainer.engine = engine = NumpyEngine(trainer.policy, trainer.optimizer, trainer.policy_rng,
+                                              critic_rows=WORKER_ROWS if worker else 0)
+        trainer.run()  # closes the run: that stops the worker
+        if worker:
+            assert engine.critic.sent == 2 * (1 + 2)  # per update: the data, then two minibatches
+            assert not engine.critic.process.is_alive()
+        else:
+            assert engine.critic is None
         weights.append({k: v.clone() for k, v in trainer.policy.state_dict().items()})
     for name, a in weights[0].items():
         assert torch.equal(a, weights[1][name]), name
+
+
+def test_a_stopped_critic_worker_is_a_clear_error():
+    import symrl  # noqa: PLC0415
+    from symrl.errors import SymrlError  # noqa: PLC0415
+    from symrl.fast import WORKER_ROWS  # noqa: PLC0415
+
+    cfg = symrl.make_config("ppo", "CartPole-v1", n_envs=8, n_steps=WORKER_ROWS // 8, batch_size=WORKER_ROWS,
+                            n_epochs=1, total_steps=3 * WORKER_ROWS, eval_episodes=0, progress=False, tensorboard=False)
+    trainer = symrl.Trainer(cfg)
+    trainer.engine.close()
+    trainer.engine = engine = NumpyEngine(trainer.policy, trainer.optimizer, trainer.policy_rng, critic_rows=WORKER_ROWS)
+    update = engine.ppo_update
+
+    def update_then_kill(*args):
+        result = update(*args)
+        engine.critic.process.kill()
+        engine.critic.process.join()
+        return result
+
+    engine.ppo_update = update_then_kill
+    with pytest.raises(SymrlError, match="critic's worker process"):
+        trainer.run()
+    trainer.close()

@@ -23,8 +23,7 @@ path; :func:`supports` says which.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -33,9 +32,6 @@ from torch import nn
 from ..policies import ActorCritic
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
-# smaller minibatches run the critic in the calling thread: handing it over costs more than it saves (the minatar
-# preset's networks, 2 cores: 128 rows 0.36 ms alone, 0.64 ms on two threads; 512 rows 1.12 / 1.13; 1024 rows 2.2 / 1.8)
-THREAD_ROWS = 1024
 
 
 def supports(policy: ActorCritic) -> Optional[str]:
@@ -77,12 +73,14 @@ def is_flat(params: list[torch.Tensor], flat: torch.Tensor) -> bool:
 class NumpyActorCritic:
     """Forward (acting and training) and backward passes of an MLP actor-critic, in NumPy."""
 
-    def __init__(self, policy: ActorCritic, flat: torch.Tensor):
-        """``policy`` must pass :func:`supports` and have its parameters flattened into ``flat``."""
+    def __init__(self, policy: ActorCritic, flat: torch.Tensor, shared_grad: bool = False):
+        """``policy`` must pass :func:`supports` and have its parameters flattened into ``flat``; ``shared_grad``: the
+        gradient buffer in shared memory (for :class:`~symrl.fast.critic.CriticWorker`)."""
         self.kind = policy.kind
         self.shared = policy.shared
         self.relu = any(isinstance(m, nn.ReLU) for m in policy.actor_body.net)
-        self.grad = np.zeros(flat.numel(), np.float32)
+        self.grad = (torch.zeros(flat.numel()).share_memory_().numpy() if shared_grad
+                     else np.zeros(flat.numel(), np.float32))
         base = flat.untyped_storage().data_ptr()
         grads = {}
         for p in policy.parameters():  # a gradient view at each parameter's offset in the flat vector
@@ -104,7 +102,6 @@ class NumpyActorCritic:
         else:
             self.dims = 1 if self.kind == "discrete" else len(policy.nvec)
             self.bins = policy.n_logits // self.dims
-        self._pool: Optional[ThreadPoolExecutor] = None  # the second thread of use_threads
 
     # -- forward -----------------------------------------------------------------------------------------
     def _body(self, layers: list, x: np.ndarray, keep: Optional[list], cols: Optional[np.ndarray] = None) -> np.ndarray:
@@ -215,15 +212,15 @@ class NumpyActorCritic:
         return _active_inputs(obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False))
 
     def train_passes(self, inputs: np.ndarray, cols: Optional[np.ndarray], actions: np.ndarray, policy_loss: Callable,
-                     value_loss: Callable):
+                     value_loss: Callable, critic=None):
         """One minibatch's forward pass, losses and backward pass (``inputs``, ``cols``: its rows of
-        :meth:`training_inputs`); the gradient lands in :attr:`grad`.
+        :meth:`training_inputs`); the gradient lands in :attr:`grad`. ``critic``: a separate critic's passes already
+        started elsewhere (:meth:`symrl.fast.critic.CriticWorker.start`); its ``result()`` is the value loss's.
 
         ``policy_loss(log_prob, entropy) -> (result, d_log_prob, d_entropy)`` and ``value_loss(values) -> (result,
         d_values)`` are the losses with their gradients with respect to the outputs (log_prob ``[B]`` or ``[B, D]`` as
         ActorCritic.evaluate returns it, or ``[B]`` for the joint log-probability of a factorised policy; entropy
-        and values ``[B]``). Returns their two results. A separate critic's passes and its loss run as one job,
-        on the second thread when there is one (:meth:`use_threads`)."""
+        and values ``[B]``). Returns their two results."""
         if self.shared:
             actor, critic, hidden, _ = self._features(inputs, True, cols)
             out, values = self._heads(actor, critic)
@@ -234,7 +231,6 @@ class NumpyActorCritic:
             top += self._linear_backward(self.vhead, hidden[-1], d_values[:, None])
             self._body_backward(self.actor, hidden, top, cols)
             return policy, critic_result
-        critic_job = self._beside(inputs.shape[0], self._critic_passes, inputs, cols, value_loss)
         hidden = [inputs]
         w, b, _, _ = self.head
         out = self._body(self.actor, inputs, hidden, cols) @ w.T
@@ -243,7 +239,9 @@ class NumpyActorCritic:
         policy, d_log_prob, d_entropy = policy_loss(log_prob, entropy)
         top = self._linear_backward(self.head, hidden[-1], self._distribution_backward(head, d_log_prob, d_entropy))
         self._body_backward(self.actor, hidden, top, cols)
-        return policy, critic_job.result()
+        # the critic's gradients are its own part of the buffer: computing them before, after or beside the actor's
+        # changes no number
+        return policy, critic.result() if critic is not None else self._critic_passes(inputs, cols, value_loss)
 
     def _critic_passes(self, inputs: np.ndarray, cols: Optional[np.ndarray], value_loss: Callable):
         """A separate critic's forward pass, loss and backward pass; the loss's result."""
@@ -284,29 +282,6 @@ class NumpyActorCritic:
         # dH/dlogit_k = -p_k (log p_k + H) per dimension
         d_logits -= d_entropy[:, None, None] * probs * (logp + head["ent_dim"][..., None])
         return d_logits.reshape(d_logits.shape[0], -1)
-
-    def _beside(self, rows: int, fn: Callable, *args):
-        """Start ``fn(*args)`` on the second thread when there is one (:meth:`use_threads`) and the minibatch has at
-        least :data:`THREAD_ROWS` rows, else run it now; ``.result()`` of the returned object waits for it. Used for a
-        separate critic's passes: they write only the critic's gradients and read nothing the actor's passes write,
-        so the results do not depend on the threads."""
-        if self._pool is None or rows < THREAD_ROWS:
-            return _Done(fn(*args))
-        return self._pool.submit(_quietly, fn, *args)
-
-    def use_threads(self, threads: int) -> None:
-        """Run a separate critic's training passes on a second thread when ``threads`` >= 2. NumPy releases the GIL in
-        its matrix products and large element-wise operations, so the two branches overlap: a minibatch of the minatar
-        preset (1024 rows) took about 4/5 of the time. The same arithmetic in the same order: the same results."""
-        self.close()
-        if threads >= 2 and not self.shared:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="symrl-critic")  # its thread starts at the first job
-
-    def close(self) -> None:
-        """Stop the second thread, if any."""
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
 
     @staticmethod
     def _linear_backward(layer: tuple, inputs: np.ndarray, d_out: np.ndarray, input_grad: bool = True,
@@ -383,23 +358,6 @@ def _cumsum_last(x: np.ndarray) -> np.ndarray:
     for k in range(1, x.shape[-1]):
         np.add(out[..., k - 1], x[..., k], out=out[..., k])
     return out
-
-
-class _Done:
-    """A call already made, with a future's ``result()``."""
-
-    def __init__(self, value: Any):
-        self.value = value
-
-    def result(self) -> Any:
-        return self.value
-
-
-def _quietly(fn: Callable, *args):
-    """``fn(*args)`` with the floating-point warnings off, as the engine's update runs (NumPy's error state is per
-    thread): a non-finite loss is reported by the update itself."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return fn(*args)
 
 
 def _block_diag(a: np.ndarray, b: np.ndarray) -> np.ndarray:
