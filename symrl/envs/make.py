@@ -82,7 +82,7 @@ def make_train_envs(cfg: EnvSettings) -> gym.vector.VectorEnv:
     if cfg.vec_env == "async":
         return gym.vector.AsyncVectorEnv(_train_env_fns(cfg), autoreset_mode=mode)
     # the cores other runs have not claimed (symrl.threads.claim_cores), held until the environments close
-    # (the NumPy engine's update uses them too: symrl.fast.mlp.NumpyActorCritic.use_threads)
+    # (the NumPy engine's update uses a second one too: symrl.fast.critic)
     claim = claim_cores(min(cfg.n_envs, available_threads(cfg.torch_threads)), fixed=cfg.torch_threads > 0)
     parts = claim.granted
     try:
