@@ -365,6 +365,7 @@ def test_the_critic_in_a_worker_process_gives_the_same_parameters():
         trainer.run()  # closes the run: that stops the worker
         if worker:
             assert engine.critic.sent == 2 * (1 + 2)  # per update: the data, then two minibatches
+            engine.critic.process.join(timeout=10)  # it exits on its own once told to
             assert not engine.critic.process.is_alive()
         else:
             assert engine.critic is None

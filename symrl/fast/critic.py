@@ -149,9 +149,8 @@ def _stop(handles: list) -> None:
             _signal(shared.control, _COMMAND, int(shared.control[_COMMAND]) + 1, _WORKER_ASLEEP, wake)
         except OSError:
             pass
-    process.join(timeout=5)
-    if process.is_alive():
-        process.terminate()
+    # not joined: its exit (unmapping a copy of this process's page tables) takes about 10 ms that nothing needs to
+    # wait for; multiprocessing reaps it later, and stops it at exit at the latest (a daemon)
     wake.close()
     data.close()
 
@@ -160,6 +159,12 @@ def _serve(net, shared: _Shared, wake, data) -> None:
     """The worker process: the critic's passes on the minibatches the main process names."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle
     control, seen = shared.control, 0
+    # a first pass on zeros, while the main process collects its first rollout: a new process's first passes fault in
+    # its memory (about 10 ms); the gradients it writes are the critic's own, rewritten by every real pass
+    warm = min(shared.rows, 1024)
+    with np.errstate(all="ignore"):
+        net._critic_passes(np.zeros((warm, shared.columns), np.float32), None,
+                           ValueLoss(np.zeros(warm, np.float32), np.zeros(warm, np.float32), None, 0.0))
     inputs = cols = old_values = returns = None
     clip = coef = 0.0
     try:
