@@ -3,7 +3,9 @@ several times faster at the small sizes of control tasks (see benchmarks/RESULTS
 
 ``engine: auto`` (the default) uses it whenever :func:`symrl.fast.mlp.supports` allows, ``engine: torch``
 never. It changes the speed, not the algorithm: tests/test_fast.py checks that one update gives the same
-parameters as the torch path on the same data, for every head, loss variant and optimiser.
+parameters as the torch path on the same data, for every head, loss variant and optimiser. A run that holds 2 or more
+cores with PPO minibatches of :data:`WORKER_ROWS` rows or more runs a separate critic's passes in a worker process
+(:mod:`symrl.fast.critic`), bit for bit as in one.
 """
 
 from __future__ import annotations
