@@ -200,6 +200,18 @@ class SplitVectorEnv(gym.vector.VectorEnv):
             self.core_claim.release()
 
 
+def worker_failure(process, data, what: str, fix: str) -> SymrlError:
+    """A worker process's own error if it sent one through ``data``, else that it stopped (``what``: the worker, as the
+    message names it; ``fix``: what the user can do)."""
+    try:
+        if data.poll(1.0):
+            return SymrlError(f"{what} failed: {data.recv()}")
+    except (EOFError, OSError):
+        pass
+    process.join(timeout=1.0)
+    return SymrlError(f"{what} stopped (exit code {process.exitcode}); {fix}")
+
+
 def _close_workers(workers: list[_Worker]) -> None:
     for worker in workers:
         worker.close()
@@ -251,15 +263,7 @@ class _Worker:
             raise self._failed()
 
     def _failed(self) -> SymrlError:
-        """The worker's own error if it sent one, else that it stopped."""
-        try:
-            if self.data.poll(1.0):
-                return SymrlError(f"an {self.name} worker process failed: {self.data.recv()}")
-        except (EOFError, OSError):
-            pass
-        self.process.join(timeout=1.0)
-        return SymrlError(f"an {self.name} worker process stopped (exit code {self.process.exitcode}); "
-                          "rerun, or use --vec-backend async")
+        return worker_failure(self.process, self.data, f"an {self.name} worker process", "rerun, or use --vec-backend async")
 
     def close(self) -> None:
         if self.process.is_alive():

@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..envs.split import _context, _signal, _wait
+from ..envs.split import _context, _signal, _wait, worker_failure
 from ..errors import SymrlError
 from .losses import value_loss_and_grad
 
@@ -127,14 +127,8 @@ class CriticWorker:
             raise self._failed()
 
     def _failed(self) -> SymrlError:
-        try:
-            if self.data.poll(1.0):
-                return SymrlError(f"the critic's worker process failed: {self.data.recv()}")
-        except (EOFError, OSError):
-            pass
-        self.process.join(timeout=1.0)
-        return SymrlError(f"the critic's worker process stopped (exit code {self.process.exitcode}); rerun, or set "
-                          "torch_threads=1 to keep the update in one process")
+        return worker_failure(self.process, self.data, "the critic's worker process",
+                              "rerun, or set torch_threads=1 to keep the update in one process")
 
 
 def _stop(handles: list) -> None:
