@@ -20,7 +20,7 @@ from ..algos.update import UpdateSettings, mean_logs, minibatches
 from ..config import Config
 from ..errors import SymrlError, TrainingDiverged
 from ..policies import ActorCritic
-from .critic import CriticWorker, ValueLoss
+from .critic import FORK, CriticWorker, ValueLoss
 from .losses import _mean, a2c_loss_and_grad, normalize, ppo_loss_and_grad
 from .mlp import NumpyActorCritic, flatten_parameters, is_flat, supports
 from .optim import FlatOptimizer
@@ -169,7 +169,7 @@ def make_engine(cfg: Config, policy: ActorCritic, optimizer: torch.optim.Optimiz
     if cfg.engine == "torch" or cfg.precision != "fp32":  # the NumPy engine computes in float32 only
         return None
     rows = cfg.n_steps * cfg.n_envs
-    beside = cores >= 2 and cfg.family == "ppo" and (cfg.batch_size or rows) >= WORKER_ROWS
+    beside = FORK and cores >= 2 and cfg.family == "ppo" and (cfg.batch_size or rows) >= WORKER_ROWS
     try:
         return NumpyEngine(policy, optimizer, rng, critic_rows=rows if beside else 0)
     except ValueError as exc:

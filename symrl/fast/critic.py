@@ -13,6 +13,7 @@ parameters and the gradient buffer there), so the arithmetic and the results are
 from __future__ import annotations
 
 import signal
+import sys
 import weakref
 from dataclasses import dataclass
 from typing import Optional
@@ -27,6 +28,7 @@ _LOAD, _STEP, _CLOSE = 1, 2, 3  # commands
 _OK, _ERROR = 0, 1  # replies
 _COMMAND, _KIND, _DONE, _REPLY, _WORKER_ASLEEP, _MAIN_ASLEEP, _ROWS, _COLUMNS, _ACTIVE, _MINIBATCH = range(10)
 _CLIP, _COEF, _RESULT = range(3)
+FORK = sys.platform == "linux"  # the worker shares this process's arrays by forking (split.py forks there too)
 
 
 @dataclass
@@ -63,6 +65,8 @@ class CriticWorker:
     and forking at each update would copy the rollout buffers' pages again and again."""
 
     def __init__(self, net, rows: int, width: int):
+        if not FORK:
+            raise ValueError("the critic's worker process needs fork (Linux): a spawned one would work on copies")
         self.net = net  # a NumpyActorCritic whose parameters and gradient buffer live in shared memory
         self.rows = rows
         self.shared = _Shared(rows, width)
