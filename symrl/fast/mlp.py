@@ -117,22 +117,19 @@ class NumpyActorCritic:
                 keep.append(x)
         return x
 
-    def _features(self, obs: np.ndarray, keep: bool, cols: Optional[np.ndarray] = None):
-        actor_h = [obs] if keep else None
-        actor = self._body(self.actor, obs, actor_h, cols)
-        if self.shared:
-            return actor, actor, actor_h, actor_h
-        critic_h = [obs] if keep else None
-        return actor, self._body(self.critic, obs, critic_h, cols), actor_h, critic_h
-
-    def _heads(self, actor: np.ndarray, critic: np.ndarray):
+    def _policy_out(self, features: np.ndarray) -> np.ndarray:
+        """The policy head's output (logits or means) on the actor's last hidden layer."""
         w, b, _, _ = self.head
-        out = actor @ w.T
+        out = features @ w.T
         out += b
+        return out
+
+    def _value_out(self, features: np.ndarray) -> np.ndarray:
+        """The value head on the critic's last hidden layer, ``[B]``."""
         vw, vb, _, _ = self.vhead
-        value = critic @ vw[0]
+        value = features @ vw[0]
         value += vb[0]
-        return out, value
+        return value
 
     def _log_softmax(self, out: np.ndarray) -> np.ndarray:
         logits = out.reshape(out.shape[0], self.dims, self.bins)
@@ -197,9 +194,7 @@ class NumpyActorCritic:
         return actions, lp, value
 
     def value(self, obs: np.ndarray) -> np.ndarray:
-        x = self._body(self.critic, obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False), None)
-        vw, vb, _, _ = self.vhead
-        return x @ vw[0] + vb[0]
+        return self._value_out(self._body(self.critic, obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False), None))
 
     # -- training: forward, losses, backward ------------------------------------------------------------------------
     @staticmethod
@@ -221,24 +216,17 @@ class NumpyActorCritic:
         d_values)`` are the losses with their gradients with respect to the outputs (log_prob ``[B]`` or ``[B, D]`` as
         ActorCritic.evaluate returns it, or ``[B]`` for the joint log-probability of a factorised policy; entropy
         and values ``[B]``). Returns their two results."""
-        if self.shared:
-            actor, critic, hidden, _ = self._features(inputs, True, cols)
-            out, values = self._heads(actor, critic)
-            log_prob, entropy, head = self._distribution(out, actions)
-            policy, d_log_prob, d_entropy = policy_loss(log_prob, entropy)
-            critic_result, d_values = value_loss(values)
-            top = self._linear_backward(self.head, hidden[-1], self._distribution_backward(head, d_log_prob, d_entropy))
-            top += self._linear_backward(self.vhead, hidden[-1], d_values[:, None])
-            self._body_backward(self.actor, hidden, top, cols)
-            return policy, critic_result
         hidden = [inputs]
-        w, b, _, _ = self.head
-        out = self._body(self.actor, inputs, hidden, cols) @ w.T
-        out += b
-        log_prob, entropy, head = self._distribution(out, actions)
+        features = self._body(self.actor, inputs, hidden, cols)
+        log_prob, entropy, head = self._distribution(self._policy_out(features), actions)
         policy, d_log_prob, d_entropy = policy_loss(log_prob, entropy)
         top = self._linear_backward(self.head, hidden[-1], self._distribution_backward(head, d_log_prob, d_entropy))
+        if self.shared:  # one body: the value head's gradient joins the policy head's on its way down
+            critic_result, d_values = value_loss(self._value_out(features))
+            top += self._linear_backward(self.vhead, hidden[-1], d_values[:, None])
         self._body_backward(self.actor, hidden, top, cols)
+        if self.shared:
+            return policy, critic_result
         # the critic's gradients are its own part of the buffer: computing them before, after or beside the actor's
         # changes no number
         return policy, critic.result() if critic is not None else self._critic_passes(inputs, cols, value_loss)
@@ -246,10 +234,7 @@ class NumpyActorCritic:
     def _critic_passes(self, inputs: np.ndarray, cols: Optional[np.ndarray], value_loss: Callable):
         """A separate critic's forward pass, loss and backward pass; the loss's result."""
         hidden = [inputs]
-        vw, vb, _, _ = self.vhead
-        values = self._body(self.critic, inputs, hidden, cols) @ vw[0]
-        values += vb[0]
-        result, d_values = value_loss(values)
+        result, d_values = value_loss(self._value_out(self._body(self.critic, inputs, hidden, cols)))
         top = self._linear_backward(self.vhead, hidden[-1], d_values[:, None])
         self._body_backward(self.critic, hidden, top, cols)
         return result
