@@ -26,8 +26,7 @@ import numpy as np
 from ..errors import SymrlError
 from .registry import gym_make
 from .settings import EnvSettings
-from .split import EnvStackShare, SplitVectorEnv
-from .vector import finished_infos
+from .split import EnvStackShare, GameSplitVectorEnv
 from .wrappers import FireReset
 
 # env_kwargs an AtariGame passes on to AtariEnv; anything else (obs_type, frameskip, ...) takes the wrapper stack
@@ -164,7 +163,7 @@ class AtariShare(EnvStackShare):
         return env.reset(seed)
 
 
-class AtariGamesVectorEnv(SplitVectorEnv):
+class AtariGamesVectorEnv(GameSplitVectorEnv):
     """``cfg.n_envs`` :class:`AtariGame` s, split over this process and ``parts - 1`` worker processes.
 
     Same-step autoreset and symrl's rollout infos (``final_obs`` / ``final_info`` where an episode ended, whole-game
@@ -173,14 +172,3 @@ class AtariGamesVectorEnv(SplitVectorEnv):
 
     def __init__(self, cfg: EnvSettings, parts: int = 1):
         super().__init__(functools.partial(AtariShare, cfg), cfg.n_envs, parts, name="Atari")
-        self._returns = np.zeros(self.num_envs)
-        self._lengths = np.zeros(self.num_envs, np.int64)
-
-    def _infos(self, finished: dict) -> dict:
-        game_over = np.zeros(self.num_envs, bool)
-        for i, episode in finished.items():
-            if episode is not None:
-                game_over[i] = True
-                self._returns[i], self._lengths[i] = episode
-        done = self.buffers.terminated | self.buffers.truncated
-        return finished_infos(done, game_over, self.buffers.final_obs, self._returns, self._lengths)

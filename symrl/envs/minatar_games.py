@@ -30,8 +30,7 @@ import numpy as np
 
 from .registry import env_family, env_spec, is_atari
 from .settings import EnvSettings
-from .split import SplitVectorEnv
-from .vector import finished_infos
+from .split import GameSplitVectorEnv
 
 # env_kwargs the fused games honour; anything else (render_mode, display_time, ...) takes the wrapper stack
 GAME_KWARGS = frozenset({"sticky_action_prob", "difficulty_ramping", "max_episode_steps"})
@@ -51,7 +50,7 @@ def _game_settings(cfg: EnvSettings) -> dict:
 
 
 def vectorised(cfg: EnvSettings) -> bool:
-    """Whether the game of ``cfg`` is stepped all at once (:class:`VectorBreakout`): one process is enough."""
+    """Whether the game of ``cfg`` is stepped all at once (one of :data:`VECTOR_GAMES`): one process is enough."""
     return _game_settings(cfg)["game"] in VECTOR_GAMES
 
 
@@ -102,7 +101,6 @@ class VectorBreakout:
     DY = np.array([-1, -1, 1, 1])
 
     def __init__(self, game: str, ramping: bool, n: int):  # Breakout has no difficulty ramp
-        self.n = n
         self.random = [np.random.RandomState() for _ in range(n)]
         self.rows = np.arange(n)
         self.ball_x, self.ball_y, self.ball_dir = (np.zeros(n, np.int64) for _ in range(3))
@@ -178,7 +176,7 @@ class VectorSpaceInvaders:
     SHOT_COOL_DOWN, MOVE_INTERVAL, SHOT_INTERVAL = 5, 12, 10  # minatar/environments/space_invaders.py
 
     def __init__(self, game: str, ramping: bool, n: int):
-        self.n, self.ramping = n, ramping
+        self.ramping = ramping
         self.rows = np.arange(n)
         self.pos, self.alien_dir, self.move_interval = (np.zeros(n, np.int64) for _ in range(3))
         self.move_timer, self.shot_timer, self.cannon_timer, self.ramp = (np.zeros(n, np.int64) for _ in range(4))
@@ -276,7 +274,7 @@ class VectorAsterix:
     LANES = np.arange(1, 9)
 
     def __init__(self, game: str, ramping: bool, n: int):
-        self.n, self.ramping = n, ramping
+        self.ramping = ramping
         self.random = [np.random.RandomState() for _ in range(n)]
         self.rows = np.arange(n)
         self.x, self.y = np.zeros(n, np.int64), np.zeros(n, np.int64)
@@ -427,18 +425,10 @@ class MinAtarShare:
         pass
 
 
-class MinAtarGamesVectorEnv(SplitVectorEnv):
+class MinAtarGamesVectorEnv(GameSplitVectorEnv):
     """``cfg.n_envs`` MinAtar games (:class:`MinAtarShare`), split over this process and ``parts - 1`` worker
     processes (one process for a vectorised game). Same-step autoreset and symrl's rollout infos."""
 
     def __init__(self, cfg: EnvSettings, parts: int = 1):
         super().__init__(functools.partial(MinAtarShare, cfg), cfg.n_envs, 1 if vectorised(cfg) else parts,
                          name="MinAtar")
-        self._returns = np.zeros(self.num_envs)
-        self._lengths = np.zeros(self.num_envs, np.int64)
-
-    def _infos(self, finished: dict) -> dict:
-        done = self.buffers.terminated | self.buffers.truncated
-        for i, (episode_return, length) in finished.items():
-            self._returns[i], self._lengths[i] = episode_return, length
-        return finished_infos(done, done, self.buffers.final_obs, self._returns, self._lengths)

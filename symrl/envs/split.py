@@ -30,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..errors import SymrlError
+from .vector import finished_infos
 
 SPIN_SECONDS = 0.002  # longer than an A2C update; far shorter than a PPO update
 SPIN_SIGNALS = sys.platform == "linux" and platform.machine().lower() in ("x86_64", "amd64")
@@ -198,6 +199,25 @@ class SplitVectorEnv(gym.vector.VectorEnv):
         self.share.close()
         if self.core_claim is not None:  # the cores make_train_envs claimed for these environments
             self.core_claim.release()
+
+
+class GameSplitVectorEnv(SplitVectorEnv):
+    """A :class:`SplitVectorEnv` whose shares report each finished environment's whole-game ``(return, length)``, or
+    ``None`` when the game goes on (an Atari life lost): the rollout's infos carry a game's return where it is over."""
+
+    def __init__(self, make_share: Callable[[list[int]], Share], n_envs: int, parts: int = 1, name: str = "environment"):
+        super().__init__(make_share, n_envs, parts, name)
+        self._returns = np.zeros(self.num_envs)
+        self._lengths = np.zeros(self.num_envs, np.int64)
+
+    def _infos(self, finished: dict) -> dict:
+        game_over = np.zeros(self.num_envs, bool)
+        for i, episode in finished.items():
+            if episode is not None:
+                game_over[i] = True
+                self._returns[i], self._lengths[i] = episode
+        done = self.buffers.terminated | self.buffers.truncated
+        return finished_infos(done, game_over, self.buffers.final_obs, self._returns, self._lengths)
 
 
 def worker_failure(process, data, what: str, fix: str) -> SymrlError:
