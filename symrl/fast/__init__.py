@@ -125,7 +125,7 @@ class NumpyEngine:
         self.check()
         s = UpdateSettings.of(settings)
         arrays, cols = self._arrays(batch)
-        critic = self.critic if self.critic is not None and (s.batch_size or len(batch)) >= WORKER_ROWS else None
+        critic = self.critic  # make_engine starts one only for minibatches of WORKER_ROWS rows or more
         if critic is not None and len(batch) > critic.rows:
             raise SymrlError(f"a batch of {len(batch)} rows is larger than the critic worker's {critic.rows}; build the "
                              "engine with critic_rows for it")
