@@ -396,3 +396,21 @@ def test_a_stopped_critic_worker_is_a_clear_error():
     with pytest.raises(SymrlError, match="critic's worker process"):
         trainer.run()
     trainer.close()
+
+
+def test_make_engine_starts_the_critic_worker_only_where_it_pays():
+    """2+ cores, PPO, minibatches of WORKER_ROWS or more and a separate critic: a worker; anything less: none."""
+    import symrl  # noqa: PLC0415
+    from symrl.fast import WORKER_ROWS  # noqa: PLC0415
+    from symrl.policies import ActorCritic  # noqa: PLC0415
+
+    space = gym.spaces.Box(-1, 1, (4,), np.float32)
+    cases = [(dict(algo="ppo", batch_size=WORKER_ROWS), 2, True), (dict(algo="ppo", batch_size=WORKER_ROWS), 1, False),
+             (dict(algo="ppo", batch_size=WORKER_ROWS // 2), 2, False), (dict(algo="a2c"), 2, False),
+             (dict(algo="ppo", batch_size=WORKER_ROWS, shared_network=True), 2, False)]
+    for overrides, cores, expected in cases:
+        cfg = symrl.make_config(env="CartPole-v1", n_envs=8, n_steps=WORKER_ROWS // 8, **overrides)
+        policy = ActorCritic(space, gym.spaces.Discrete(2), cfg)
+        engine = make_engine(cfg, policy, make_optimizer(cfg, policy), np.random.default_rng(0), cores)
+        assert (engine.critic is not None) == expected, (overrides, cores)
+        engine.close()
