@@ -20,6 +20,8 @@ from typing import Optional
 import torch
 from torch.nn import functional as F
 
+from .decoder import forward
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -110,9 +112,8 @@ def _sample(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch
         if bool(finished.all()) or step == sampling.max_new_tokens - 1:
             break
         attention = torch.cat([attention, produced.long()[:, None]], dim=1)
-        out = model(input_ids=token[:, None], attention_mask=attention, position_ids=next_position[:, None],
-                    past_key_values=past, use_cache=True)
-        past, logits = out.past_key_values, out.logits[:, -1]
+        logits, past = forward(model, token[:, None], attention, next_position[:, None], past, use_cache=True)
+        logits = logits[:, -1]
         next_position = next_position + 1
     response_mask = torch.stack(valid, dim=1).long()
     return Generated(
@@ -143,9 +144,9 @@ def prefill(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch
     (:func:`distinct_prompts`) each distinct prompt is computed once and its cache and logits copied to the rows
     that share it (``index_select``: gradients flow back to the one computation, summed)."""
     rows = slice(None) if shared is None else shared[0]
-    out = model(input_ids=prompt_ids[rows], attention_mask=prompt_mask[rows], position_ids=position_ids(prompt_mask)[rows],
-                use_cache=True, logits_to_keep=1)  # the output layer on the last prompt position only
-    past, logits = out.past_key_values, out.logits[:, -1]
+    logits, past = forward(model, prompt_ids[rows], prompt_mask[rows], position_ids(prompt_mask)[rows],
+                           logits_to_keep=1, use_cache=True)  # the output layer on the last prompt position only
+    logits = logits[:, -1]
     if shared is not None:
         past.reorder_cache(shared[1])
         logits = logits[shared[1]]
@@ -162,16 +163,15 @@ def response_logits(model: torch.nn.Module, batch: Generated) -> torch.Tensor:
     prompt_ids, prompt_mask = batch.sequences[:, :batch.prompt_length], batch.attention_mask[:, :batch.prompt_length]
     shared = distinct_prompts(model, prompt_ids, prompt_mask)
     if shared is None:
-        out = model(input_ids=batch.sequences, attention_mask=batch.attention_mask,
-                    position_ids=position_ids(batch.attention_mask), logits_to_keep=steps + 1)
-        return out.logits[:, :steps]
+        logits, _ = forward(model, batch.sequences, batch.attention_mask, position_ids(batch.attention_mask),
+                            logits_to_keep=steps + 1)
+        return logits[:, :steps]
     past, first = prefill(model, prompt_ids, prompt_mask, shared)
     if steps == 1:
         return first[:, None]
-    out = model(input_ids=batch.responses[:, :-1], attention_mask=batch.attention_mask[:, :-1],
-                position_ids=position_ids(batch.attention_mask)[:, batch.prompt_length:-1], past_key_values=past,
-                use_cache=True)
-    return torch.cat([first[:, None], out.logits], 1)
+    logits, _ = forward(model, batch.responses[:, :-1], batch.attention_mask[:, :-1],
+                        position_ids(batch.attention_mask)[:, batch.prompt_length:-1], past, use_cache=True)
+    return torch.cat([first[:, None], logits], 1)
 
 
 def score(model: torch.nn.Module, batch: Generated, sampling: Sampling,

@@ -1,0 +1,214 @@
+"""The causal LM's forward pass, written plainly for the architectures symrl knows: GPT-2, Llama and Qwen2.
+
+Hugging Face's ``model(...)`` serves every cache type, mask format, attention kernel, output capture and hook;
+on a small model its Python costs about as much as the arithmetic (a 4-layer GPT-2 decoding step for 16 rows:
+2.8 ms through ``model(...)``, 1.8 ms here; benchmarks/RESULTS.md). :func:`forward` runs the same arithmetic on
+the model's own modules and parameters, so gradients, optimizers, ``state_dict`` and saving are untouched, and
+the logits equal Hugging Face's up to float rounding (tests/test_rlhf_decoder.py). Differences in rounding only:
+GPT-2's tanh-approximated GELU is torch's fused kernel (the same formula), RMSNorm is ``F.rms_norm``.
+
+Everything else goes through ``model(...)``: another architecture or a config option not written here, a model
+in training mode (dropout, gradient checkpointing), a module with hooks (accelerate's offloading), a wrapper
+(DDP, PEFT, ``torch.compile``: other classes). ``set_enabled(False)`` sends everything through ``model(...)``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+_enabled = True
+_plain: "weakref.WeakKeyDictionary[nn.Module, tuple[Optional[Callable], list[nn.Module]]]" = weakref.WeakKeyDictionary()
+
+
+def set_enabled(enabled: bool) -> None:
+    """Use the plain forward for the models it covers (default), or ``model(...)`` for every model."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+class KVCache:
+    """Keys and values of the tokens computed so far: per layer ``[B, kv_heads, L, head_dim]``. Outside autograd
+    (sampling) each layer's tensors are views of a buffer that doubles when full, so a decoding step writes one
+    position instead of copying the whole cache; under autograd they are concatenated (the graph keeps them)."""
+
+    def __init__(self, layers: int):
+        self.layers: list[Optional[tuple[torch.Tensor, torch.Tensor]]] = [None] * layers
+        self.buffers: list[Optional[tuple[torch.Tensor, torch.Tensor]]] = [None] * layers
+
+    def extend(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        past = self.layers[layer]
+        if past is None:
+            self.layers[layer] = keys, values
+        elif torch.is_grad_enabled():
+            self.layers[layer] = torch.cat([past[0], keys], 2), torch.cat([past[1], values], 2)
+        else:
+            start, end = past[0].shape[2], past[0].shape[2] + keys.shape[2]
+            buffers = self.buffers[layer]
+            if buffers is None or buffers[0].shape[2] < end:
+                shape = (*keys.shape[:2], 2 * end, keys.shape[3])
+                buffers = keys.new_empty(shape), values.new_empty(shape)
+                buffers[0][:, :, :start], buffers[1][:, :, :start] = past
+                self.buffers[layer] = buffers
+            buffers[0][:, :, start:end], buffers[1][:, :, start:end] = keys, values
+            self.layers[layer] = buffers[0][:, :, :end], buffers[1][:, :, :end]
+        return self.layers[layer]
+
+    def reorder_cache(self, index: torch.Tensor) -> None:
+        """Row ``i`` becomes row ``index[i]`` (as Hugging Face's caches do)."""
+        self.layers = [None if kv is None else (kv[0].index_select(0, index), kv[1].index_select(0, index))
+                       for kv in self.layers]
+        self.buffers = [None] * len(self.layers)
+
+
+def forward(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+            past=None, logits_to_keep: int = 0, use_cache: bool = False) -> tuple[torch.Tensor, object]:
+    """``(logits, cache)`` of a causal LM for ``input_ids`` ``[B, n]`` after the tokens in ``past``, with
+    ``attention_mask`` ``[B, L_past + n]`` (0 = padding, never attended) and ``position_ids`` ``[B, n]``, as
+    ``model(...)`` takes them; ``logits_to_keep`` > 0 computes the output layer on the last positions only."""
+    plain = plain_forward(model) if past is None or isinstance(past, KVCache) else None
+    if plain is None:
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                    past_key_values=past, use_cache=use_cache, logits_to_keep=logits_to_keep)
+        return out.logits, out.past_key_values
+    return plain(input_ids, attention_mask, position_ids, past, logits_to_keep)
+
+
+def plain_forward(model: nn.Module) -> Optional[Callable]:
+    """The plain forward for ``model``, or ``None`` where ``model(...)`` must run it (see the module's docstring)."""
+    if not _enabled or model.training:
+        return None
+    if model not in _plain:
+        _plain[model] = _build(model), list(model.modules())
+    plain, modules = _plain[model]
+    if plain is None or _has_hooks(modules):
+        return None
+    return plain
+
+
+def _has_hooks(modules: list[nn.Module]) -> bool:
+    """Forward hooks anywhere, or accelerate's (which replace a module's forward): ``model(...)`` must run them."""
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks or "_hf_hook" in m.__dict__ for m in modules)
+
+
+def _build(model: nn.Module) -> Optional[Callable]:
+    try:
+        from transformers import GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM
+    except ImportError:
+        return None
+    if type(model) is GPT2LMHeadModel:
+        return _gpt2(model)
+    if type(model) in (LlamaForCausalLM, Qwen2ForCausalLM):
+        return _llama(model)
+    return None
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_mask: torch.Tensor, scale: float,
+            all_valid: bool) -> torch.Tensor:
+    """Causal attention of the last ``n`` positions (``q``: ``[B, heads, n, d]``) over all ``L`` keys, padding keys
+    excluded. A padding query attends to itself as well (a row with no key would be NaN, and NaN values poison
+    the matmul even where their weight is 0); no real token attends to it."""
+    n, length = q.shape[2], k.shape[2]
+    gqa = k.shape[1] != q.shape[1]
+    if all_valid and (n == 1 or n == length):  # no padding: plain causal attention (top-left aligned: no past)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=n > 1, scale=scale, enable_gqa=gqa)
+    query = torch.arange(length - n, length, device=q.device)[:, None]
+    key = torch.arange(length, device=q.device)[None, :]
+    allowed = (key <= query) & (attention_mask.bool()[:, None, :] | (key == query))  # [B, n, L]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None], scale=scale, enable_gqa=gqa)
+
+
+def _keep(x: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
+    return x[:, -logits_to_keep:] if logits_to_keep > 0 else x
+
+
+_ACTIVATIONS = {"gelu_new": lambda x: F.gelu(x, approximate="tanh"), "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+                "gelu": F.gelu, "relu": F.relu, "silu": F.silu, "swish": F.silu}
+
+
+def _gpt2(model) -> Optional[Callable]:
+    from transformers.pytorch_utils import Conv1D
+
+    config, body = model.config, model.transformer
+    if (config.add_cross_attention or config.reorder_and_upcast_attn or config.activation_function not in _ACTIVATIONS
+            or type(model.lm_head) is not nn.Linear
+            or any(type(c) is not Conv1D for block in body.h for c in (block.attn.c_attn, block.attn.c_proj,
+                                                                        block.mlp.c_fc, block.mlp.c_proj))):
+        return None
+    act = _ACTIVATIONS[config.activation_function]
+    heads = config.num_attention_heads
+
+    def linear(layer, x):  # Conv1D: x @ W + b, W stored [in, out]
+        return torch.addmm(layer.bias, x.reshape(-1, x.shape[-1]), layer.weight).view(*x.shape[:-1], -1)
+
+    def run(input_ids, attention_mask, position_ids, past, logits_to_keep):
+        cache = past if past is not None else KVCache(len(body.h))
+        batch, n = input_ids.shape
+        all_valid = bool(attention_mask.all())
+        x = body.wte(input_ids) + body.wpe(position_ids)
+        for i, block in enumerate(body.h):
+            ln = block.ln_1
+            q, k, v = linear(block.attn.c_attn, F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)).view(
+                batch, n, 3, heads, -1).permute(2, 0, 3, 1, 4)
+            k, v = cache.extend(i, k, v)
+            a = _attend(q, k, v, attention_mask, block.attn.scaling, all_valid)
+            x = x + linear(block.attn.c_proj, a.transpose(1, 2).reshape(batch, n, -1))
+            ln = block.ln_2
+            x = x + linear(block.mlp.c_proj, act(linear(block.mlp.c_fc, F.layer_norm(x, ln.normalized_shape, ln.weight,
+                                                                                       ln.bias, ln.eps))))
+        ln = body.ln_f
+        x = F.layer_norm(_keep(x, logits_to_keep), ln.normalized_shape, ln.weight, ln.bias, ln.eps)
+        return F.linear(x, model.lm_head.weight, model.lm_head.bias), cache
+
+    return run
+
+
+def _llama(model) -> Optional[Callable]:
+    config, body = model.config, model.model
+    layers = body.layers
+    if ("sliding_attention" in (getattr(config, "layer_types", None) or ()) or config.hidden_act not in _ACTIVATIONS
+            or type(model.lm_head) is not nn.Linear
+            or any(type(p) is not nn.Linear for layer in layers for p in (
+                layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
+                layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj))):
+        return None
+    act = _ACTIVATIONS[config.hidden_act]
+
+    def norm(module, x):
+        return F.rms_norm(x, module.weight.shape, module.weight, module.variance_epsilon)
+
+    def rotate(x, cos, sin):
+        half = x.shape[-1] // 2
+        return x * cos + torch.cat([-x[..., half:], x[..., :half]], -1) * sin
+
+    def run(input_ids, attention_mask, position_ids, past, logits_to_keep):
+        cache = past if past is not None else KVCache(len(layers))
+        batch, n = input_ids.shape
+        all_valid = bool(attention_mask.all())
+        x = body.embed_tokens(input_ids)
+        cos, sin = (t[:, None] for t in body.rotary_emb(x, position_ids))  # [B, 1, n, head_dim]
+        for i, layer in enumerate(layers):
+            attn, mlp = layer.self_attn, layer.mlp
+            h = norm(layer.input_layernorm, x)
+            q = F.linear(h, attn.q_proj.weight, attn.q_proj.bias).view(batch, n, -1, attn.head_dim).transpose(1, 2)
+            k = F.linear(h, attn.k_proj.weight, attn.k_proj.bias).view(batch, n, -1, attn.head_dim).transpose(1, 2)
+            v = F.linear(h, attn.v_proj.weight, attn.v_proj.bias).view(batch, n, -1, attn.head_dim).transpose(1, 2)
+            k, v = cache.extend(i, rotate(k, cos, sin), v)
+            a = _attend(rotate(q, cos, sin), k, v, attention_mask, attn.scaling, all_valid)
+            x = x + F.linear(a.transpose(1, 2).reshape(batch, n, -1), attn.o_proj.weight, attn.o_proj.bias)
+            h = norm(layer.post_attention_layernorm, x)
+            gate = F.linear(h, mlp.gate_proj.weight, mlp.gate_proj.bias)
+            x = x + F.linear(act(gate) * F.linear(h, mlp.up_proj.weight, mlp.up_proj.bias), mlp.down_proj.weight,
+                             mlp.down_proj.bias)
+        x = norm(body.norm, _keep(x, logits_to_keep))
+        return F.linear(x, model.lm_head.weight, model.lm_head.bias), cache
+
+    return run
