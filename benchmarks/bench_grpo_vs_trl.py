@@ -29,6 +29,9 @@ What differs (each library's own design, left as is):
 - symrl keeps the log-probabilities its sampler recorded as the "old" ones; TRL recomputes them with a
   forward pass over the batch when ``num_iterations > 1`` (it skips it when 1: try ``--epochs 1``);
 - symrl samples with its own KV-cache loop; TRL calls ``model.generate``;
+- symrl runs GPT-2's forward pass in its own plain code (``symrl.rlhf.decoder``, on the model's own parameters;
+  the same logits up to float rounding), TRL through ``model(...)``; ``--hf-forward`` makes symrl use ``model(...)``
+  too, to see what each part buys;
 - TRL always computes the per-token entropy in the training forward (its fused LM head, for the ``entropy``
   metric) and gathers metrics every step; symrl computes the entropy statistic outside autograd;
 - symrl always scores the batch under the reference, even with ``--beta 0`` (TRL then skips it; the default
@@ -96,7 +99,9 @@ def even_words(prompts, completions, **kwargs) -> list[float]:
 
 
 def run_symrl(args) -> float:
-    from symrl.rlhf import RLHFConfig, RLHFTrainer
+    from symrl.rlhf import RLHFConfig, RLHFTrainer, decoder
+
+    decoder.set_enabled(not args.hf_forward)
 
     batch = args.group_size * args.prompts
     cfg = RLHFConfig(algo="grpo", group_size=args.group_size, batch_size=batch, minibatch_size=batch,
@@ -174,6 +179,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--hf-forward", action="store_true", help="symrl through model(...), not its plain forward")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -194,7 +200,9 @@ def main() -> None:
     print(f"\nGRPO, GPT-2 {args.layers} layers x {args.width}, {args.prompts} prompts x group {args.group_size} = "
           f"batch {batch}, one minibatch, {args.epochs} epochs, beta {args.beta:g}, prompt {args.prompt_length} + "
           f"response {args.response_length} tokens; torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"TRL {trl.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+          f"TRL {trl.__version__}, {torch.get_num_threads()} threads, "
+          f"symrl forward: {'model(...)' if args.hf_forward else 'plain (symrl.rlhf.decoder)'}, "
+          f"{platform.processor() or platform.machine()}, "
           f"{platform.platform()}")
     print("| library | s / iteration (median) | response tokens / s | speed-up |")
     print("|---|---|---|---|")

@@ -4,6 +4,8 @@ the same tokens; and every case it must leave to ``model(...)``."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -120,6 +122,46 @@ def test_sampling_through_the_plain_forward_draws_the_same_tokens(name):
     torch.testing.assert_close(plain_lp, plain_gen.logprobs, atol=2e-5, rtol=0)
 
 
+def _with_lora(model, **options):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM",
+                                                  **options)).eval()
+    with torch.no_grad():  # B starts at zero (LoRA a no-op): random, so that the adapters change the logits
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.3)
+    return model
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_plain_forward_runs_lora_adapters_as_peft_does(name):
+    """A PEFT LoRA model (GPT-2's Conv1D or Llama's Linear underneath): the same logits with the adapters and with
+    them disabled (the reference under LoRA), and the same adapter gradients."""
+    pytest.importorskip("peft")
+    model = _with_lora(MODELS[name]())
+    assert decoder.plain_forward(model) is not None
+    ids, mask, _ = _batch()
+    valid = mask.bool()
+
+    def logits_and_grads(fn):
+        model.zero_grad()
+        logits = fn()
+        (torch.log_softmax(logits, -1)[..., 3] * mask).sum().backward()
+        return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    plain, plain_grads = logits_and_grads(lambda: decoder.forward(model, ids, mask, position_ids(mask))[0])
+    hf, hf_grads = logits_and_grads(lambda: _hf_logits(model, ids, mask))
+    torch.testing.assert_close(plain[valid], hf[valid], atol=2e-5, rtol=1e-5)
+    assert len(hf_grads) > 0 and all("lora_" in n for n in hf_grads)
+    for key in hf_grads:
+        torch.testing.assert_close(plain_grads[key], hf_grads[key], atol=1e-4, rtol=1e-4, msg=key)
+    with torch.no_grad(), model.disable_adapter():
+        off = decoder.forward(model, ids, mask, position_ids(mask))[0]
+        torch.testing.assert_close(off[valid], _hf_logits(model, ids, mask)[valid], atol=2e-5, rtol=1e-5)
+    assert (off[valid] - plain[valid]).abs().max() > 1e-2  # the adapters matter
+
+
 def test_what_the_plain_forward_does_not_cover_goes_through_the_model():
     model = tiny_gpt2()
     assert decoder.plain_forward(model.train()) is None  # dropout, gradient checkpointing
@@ -136,6 +178,9 @@ def test_what_the_plain_forward_does_not_cover_goes_through_the_model():
 
     upcast = transformers.GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=len(WORDS), reorder_and_upcast_attn=True)
     sliding = dict(use_sliding_window=True, sliding_window=4, max_window_layers=0)
-    for unsupported in (Subclass(model.config).eval(), transformers.GPT2LMHeadModel(upcast).eval(),
-                        tiny_llama(hidden_act="gelu_fast"), tiny_llama("Qwen2ForCausalLM", **sliding)):
+    models = [Subclass(model.config).eval(), transformers.GPT2LMHeadModel(upcast).eval(),
+                   tiny_llama(hidden_act="gelu_fast"), tiny_llama("Qwen2ForCausalLM", **sliding)]
+    if importlib.util.find_spec("peft") is not None:
+        models.append(_with_lora(tiny_llama(), use_dora=True))
+    for unsupported in models:
         assert decoder.plain_forward(unsupported) is None, type(unsupported).__name__

@@ -4,12 +4,14 @@ Hugging Face's ``model(...)`` serves every cache type, mask format, attention ke
 on a small model its Python costs about as much as the arithmetic (a 4-layer GPT-2 decoding step for 16 rows:
 2.8 ms through ``model(...)``, 1.8 ms here; benchmarks/RESULTS.md). :func:`forward` runs the same arithmetic on
 the model's own modules and parameters, so gradients, optimizers, ``state_dict`` and saving are untouched, and
-the logits equal Hugging Face's up to float rounding (tests/test_rlhf_decoder.py). Differences in rounding only:
-GPT-2's tanh-approximated GELU is torch's fused kernel (the same formula), RMSNorm is ``F.rms_norm``.
+the logits equal Hugging Face's up to float rounding (tests/test_rlhf_decoder.py). The rounding differs only
+where a fused kernel replaces a chain of ops: GPT-2's tanh-approximated GELU and Llama's RMSNorm.
 
-Everything else goes through ``model(...)``: another architecture or a config option not written here, a model
-in training mode (dropout, gradient checkpointing), a module with hooks (accelerate's offloading), a wrapper
-(DDP, PEFT, ``torch.compile``: other classes). ``set_enabled(False)`` sends everything through ``model(...)``.
+Covered: ``GPT2LMHeadModel``, ``LlamaForCausalLM`` and ``Qwen2ForCausalLM`` (without sliding-window layers), in
+evaluation mode, alone or under PEFT's plain LoRA (adapters on any of their linear layers; ``disable_adapter()``
+honoured). Everything else goes through ``model(...)``: another architecture, class or config option, a model
+in training mode (dropout, gradient checkpointing), forward hooks (accelerate's offloading), quantised or DoRA
+layers, wrappers (DDP, ``torch.compile``). ``set_enabled(False)`` sends every model through ``model(...)``.
 """
 
 from __future__ import annotations
@@ -104,11 +106,62 @@ def _build(model: nn.Module) -> Optional[Callable]:
         from transformers import GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM
     except ImportError:
         return None
-    if type(model) is GPT2LMHeadModel:
-        return _gpt2(model)
-    if type(model) in (LlamaForCausalLM, Qwen2ForCausalLM):
-        return _llama(model)
+    inner = _lora_inner(model)
+    if type(inner) is GPT2LMHeadModel:
+        return _gpt2(inner)
+    if type(inner) in (LlamaForCausalLM, Qwen2ForCausalLM):
+        return _llama(inner)
     return None
+
+
+def _lora_inner(model: nn.Module) -> nn.Module:
+    """The transformers model inside a PEFT LoRA model (its linear layers then carry the adapters), else ``model``."""
+    try:
+        from peft import PeftModel, PeftModelForCausalLM
+        from peft.tuners.lora import LoraModel
+    except ImportError:
+        return model
+    if type(model) in (PeftModel, PeftModelForCausalLM) and type(model.base_model) is LoraModel:
+        return model.base_model.model
+    return model
+
+
+def _linear_layer(module: nn.Module) -> Optional[Callable]:
+    """``x -> module(x)`` for an ``nn.Linear``, GPT-2's ``Conv1D`` (``x @ W + b``, W stored ``[in, out]``) or a PEFT
+    LoRA layer over one of them (``base(x) + B(A(x)) * scaling`` per active adapter, plain LoRA only; whether the
+    adapters are on is read at each call, so ``disable_adapter()`` works); ``None`` for anything else."""
+    from transformers.pytorch_utils import Conv1D
+
+    if type(module) is nn.Linear:
+        return lambda x: F.linear(x, module.weight, module.bias)
+    if type(module) is Conv1D:
+        return lambda x: torch.addmm(module.bias, x.reshape(-1, x.shape[-1]), module.weight).view(*x.shape[:-1], -1)
+    try:
+        from peft.tuners.lora import Linear as LoraLinear
+    except ImportError:
+        return None
+    base = _linear_layer(module.base_layer) if type(module) is LoraLinear else None
+    if base is None or module.lora_variant or any(
+            type(m) is not nn.Linear or m.weight.dtype != module.base_layer.weight.dtype
+            for m in (*module.lora_A.values(), *module.lora_B.values())):
+        return None  # DoRA and other variants, other dtypes
+
+    def lora(x):
+        y = base(x)
+        if module.disable_adapters or module.merged:
+            return y
+        for name in module.active_adapters:
+            if name in module.lora_A:  # dropout is off: the model is not in training mode
+                a, b = module.lora_A[name], module.lora_B[name]
+                y = y + F.linear(F.linear(x, a.weight, a.bias), b.weight, b.bias) * module.scaling[name]
+        return y
+
+    return lora
+
+
+def _linear_layers(*modules: nn.Module) -> Optional[list[Callable]]:
+    layers = [_linear_layer(m) for m in modules]
+    return None if any(layer is None for layer in layers) else layers
 
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_mask: torch.Tensor, scale: float,
@@ -135,38 +188,31 @@ _ACTIVATIONS = {"gelu_new": lambda x: F.gelu(x, approximate="tanh"), "gelu_pytor
 
 
 def _gpt2(model) -> Optional[Callable]:
-    from transformers.pytorch_utils import Conv1D
-
     config, body = model.config, model.transformer
+    linears = [_linear_layers(b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj) for b in body.h]
+    head = _linear_layer(model.lm_head)
     if (config.add_cross_attention or config.reorder_and_upcast_attn or config.activation_function not in _ACTIVATIONS
-            or type(model.lm_head) is not nn.Linear
-            or any(type(c) is not Conv1D for block in body.h for c in (block.attn.c_attn, block.attn.c_proj,
-                                                                        block.mlp.c_fc, block.mlp.c_proj))):
+            or head is None or any(layer is None for layer in linears)
+            or type(body.wte) is not nn.Embedding or type(body.wpe) is not nn.Embedding):
         return None
     act = _ACTIVATIONS[config.activation_function]
     heads = config.num_attention_heads
 
-    def linear(layer, x):  # Conv1D: x @ W + b, W stored [in, out]
-        return torch.addmm(layer.bias, x.reshape(-1, x.shape[-1]), layer.weight).view(*x.shape[:-1], -1)
+    def norm(ln, x):
+        return F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
 
     def run(input_ids, attention_mask, position_ids, past, logits_to_keep):
         cache = past if past is not None else KVCache(len(body.h))
         batch, n = input_ids.shape
         all_valid = bool(attention_mask.all())
         x = body.wte(input_ids) + body.wpe(position_ids)
-        for i, block in enumerate(body.h):
-            ln = block.ln_1
-            q, k, v = linear(block.attn.c_attn, F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)).view(
-                batch, n, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        for i, (block, (qkv, out, up, down)) in enumerate(zip(body.h, linears, strict=True)):
+            q, k, v = qkv(norm(block.ln_1, x)).view(batch, n, 3, heads, -1).permute(2, 0, 3, 1, 4)
             k, v = cache.extend(i, k, v)
             a = _attend(q, k, v, attention_mask, block.attn.scaling, all_valid)
-            x = x + linear(block.attn.c_proj, a.transpose(1, 2).reshape(batch, n, -1))
-            ln = block.ln_2
-            x = x + linear(block.mlp.c_proj, act(linear(block.mlp.c_fc, F.layer_norm(x, ln.normalized_shape, ln.weight,
-                                                                                       ln.bias, ln.eps))))
-        ln = body.ln_f
-        x = F.layer_norm(_keep(x, logits_to_keep), ln.normalized_shape, ln.weight, ln.bias, ln.eps)
-        return F.linear(x, model.lm_head.weight, model.lm_head.bias), cache
+            x = x + out(a.transpose(1, 2).reshape(batch, n, -1))
+            x = x + down(act(up(norm(block.ln_2, x))))
+        return head(norm(body.ln_f, _keep(x, logits_to_keep))), cache
 
     return run
 
@@ -174,11 +220,12 @@ def _gpt2(model) -> Optional[Callable]:
 def _llama(model) -> Optional[Callable]:
     config, body = model.config, model.model
     layers = body.layers
+    linears = [_linear_layers(layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
+                              layer.self_attn.o_proj, layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj)
+               for layer in layers]
+    head = _linear_layer(model.lm_head)
     if ("sliding_attention" in (getattr(config, "layer_types", None) or ()) or config.hidden_act not in _ACTIVATIONS
-            or type(model.lm_head) is not nn.Linear
-            or any(type(p) is not nn.Linear for layer in layers for p in (
-                layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
-                layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj))):
+            or head is None or any(layer is None for layer in linears) or type(body.embed_tokens) is not nn.Embedding):
         return None
     act = _ACTIVATIONS[config.hidden_act]
 
@@ -195,20 +242,15 @@ def _llama(model) -> Optional[Callable]:
         all_valid = bool(attention_mask.all())
         x = body.embed_tokens(input_ids)
         cos, sin = (t[:, None] for t in body.rotary_emb(x, position_ids))  # [B, 1, n, head_dim]
-        for i, layer in enumerate(layers):
-            attn, mlp = layer.self_attn, layer.mlp
+        for i, (layer, (q_proj, k_proj, v_proj, o_proj, gate, up, down)) in enumerate(zip(layers, linears, strict=True)):
+            head_dim = layer.self_attn.head_dim
             h = norm(layer.input_layernorm, x)
-            q = F.linear(h, attn.q_proj.weight, attn.q_proj.bias).view(batch, n, -1, attn.head_dim).transpose(1, 2)
-            k = F.linear(h, attn.k_proj.weight, attn.k_proj.bias).view(batch, n, -1, attn.head_dim).transpose(1, 2)
-            v = F.linear(h, attn.v_proj.weight, attn.v_proj.bias).view(batch, n, -1, attn.head_dim).transpose(1, 2)
+            q, k, v = (proj(h).view(batch, n, -1, head_dim).transpose(1, 2) for proj in (q_proj, k_proj, v_proj))
             k, v = cache.extend(i, rotate(k, cos, sin), v)
-            a = _attend(rotate(q, cos, sin), k, v, attention_mask, attn.scaling, all_valid)
-            x = x + F.linear(a.transpose(1, 2).reshape(batch, n, -1), attn.o_proj.weight, attn.o_proj.bias)
+            a = _attend(rotate(q, cos, sin), k, v, attention_mask, layer.self_attn.scaling, all_valid)
+            x = x + o_proj(a.transpose(1, 2).reshape(batch, n, -1))
             h = norm(layer.post_attention_layernorm, x)
-            gate = F.linear(h, mlp.gate_proj.weight, mlp.gate_proj.bias)
-            x = x + F.linear(act(gate) * F.linear(h, mlp.up_proj.weight, mlp.up_proj.bias), mlp.down_proj.weight,
-                             mlp.down_proj.bias)
-        x = norm(body.norm, _keep(x, logits_to_keep))
-        return F.linear(x, model.lm_head.weight, model.lm_head.bias), cache
+            x = x + down(act(gate(h)) * up(h))
+        return head(norm(body.norm, _keep(x, logits_to_keep))), cache
 
     return run
