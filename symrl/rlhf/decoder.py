@@ -84,12 +84,11 @@ def plain_forward(model: nn.Module) -> Optional[Callable]:
     """The plain forward for ``model``, or ``None`` where ``model(...)`` must run it (see the module's docstring)."""
     if not _enabled or model.training:
         return None
-    if model not in _plain:
-        _plain[model] = _build(model), list(model.modules())
-    plain, modules = _plain[model]
-    if plain is None or _has_hooks(modules):
-        return None
-    return plain
+    modules = list(model.modules())
+    built = _plain.get(model)
+    if built is None or built[1] != modules:  # first seen, or submodules replaced since (adapters injected in place)
+        built = _plain[model] = _build(model), modules
+    return None if built[0] is None or _has_hooks(modules) else built[0]
 
 
 def _has_hooks(modules: list[nn.Module]) -> bool:
