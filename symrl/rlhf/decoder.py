@@ -11,7 +11,8 @@ Covered: ``GPT2LMHeadModel``, ``LlamaForCausalLM`` and ``Qwen2ForCausalLM`` (wit
 evaluation mode, alone or under PEFT's plain LoRA (adapters on any of their linear layers; ``disable_adapter()``
 honoured). Everything else goes through ``model(...)``: another architecture, class or config option, a model
 in training mode (dropout, gradient checkpointing), forward hooks (accelerate's offloading), quantised or DoRA
-layers, wrappers (DDP, ``torch.compile``). ``set_enabled(False)`` sends every model through ``model(...)``.
+layers, wrappers (DDP, ``torch.compile``), torch before 2.5. ``set_enabled(False)`` sends every model through
+``model(...)``.
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ def _has_hooks(modules: list[nn.Module]) -> bool:
 
 
 def _build(model: nn.Module) -> Optional[Callable]:
+    if tuple(int(part) for part in torch.__version__.split(".")[:2]) < (2, 5):
+        return None  # F.rms_norm and scaled_dot_product_attention(enable_gqa=...) came with torch 2.4 and 2.5
     try:
         from transformers import GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM
     except ImportError:
