@@ -73,6 +73,21 @@ def test_token_level_symmetric_loss_uses_valid_tokens_only():
 # -- generation and scoring ---------------------------------------------------------------------------------
 
 
+def test_draw_samples_each_rows_distribution_and_never_a_zero_probability_token():
+    from symrl.rlhf.generation import draw  # noqa: PLC0415
+
+    probs = torch.tensor([[0.0, 0.5, 0.2, 0.0, 0.3, 0.0], [0.1, 0.0, 0.0, 0.0, 0.0, 0.9], [0.0] * 5 + [1.0]])
+    n = 40000
+    tokens = draw(probs.repeat(n, 1), torch.Generator().manual_seed(0)).view(n, 3)
+    for row in range(3):
+        counts = torch.bincount(tokens[:, row], minlength=6).double()
+        assert (counts[probs[row] == 0] == 0).all()
+        sigma = (n * probs[row] * (1 - probs[row])).double().sqrt()
+        assert ((counts - n * probs[row]).abs() <= 4 * sigma + 1e-9).all(), (row, counts)
+    again = draw(probs.repeat(n, 1), torch.Generator().manual_seed(0)).view(n, 3)
+    assert torch.equal(tokens, again)  # seeded
+
+
 def test_recomputed_logprobs_equal_generation_within_1e5():
     tokenizer, model = _tokenizer(), _model()
     ids, mask = _prompts(tokenizer)
