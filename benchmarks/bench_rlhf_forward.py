@@ -4,8 +4,7 @@ The same task, algorithm, config and seed, twice per round: once with the plain 
 ``decoder.set_enabled(False)`` (every forward through Hugging Face's ``model(...)``); rounds alternate the order.
 Each run builds its trainer, runs one warm-up iteration, then times ``--iterations`` iterations (``trainer.step()``:
 sampling, reward, reference, update). The task's assets must be prepared (``symrl rlhf --task arithmetic
---prepare-only``). A critic (``--algo ppo``) always runs through ``model(...)``: only the policy and its reference
-use the plain forward.
+--prepare-only``). The policy, its reference and a critic (``--algo ppo``) all switch together.
 
     .venv/bin/python benchmarks/bench_rlhf_forward.py --task arithmetic --algo grpo --rounds 2 --iterations 3
 """

@@ -162,6 +162,39 @@ def test_plain_forward_runs_lora_adapters_as_peft_does(name):
     assert (off[valid] - plain[valid]).abs().max() > 1e-2  # the adapters matter
 
 
+@pytest.mark.parametrize("name", [*MODELS, "llama-lora"])
+def test_the_critics_body_runs_plainly_with_hugging_faces_values_and_gradients(name):
+    """The value model (a copy of the policy's body, LoRA adapters included): the same values and gradients as
+    through the body's model(...)."""
+    from symrl.rlhf.models import value_model_for  # noqa: PLC0415
+
+    if name == "llama-lora":
+        pytest.importorskip("peft")
+    policy = _with_lora(tiny_llama()) if name == "llama-lora" else MODELS[name]()
+    critic = value_model_for(policy).eval()
+    with torch.no_grad():
+        critic.head.weight.normal_()  # zero-initialised: values would be 0 whatever the body did
+    assert decoder.plain_forward(critic.body) is not None
+    ids, mask, _ = _batch()
+
+    def values_and_grads():
+        critic.zero_grad()
+        values = critic(ids, mask, position_ids(mask))
+        (values * mask).sum().backward()
+        return values.detach(), {n: p.grad.clone() for n, p in critic.named_parameters() if p.grad is not None}
+
+    plain, plain_grads = values_and_grads()
+    decoder.set_enabled(False)
+    try:
+        hf, hf_grads = values_and_grads()
+    finally:
+        decoder.set_enabled(True)
+    torch.testing.assert_close(plain[mask.bool()], hf[mask.bool()], atol=2e-5, rtol=1e-5)
+    assert plain_grads.keys() == hf_grads.keys() and len(hf_grads) > 2
+    for key in hf_grads:
+        torch.testing.assert_close(plain_grads[key], hf_grads[key], atol=1e-4, rtol=1e-4, msg=key)
+
+
 def test_what_the_plain_forward_does_not_cover_goes_through_the_model():
     model = tiny_gpt2()
     assert decoder.plain_forward(model.train()) is None  # dropout, gradient checkpointing

@@ -7,12 +7,12 @@ the model's own modules and parameters, so gradients, optimizers, ``state_dict``
 the logits equal Hugging Face's up to float rounding (tests/test_rlhf_decoder.py). The rounding differs only
 where a fused kernel replaces a chain of ops: GPT-2's tanh-approximated GELU and Llama's RMSNorm.
 
-Covered: ``GPT2LMHeadModel``, ``LlamaForCausalLM`` and ``Qwen2ForCausalLM`` (without sliding-window layers), in
-evaluation mode, alone or under PEFT's plain LoRA (adapters on any of their linear layers; ``disable_adapter()``
-honoured). Everything else goes through ``model(...)``: another architecture, class or config option, a model
-in training mode (dropout, gradient checkpointing), forward hooks (accelerate's offloading), quantised or DoRA
-layers, wrappers (DDP, ``torch.compile``), torch before 2.5. ``set_enabled(False)`` sends every model through
-``model(...)``.
+Covered: ``GPT2LMHeadModel``, ``LlamaForCausalLM`` and ``Qwen2ForCausalLM`` (without sliding-window layers) and
+their bodies (``GPT2Model``, ``LlamaModel``, ``Qwen2Model``: the critic's), in evaluation mode, alone or under
+PEFT's plain LoRA (adapters on any of their linear layers; ``disable_adapter()`` honoured). Everything else goes
+through ``model(...)``: another architecture, class or config option, a model in training mode (dropout, gradient
+checkpointing), forward hooks (accelerate's offloading), quantised or DoRA layers, wrappers (DDP,
+``torch.compile``), torch before 2.5. ``set_enabled(False)`` sends every model through ``model(...)``.
 """
 
 from __future__ import annotations
@@ -70,14 +70,16 @@ class KVCache:
 
 def forward(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
             past=None, logits_to_keep: int = 0, use_cache: bool = False) -> tuple[torch.Tensor, object]:
-    """``(logits, cache)`` of a causal LM for ``input_ids`` ``[B, n]`` after the tokens in ``past``, with
-    ``attention_mask`` ``[B, L_past + n]`` (0 = padding, never attended) and ``position_ids`` ``[B, n]``, as
-    ``model(...)`` takes them; ``logits_to_keep`` > 0 computes the output layer on the last positions only."""
+    """``(logits, cache)`` of a causal LM, or ``(last hidden states, cache)`` of its body (the critic's), for
+    ``input_ids`` ``[B, n]`` after the tokens in ``past``, with ``attention_mask`` ``[B, L_past + n]`` (0 = padding,
+    never attended) and ``position_ids`` ``[B, n]``, as ``model(...)`` takes them; ``logits_to_keep`` > 0 computes
+    the output on the last positions only."""
     plain = plain_forward(model) if past is None or isinstance(past, KVCache) else None
     if plain is None:
+        keep = {"logits_to_keep": logits_to_keep} if logits_to_keep else {}
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                    past_key_values=past, use_cache=use_cache, logits_to_keep=logits_to_keep)
-        return out.logits, out.past_key_values
+                    past_key_values=past, use_cache=use_cache, **keep)
+        return (out.logits if hasattr(out, "logits") else out.last_hidden_state), out.past_key_values
     return plain(input_ids, attention_mask, position_ids, past, logits_to_keep)
 
 
@@ -105,15 +107,29 @@ def _build(model: nn.Module) -> Optional[Callable]:
     if tuple(int(part) for part in torch.__version__.split(".")[:2]) < (2, 5):
         return None  # F.rms_norm and scaled_dot_product_attention(enable_gqa=...) came with torch 2.4 and 2.5
     try:
-        from transformers import GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM
+        from transformers import GPT2LMHeadModel, GPT2Model, LlamaForCausalLM, LlamaModel, Qwen2ForCausalLM, Qwen2Model
     except ImportError:
         return None
     inner = _lora_inner(model)
-    if type(inner) is GPT2LMHeadModel:
-        return _gpt2(inner)
-    if type(inner) in (LlamaForCausalLM, Qwen2ForCausalLM):
-        return _llama(inner)
-    return None
+    kind = type(inner)
+    if kind is GPT2LMHeadModel:
+        return _with_head(_gpt2(inner.transformer), inner.lm_head)
+    if kind in (LlamaForCausalLM, Qwen2ForCausalLM):
+        return _with_head(_llama(inner.model), inner.lm_head)
+    return _gpt2(inner) if kind is GPT2Model else _llama(inner) if kind in (LlamaModel, Qwen2Model) else None
+
+
+def _with_head(body: Optional[Callable], lm_head: nn.Module) -> Optional[Callable]:
+    """A causal LM's forward: its body's, then the output layer."""
+    head = _linear_layer(lm_head)
+    if body is None or head is None:
+        return None
+
+    def run(*args):
+        hidden, cache = body(*args)
+        return head(hidden), cache
+
+    return run
 
 
 def _lora_inner(model: nn.Module) -> nn.Module:
@@ -189,12 +205,12 @@ _ACTIVATIONS = {"gelu_new": lambda x: F.gelu(x, approximate="tanh"), "gelu_pytor
                 "gelu": F.gelu, "relu": F.relu, "silu": F.silu, "swish": F.silu}
 
 
-def _gpt2(model) -> Optional[Callable]:
-    config, body = model.config, model.transformer
+def _gpt2(body) -> Optional[Callable]:
+    """GPT-2's body (``GPT2Model``): ``(last hidden states, cache)``."""
+    config = body.config
     linears = [_linear_layers(b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj) for b in body.h]
-    head = _linear_layer(model.lm_head)
     if (config.add_cross_attention or config.reorder_and_upcast_attn or config.activation_function not in _ACTIVATIONS
-            or head is None or any(layer is None for layer in linears)
+            or any(layer is None for layer in linears)
             or type(body.wte) is not nn.Embedding or type(body.wpe) is not nn.Embedding):
         return None
     act = _ACTIVATIONS[config.activation_function]
@@ -214,20 +230,19 @@ def _gpt2(model) -> Optional[Callable]:
             a = _attend(q, k, v, attention_mask, block.attn.scaling, all_valid)
             x = x + out(a.transpose(1, 2).reshape(batch, n, -1))
             x = x + down(act(up(norm(block.ln_2, x))))
-        return head(norm(body.ln_f, _keep(x, logits_to_keep))), cache
+        return norm(body.ln_f, _keep(x, logits_to_keep)), cache
 
     return run
 
 
-def _llama(model) -> Optional[Callable]:
-    config, body = model.config, model.model
-    layers = body.layers
+def _llama(body) -> Optional[Callable]:
+    """The body of Llama and Qwen2 (``LlamaModel``, ``Qwen2Model``): ``(last hidden states, cache)``."""
+    config, layers = body.config, body.layers
     linears = [_linear_layers(layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
                               layer.self_attn.o_proj, layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj)
                for layer in layers]
-    head = _linear_layer(model.lm_head)
     if ("sliding_attention" in (getattr(config, "layer_types", None) or ()) or config.hidden_act not in _ACTIVATIONS
-            or head is None or any(layer is None for layer in linears) or type(body.embed_tokens) is not nn.Embedding):
+            or any(layer is None for layer in linears) or type(body.embed_tokens) is not nn.Embedding):
         return None
     act = _ACTIVATIONS[config.hidden_act]
 
@@ -253,6 +268,6 @@ def _llama(model) -> Optional[Callable]:
             x = x + o_proj(a.transpose(1, 2).reshape(batch, n, -1))
             h = norm(layer.post_attention_layernorm, x)
             x = x + down(act(gate(h)) * up(h))
-        return head(norm(body.norm, _keep(x, logits_to_keep))), cache
+        return norm(body.norm, _keep(x, logits_to_keep)), cache
 
     return run

@@ -11,6 +11,7 @@ import copy
 import torch
 from torch import nn
 
+from .decoder import forward
 from .generation import position_ids, response_slice
 
 
@@ -25,7 +26,7 @@ class ValueModel(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        hidden = forward(self.body, input_ids, attention_mask, position_ids)[0]
         return self.head(hidden.float()).squeeze(-1)
 
 
