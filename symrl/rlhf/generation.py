@@ -9,6 +9,7 @@ may be sampled; log-probabilities are those of the full constrained distribution
 
 Prompts are left-padded; position ids follow the attention mask, so padding never shifts a token's position.
 Rows that share a prompt (GRPO's groups) compute it once, in sampling and in scoring (:func:`distinct_prompts`).
+Every forward pass goes through :func:`symrl.rlhf.decoder.forward` (symrl's plain forward where it covers the model).
 """
 
 from __future__ import annotations
