@@ -5,7 +5,9 @@ frozen reference and a one-output GPT-2 reward model, on the same prompts, with 
 epochs and lengths. Every response is exactly ``--response-length`` tokens in both (TRL without a stop
 token; symrl with ``min_new_tokens = max_new_tokens``). TRL scores token ids with its reward model;
 symrl decodes the text and re-tokenises it for the reward model (its rewards act on text), which it pays
-for here. Runs alternate (symrl, TRL, symrl, ...) for ``--rounds`` rounds; the table reports medians.
+for here. symrl runs GPT-2's forward in its own plain code (symrl.rlhf.decoder) for the policy, reference and
+critic (the reward model, a sequence classifier, through ``model(...)``); ``--hf-forward`` turns that off.
+Runs alternate (symrl, TRL, symrl, ...) for ``--rounds`` rounds; the table reports medians.
 
 Run in the benchmark's own environment (TRL is not a symrl dependency):
     benchmarks/setup_trl.sh && .venv-trl/bin/python benchmarks/bench_rlhf_vs_trl.py
@@ -55,8 +57,10 @@ def prompts(args) -> list[str]:
 
 
 def run_symrl(args) -> float:
-    from symrl.rlhf import RLHFConfig, RLHFTrainer
+    from symrl.rlhf import RLHFConfig, RLHFTrainer, decoder
     from symrl.rlhf.rewards import ClassifierReward
+
+    decoder.set_enabled(not args.hf_forward)
 
     policy, reward_model, _ = models_for(args)
     tok = tokenizer()
@@ -111,6 +115,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--hf-forward", action="store_true",
+                        help="symrl's policy, reference and critic through model(...), not its plain forward")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -126,6 +132,7 @@ def main() -> None:
     print(f"\nGPT-2 {args.layers} layers x {args.width}, batch {args.batch}, {args.minibatches} minibatches, "
           f"{args.epochs} epochs, prompt {args.prompt_length} + response {args.response_length} tokens; "
           f"torch {torch.__version__}, TRL {trl.__version__}, {args.threads} threads, "
+          f"symrl forward: {'model(...)' if args.hf_forward else 'plain'}, "
           f"{platform.processor() or platform.machine()}")
     print("| library | s / iteration (median) | response tokens / s | speed-up |")
     print("|---|---|---|---|")
