@@ -205,6 +205,13 @@ def test_what_the_plain_forward_does_not_cover_goes_through_the_model():
     torch.testing.assert_close(decoder.forward(model, ids, mask, position_ids(mask))[0], _hf_logits(model, ids, mask))
     handle.remove()
     assert decoder.plain_forward(model) is not None
+    model.forward = torch.autocast("cpu", dtype=torch.bfloat16)(model.forward)  # as accelerate's mixed precision does
+    assert decoder.plain_forward(model) is None
+    del model.forward
+    model.compile()
+    assert decoder.plain_forward(model) is None
+    model._compiled_call_impl = None
+    assert decoder.plain_forward(model) is not None
     mlp = model.transformer.h[0].mlp
     mlp.c_fc = torch.nn.Sequential(mlp.c_fc)  # a submodule replaced after the first use: seen, and not covered
     assert decoder.plain_forward(model) is None

@@ -11,8 +11,9 @@ Covered: ``GPT2LMHeadModel``, ``LlamaForCausalLM`` and ``Qwen2ForCausalLM`` (wit
 their bodies (``GPT2Model``, ``LlamaModel``, ``Qwen2Model``: the critic's), in evaluation mode, alone or under
 PEFT's plain LoRA (adapters on any of their linear layers; ``disable_adapter()`` honoured). Everything else goes
 through ``model(...)``: another architecture, class or config option, a model in training mode (dropout, gradient
-checkpointing), forward hooks (accelerate's offloading), quantised or DoRA layers, wrappers (DDP,
-``torch.compile``), torch before 2.5. ``set_enabled(False)`` sends every model through ``model(...)``.
+checkpointing), forward hooks or a replaced ``forward`` (accelerate's offloading and mixed precision),
+``module.compile()``, quantised or DoRA layers, wrappers (DDP, ``torch.compile``), torch before 2.5.
+``set_enabled(False)`` sends every model through ``model(...)``.
 """
 
 from __future__ import annotations
@@ -95,12 +96,14 @@ def plain_forward(model: nn.Module) -> Optional[Callable]:
 
 
 def _has_hooks(modules: list[nn.Module]) -> bool:
-    """Forward hooks anywhere, or accelerate's (which replace a module's forward): ``model(...)`` must run them."""
+    """Forward hooks anywhere, a replaced ``forward`` (accelerate's offloading hooks and mixed-precision autocast) or
+    ``module.compile()``: ``model(...)`` must run them."""
     from torch.nn.modules import module as torch_module
 
     if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
         return True
-    return any(m._forward_hooks or m._forward_pre_hooks or "_hf_hook" in m.__dict__ for m in modules)
+    return any(m._forward_hooks or m._forward_pre_hooks or "forward" in m.__dict__ or "_hf_hook" in m.__dict__
+               or getattr(m, "_compiled_call_impl", None) is not None for m in modules)
 
 
 def _build(model: nn.Module) -> Optional[Callable]:
