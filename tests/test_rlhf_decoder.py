@@ -19,9 +19,10 @@ from symrl.rlhf.generation import position_ids  # noqa: E402
 
 def tiny_llama(cls_name: str = "LlamaForCausalLM", **overrides):
     """GQA (4 query heads over 2 key/value heads), tied embeddings, biases (Llama's optional ones on every
-    projection, Qwen2's on q/k/v): the options the plain forward reads."""
+    projection, Qwen2's on q/k/v), Qwen3's per-head query/key norms: the options the plain forward reads."""
     torch.manual_seed(0)
-    config_cls = transformers.Qwen2Config if cls_name == "Qwen2ForCausalLM" else transformers.LlamaConfig
+    config_cls = {"Qwen2ForCausalLM": transformers.Qwen2Config, "Qwen3ForCausalLM": transformers.Qwen3Config}.get(
+        cls_name, transformers.LlamaConfig)
     if cls_name == "LlamaForCausalLM":
         overrides = {"attention_bias": True, "mlp_bias": True, **overrides}
     config = config_cls(vocab_size=len(WORDS), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
@@ -35,7 +36,8 @@ def tiny_llama(cls_name: str = "LlamaForCausalLM", **overrides):
     return model
 
 
-MODELS = {"gpt2": tiny_gpt2, "llama": tiny_llama, "qwen2": lambda: tiny_llama("Qwen2ForCausalLM")}
+MODELS = {"gpt2": tiny_gpt2, "llama": tiny_llama, "qwen2": lambda: tiny_llama("Qwen2ForCausalLM"),
+          "qwen3": lambda: tiny_llama("Qwen3ForCausalLM", head_dim=16)}  # head_dim: Qwen3's is not hidden / heads
 PROMPTS = ["the movie was", "it", "the plot", "a film and the movie was very"]
 
 

@@ -1,4 +1,4 @@
-"""The causal LM's forward pass, written plainly for the architectures symrl knows: GPT-2, Llama and Qwen2.
+"""The causal LM's forward pass, written plainly for the architectures symrl knows: GPT-2, Llama, Qwen2 and Qwen3.
 
 Hugging Face's ``model(...)`` serves every cache type, mask format, attention kernel, output capture and hook;
 on a small model its Python costs about as much as the arithmetic (a 4-layer GPT-2 decoding step for 16 rows:
@@ -7,13 +7,13 @@ the model's own modules and parameters, so gradients, optimizers, ``state_dict``
 the logits equal Hugging Face's up to float rounding (tests/test_rlhf_decoder.py). The rounding differs only
 where a fused kernel replaces a chain of ops: GPT-2's tanh-approximated GELU and Llama's RMSNorm.
 
-Covered: ``GPT2LMHeadModel``, ``LlamaForCausalLM`` and ``Qwen2ForCausalLM`` (without sliding-window layers) and
-their bodies (``GPT2Model``, ``LlamaModel``, ``Qwen2Model``: the critic's), in evaluation mode, alone or under
-PEFT's plain LoRA (adapters on any of their linear layers; ``disable_adapter()`` honoured). Everything else goes
-through ``model(...)``: another architecture, class or config option, a model in training mode (dropout, gradient
-checkpointing), forward hooks or a replaced ``forward`` (accelerate's offloading and mixed precision),
-``module.compile()``, quantised or DoRA layers, wrappers (DDP, ``torch.compile``), torch before 2.5.
-``set_enabled(False)`` sends every model through ``model(...)``.
+Covered: ``GPT2LMHeadModel``, ``LlamaForCausalLM``, ``Qwen2ForCausalLM`` and ``Qwen3ForCausalLM`` (without
+sliding-window layers) and their bodies (``GPT2Model``, ``LlamaModel``, ``Qwen2Model``, ``Qwen3Model``: the
+critic's), in evaluation mode, alone or under PEFT's plain LoRA (adapters on any of their linear layers;
+``disable_adapter()`` honoured). Everything else goes through ``model(...)``: another architecture, class or config
+option, a model in training mode (dropout, gradient checkpointing), forward hooks or a replaced ``forward``
+(accelerate's offloading and mixed precision), ``module.compile()``, quantised or DoRA layers, wrappers (DDP,
+``torch.compile``), torch before 2.5. ``set_enabled(False)`` sends every model through ``model(...)``.
 """
 
 from __future__ import annotations
@@ -110,16 +110,27 @@ def _build(model: nn.Module) -> Optional[Callable]:
     if tuple(int(part) for part in torch.__version__.split(".")[:2]) < (2, 5):
         return None  # F.rms_norm and scaled_dot_product_attention(enable_gqa=...) came with torch 2.4 and 2.5
     try:
-        from transformers import GPT2LMHeadModel, GPT2Model, LlamaForCausalLM, LlamaModel, Qwen2ForCausalLM, Qwen2Model
+        from transformers import (
+            GPT2LMHeadModel,
+            GPT2Model,
+            LlamaForCausalLM,
+            LlamaModel,
+            Qwen2ForCausalLM,
+            Qwen2Model,
+            Qwen3ForCausalLM,
+            Qwen3Model,
+        )
     except ImportError:
         return None
     inner = _lora_inner(model)
     kind = type(inner)
     if kind is GPT2LMHeadModel:
         return _with_head(_gpt2(inner.transformer), inner.lm_head)
-    if kind in (LlamaForCausalLM, Qwen2ForCausalLM):
+    if kind in (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM):
         return _with_head(_llama(inner.model), inner.lm_head)
-    return _gpt2(inner) if kind is GPT2Model else _llama(inner) if kind in (LlamaModel, Qwen2Model) else None
+    if kind in (LlamaModel, Qwen2Model, Qwen3Model):
+        return _llama(inner)
+    return _gpt2(inner) if kind is GPT2Model else None
 
 
 def _with_head(body: Optional[Callable], lm_head: nn.Module) -> Optional[Callable]:
@@ -239,7 +250,8 @@ def _gpt2(body) -> Optional[Callable]:
 
 
 def _llama(body) -> Optional[Callable]:
-    """The body of Llama and Qwen2 (``LlamaModel``, ``Qwen2Model``): ``(last hidden states, cache)``."""
+    """The body of Llama, Qwen2 and Qwen3 (``LlamaModel``, ``Qwen2Model``, ``Qwen3Model``: Qwen3 adds an RMSNorm of
+    each head's queries and keys): ``(last hidden states, cache)``."""
     config, layers = body.config, body.layers
     linears = [_linear_layers(layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
                               layer.self_attn.o_proj, layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj)
@@ -247,6 +259,7 @@ def _llama(body) -> Optional[Callable]:
     if ("sliding_attention" in (getattr(config, "layer_types", None) or ()) or config.hidden_act not in _ACTIVATIONS
             or any(layer is None for layer in linears) or type(body.embed_tokens) is not nn.Embedding):
         return None
+    head_norms = [(getattr(layer.self_attn, "q_norm", None), getattr(layer.self_attn, "k_norm", None)) for layer in layers]
     act = _ACTIVATIONS[config.hidden_act]
 
     def norm(module, x):
@@ -262,10 +275,14 @@ def _llama(body) -> Optional[Callable]:
         all_valid = bool(attention_mask.all())
         x = body.embed_tokens(input_ids)
         cos, sin = (t[:, None] for t in body.rotary_emb(x, position_ids))  # [B, 1, n, head_dim]
-        for i, (layer, (q_proj, k_proj, v_proj, o_proj, gate, up, down)) in enumerate(zip(layers, linears, strict=True)):
+        for i, (layer, (q_proj, k_proj, v_proj, o_proj, gate, up, down), (q_norm, k_norm)) in enumerate(
+                zip(layers, linears, head_norms, strict=True)):
             head_dim = layer.self_attn.head_dim
             h = norm(layer.input_layernorm, x)
-            q, k, v = (proj(h).view(batch, n, -1, head_dim).transpose(1, 2) for proj in (q_proj, k_proj, v_proj))
+            q, k, v = (proj(h).view(batch, n, -1, head_dim) for proj in (q_proj, k_proj, v_proj))
+            if q_norm is not None:
+                q, k = norm(q_norm, q), norm(k_norm, k)
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
             k, v = cache.extend(i, rotate(k, cos, sin), v)
             a = _attend(rotate(q, cos, sin), k, v, attention_mask, layer.self_attn.scaling, all_valid)
             x = x + o_proj(a.transpose(1, 2).reshape(batch, n, -1))
