@@ -1,4 +1,4 @@
-"""symrl.rlhf.decoder: the plain forward of GPT-2, Llama and Qwen2 against Hugging Face's own, on tiny random
+"""symrl.rlhf.decoder: the plain forward of GPT-2, Llama, Qwen2 and Qwen3 against Hugging Face's own, on tiny random
 models: logits with left padding, with a cache, one token at a time and several; parameter gradients; sampling
 the same tokens; and every case it must leave to ``model(...)``."""
 
@@ -28,15 +28,19 @@ def tiny_llama(cls_name: str = "LlamaForCausalLM", **overrides):
     config = config_cls(vocab_size=len(WORDS), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True,
                         bos_token_id=1, eos_token_id=1, pad_token_id=0, **overrides)
-    model = getattr(transformers, cls_name)(config).eval()
-    with torch.no_grad():  # random norm weights and biases, so that a mistake in either shows
+    return _randomised(getattr(transformers, cls_name)(config).eval())
+
+
+def _randomised(model):
+    """Norm weights and biases away from their initial 1 and 0, so that a mistake in either shows."""
+    with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith(("norm.weight", "bias")):
+            if p.dim() == 1:
                 p.copy_(1.0 + 0.3 * torch.randn_like(p) if name.endswith("weight") else 0.3 * torch.randn_like(p))
     return model
 
 
-MODELS = {"gpt2": tiny_gpt2, "llama": tiny_llama, "qwen2": lambda: tiny_llama("Qwen2ForCausalLM"),
+MODELS = {"gpt2": lambda: _randomised(tiny_gpt2()), "llama": tiny_llama, "qwen2": lambda: tiny_llama("Qwen2ForCausalLM"),
           "qwen3": lambda: tiny_llama("Qwen3ForCausalLM", head_dim=16)}  # head_dim: Qwen3's is not hidden / heads
 PROMPTS = ["the movie was", "it", "the plot", "a film and the movie was very"]
 
