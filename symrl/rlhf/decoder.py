@@ -18,6 +18,7 @@ option, a model in training mode (dropout, gradient checkpointing), forward hook
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Callable, Optional
 
@@ -43,6 +44,7 @@ class KVCache:
     def __init__(self, layers: int):
         self.layers: list[Optional[tuple[torch.Tensor, torch.Tensor]]] = [None] * layers
         self.buffers: list[Optional[tuple[torch.Tensor, torch.Tensor]]] = [None] * layers
+        self.run: Optional[Callable] = None  # the plain forward that began it, and continues it (set by forward)
 
     def extend(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         past = self.layers[layer]
@@ -74,14 +76,19 @@ def forward(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Ten
     """``(logits, cache)`` of a causal LM, or ``(last hidden states, cache)`` of its body (the critic's), for
     ``input_ids`` ``[B, n]`` after the tokens in ``past``, with ``attention_mask`` ``[B, L_past + n]`` (0 = padding,
     never attended) and ``position_ids`` ``[B, n]``, as ``model(...)`` takes them; ``logits_to_keep`` > 0 computes
-    the output on the last positions only."""
-    plain = plain_forward(model) if past is None or isinstance(past, KVCache) else None
+    the output on the last positions only. A :class:`KVCache` continues with the plain forward that began it (the
+    model was checked then: a decoding step does not walk its modules again)."""
+    if isinstance(past, KVCache):
+        return past.run(input_ids, attention_mask, position_ids, past, logits_to_keep)
+    plain = plain_forward(model) if past is None else None
     if plain is None:
         keep = {"logits_to_keep": logits_to_keep} if logits_to_keep else {}
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                     past_key_values=past, use_cache=use_cache, **keep)
         return (out.logits if hasattr(out, "logits") else out.last_hidden_state), out.past_key_values
-    return plain(input_ids, attention_mask, position_ids, past, logits_to_keep)
+    output, cache = plain(input_ids, attention_mask, position_ids, None, logits_to_keep)
+    cache.run = plain
+    return output, cache
 
 
 def plain_forward(model: nn.Module) -> Optional[Callable]:
@@ -225,8 +232,9 @@ def _keep(x: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
     return x[:, -logits_to_keep:] if logits_to_keep > 0 else x
 
 
-_ACTIVATIONS = {"gelu_new": lambda x: F.gelu(x, approximate="tanh"), "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-                "gelu": F.gelu, "relu": F.relu, "silu": F.silu, "swish": F.silu}
+_ACTIVATIONS = {"gelu_new": functools.partial(F.gelu, approximate="tanh"), "gelu": F.gelu, "relu": F.relu,
+                "silu": F.silu, "swish": F.silu}
+_ACTIVATIONS["gelu_pytorch_tanh"] = _ACTIVATIONS["gelu_new"]  # the same formula
 
 
 def _gpt2(body) -> Optional[Callable]:
