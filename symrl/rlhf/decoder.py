@@ -1,8 +1,8 @@
 """The causal LM's forward pass, written plainly for the architectures symrl knows: GPT-2, Llama, Qwen2 and Qwen3.
 
 Hugging Face's ``model(...)`` serves every cache type, mask format, attention kernel, output capture and hook;
-on a small model its Python costs about as much as the arithmetic (a 4-layer GPT-2 decoding step for 16 rows:
-2.8 ms through ``model(...)``, 1.8 ms here; benchmarks/RESULTS.md). :func:`forward` runs the same arithmetic on
+on a small model its Python costs about as much as the arithmetic (``benchmarks/bench_grpo_vs_trl.py --hf-forward``
+against the default measures what this saves; benchmarks/RESULTS.md). :func:`forward` runs the same arithmetic on
 the model's own modules and parameters, so gradients, optimizers, ``state_dict`` and saving are untouched, and
 the logits equal Hugging Face's up to float rounding (tests/test_rlhf_decoder.py). The rounding differs only
 where a fused kernel replaces a chain of ops: GPT-2's tanh-approximated GELU and Llama's RMSNorm.

@@ -127,7 +127,8 @@ def _sample(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch
 def draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One token per row of ``probs`` ``[B, V]``: the inverse of the row's cumulative distribution (float64; float32
     on MPS) at one uniform draw. Tokens of probability 0 are never drawn. The same distribution as
-    ``torch.multinomial(probs, 1)``, about 5x faster on a CPU at SmolLM2's 49k-word vocabulary (other draws)."""
+    ``torch.multinomial(probs, 1)`` (other draws), about 5x faster on a CPU at SmolLM2's 49k-word vocabulary in an
+    ad-hoc timing (benchmarks/RESULTS.md)."""
     cdf = probs.to(torch.float32 if probs.device.type == "mps" else torch.float64).cumsum(-1)
     total = cdf[:, -1:]
     u = torch.rand(total.shape, generator=generator, device=cdf.device, dtype=cdf.dtype) * total
